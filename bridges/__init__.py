@@ -1,0 +1,1 @@
+"""Frame transports: each module is one source/sink plugin behind :mod:`bridges.base`."""

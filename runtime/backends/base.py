@@ -1,0 +1,31 @@
+"""The one narrow interface every backend (torch, compile, onnxruntime, tensorrt) implements.
+
+The engine only ever calls these three functions, so swapping a backend can
+change speed but never the math; tests compare backends output for output.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    device: torch.device
+    dtype: torch.dtype
+
+    def unet(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor
+             ) -> torch.Tensor:
+        """Noise/velocity prediction for a batch; ``timestep`` is one value per row."""
+        ...
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """(B,3,H,W) images in [-1, 1] -> latents already multiplied by the VAE scaling factor."""
+        ...
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents -> (B,3,H,W) images in [-1, 1]."""
+        ...

@@ -1,0 +1,163 @@
+"""Guidance strategies: none, full CFG, RCFG self-negative and RCFG onetime-negative.
+
+Each strategy is one small class chosen once at engine construction, so the
+mode is never re-tested per frame. The arithmetic is in the pure functions
+:func:`cfg` and :func:`rcfg`, tested against the textbook CFG formula.
+
+RCFG (StreamDiffusion, arXiv 2312.12491) replaces the unconditional UNet pass
+by a *virtual negative*: the model output that would point from the current
+latent back to a reference clean latent. ``self`` uses the frame's own input
+latent as the reference; ``onetime`` runs the negative prompt once, at the
+frame's first step, and uses that x0 prediction for all later steps.
+
+On ``delta``: the original code scales the virtual noise itself by delta, so
+delta=0 turns guidance into ``scale * eps_c`` (an exposure shift rather than
+"no guidance"). Here delta blends the negative between the virtual one
+(delta=1, the paper's formula) and the conditional output (delta=0, no
+guidance), which keeps every value of delta a proper CFG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from runtime.schedule import output_for_x0, predict_x0
+
+UNetFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+GUIDANCE_MODES = ("none", "full", "self", "onetime")
+
+
+def cfg(uncond: torch.Tensor, cond: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance: ``uncond + scale * (cond - uncond)``."""
+    return uncond + scale * (cond - uncond)
+
+
+def rcfg(cond: torch.Tensor, virtual_negative: torch.Tensor, scale: float, delta: float) -> torch.Tensor:
+    """Residual CFG with the negative blended between the virtual one and ``cond`` by ``delta``."""
+    return cfg(delta * virtual_negative + (1.0 - delta) * cond, cond, scale)
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Text conditioning, each (1, tokens, dim); ``negative`` is the negative prompt's."""
+
+    cond: torch.Tensor
+    negative: torch.Tensor
+
+
+@dataclass(frozen=True)
+class GuidanceInputs:
+    """Everything one guided UNet evaluation needs, for a batch of ``rows`` latents.
+
+    The first ``new_rows`` rows are new frames at their first step; the rest are
+    in-flight. ``z_new`` is the new frames' input latent (``None`` in txt2img)
+    and ``ref_inflight`` the RCFG reference latents of the in-flight rows.
+    """
+
+    x: torch.Tensor
+    timesteps: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+    new_rows: int
+    z_new: torch.Tensor | None
+    ref_inflight: torch.Tensor | None
+    scale: float
+    delta: float
+    prediction_type: str
+
+
+def _rows(emb: torch.Tensor, n: int) -> torch.Tensor:
+    return emb.expand(n, -1, -1)
+
+
+class NoGuidance:
+    name = "none"
+    needs_input_latent = False
+
+    def batch_size(self, rows: int, new_rows: int) -> int:
+        return rows
+
+    def __call__(self, unet: UNetFn, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, None]:
+        return unet(g.x, g.timesteps, _rows(emb.cond, len(g.x))), None
+
+
+class FullGuidance:
+    """True CFG: a second, negative-prompt pass on every row (2x the UNet batch)."""
+
+    name = "full"
+    needs_input_latent = False
+
+    def batch_size(self, rows: int, new_rows: int) -> int:
+        return 2 * rows
+
+    def __call__(self, unet: UNetFn, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, None]:
+        n = len(g.x)
+        out = unet(
+            torch.cat([g.x, g.x]),
+            torch.cat([g.timesteps, g.timesteps]),
+            torch.cat([_rows(emb.negative, n), _rows(emb.cond, n)]),
+        )
+        uncond, cond = out.chunk(2)
+        return cfg(uncond, cond, g.scale), None
+
+
+def _with_reference(
+    cond: torch.Tensor, ref_new: torch.Tensor, g: GuidanceInputs
+) -> tuple[torch.Tensor, torch.Tensor]:
+    parts = [ref_new] if g.new_rows else []
+    if g.ref_inflight is not None and len(g.ref_inflight):
+        parts.append(g.ref_inflight)
+    ref = torch.cat(parts)
+    virtual = output_for_x0(g.x, ref, g.a, g.b, g.prediction_type)
+    return rcfg(cond, virtual, g.scale, g.delta), ref
+
+
+class SelfNegative:
+    """RCFG self-negative: the reference is each frame's own input latent; one pass."""
+
+    name = "self"
+    needs_input_latent = True
+
+    def batch_size(self, rows: int, new_rows: int) -> int:
+        return rows
+
+    def __call__(self, unet: UNetFn, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        cond = unet(g.x, g.timesteps, _rows(emb.cond, len(g.x)))
+        ref_new = g.z_new[: g.new_rows] if g.new_rows else g.x[:0]
+        return _with_reference(cond, ref_new, g)
+
+
+class OnetimeNegative:
+    """RCFG onetime-negative: one extra row per new frame runs the negative prompt at step 0.
+
+    Its x0 prediction becomes the frame's reference for every later step, so
+    the batch is n*f + f (n*f + 1 for one frame per call).
+    """
+
+    name = "onetime"
+    needs_input_latent = True
+
+    def batch_size(self, rows: int, new_rows: int) -> int:
+        return rows + new_rows
+
+    def __call__(self, unet: UNetFn, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        n, k = len(g.x), g.new_rows
+        out = unet(
+            torch.cat([g.x, g.x[:k]]),
+            torch.cat([g.timesteps, g.timesteps[:k]]),
+            torch.cat([_rows(emb.cond, n), _rows(emb.negative, k)]),
+        )
+        cond, negative = out[:n], out[n:]
+        ref_new = predict_x0(g.x[:k], negative, g.a[:k], g.b[:k], g.prediction_type)
+        return _with_reference(cond, ref_new, g)
+
+
+def make_guidance(mode: str) -> NoGuidance | FullGuidance | SelfNegative | OnetimeNegative:
+    """The one place a mode name becomes behaviour."""
+    table = {"none": NoGuidance, "full": FullGuidance, "self": SelfNegative, "onetime": OnetimeNegative}
+    if mode not in table:
+        raise ValueError(f"unknown guidance mode {mode!r}; expected one of {', '.join(GUIDANCE_MODES)}")
+    return table[mode]()

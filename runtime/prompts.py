@@ -1,0 +1,64 @@
+"""Text conditioning: a small LRU of prompt embeddings and weighted prompt blends.
+
+Encoding a prompt costs a CLIP pass; live shows flip between a handful of
+prompts, so embeddings are cached by text and a blend only re-mixes cached
+tensors.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+
+
+def blend_embeddings(embeddings: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
+    """Weighted mean of prompt embeddings (weights normalised to sum 1)."""
+    if len(embeddings) != len(weights) or not embeddings:
+        raise ValueError("need one weight per embedding, and at least one")
+    total = float(sum(weights))
+    if total <= 0:
+        raise ValueError("weights must not all be zero")
+    out = torch.zeros_like(embeddings[0])
+    for e, w in zip(embeddings, weights):
+        out = out + e * (float(w) / total)
+    return out
+
+
+class PromptEncoder:
+    """Tokenise + encode with the model's CLIP text encoder, caching the last ``capacity`` texts."""
+
+    def __init__(self, tokenizer, text_encoder, device: torch.device | str, dtype: torch.dtype,
+                 capacity: int = 32) -> None:
+        self._tokenizer = tokenizer
+        self._encoder = text_encoder
+        self._device = torch.device(device)
+        self._dtype = dtype
+        self._capacity = capacity
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.encodes = 0  # CLIP passes actually run; tests use it to see the cache work
+
+    @torch.inference_mode()
+    def encode(self, text: str) -> torch.Tensor:
+        """(1, tokens, dim) embedding of ``text``."""
+        hit = self._cache.get(text)
+        if hit is not None:
+            self._cache.move_to_end(text)
+            return hit
+        ids = self._tokenizer(
+            text,
+            padding="max_length",
+            max_length=self._tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(self._encoder.device)
+        emb = self._encoder(ids)[0].to(device=self._device, dtype=self._dtype)
+        self.encodes += 1
+        self._cache[text] = emb
+        if len(self._cache) > self._capacity:
+            self._cache.popitem(last=False)
+        return emb
+
+    def encode_blend(self, pairs: Sequence[tuple[str, float]]) -> torch.Tensor:
+        return blend_embeddings([self.encode(t) for t, _ in pairs], [w for _, w in pairs])

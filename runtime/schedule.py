@@ -1,0 +1,168 @@
+"""Scheduler math as pure functions (LCM-style consistency steps).
+
+Every function here is checked against ``diffusers.LCMScheduler`` in
+``tests/test_schedule.py``. The engine precomputes :class:`StepConstants`
+once per parameter set so a frame costs only tensor arithmetic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+def timestep_grid(num_train_timesteps: int = 1000, original_steps: int = 50) -> list[int]:
+    """The discrete timesteps that ``t_index_list`` indexes, newest-noise first.
+
+    This is LCM's schedule with ``set_timesteps(original_steps)``: with the SD
+    defaults it is ``999 - 20 * index``.
+    """
+    k = num_train_timesteps // original_steps
+    return [k * (original_steps - i) - 1 for i in range(original_steps)]
+
+
+def boundary_scalings(
+    timestep: torch.Tensor, sigma_data: float = 0.5, timestep_scaling: float = 10.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """LCM boundary conditions (c_skip, c_out); c_skip -> 1 and c_out -> 0 only as t -> 0."""
+    scaled = timestep.double() * timestep_scaling
+    c_skip = sigma_data**2 / (scaled**2 + sigma_data**2)
+    c_out = scaled / (scaled**2 + sigma_data**2).sqrt()
+    return c_skip, c_out
+
+
+def alpha_beta(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t) for each timestep."""
+    ac = alphas_cumprod.double()[timesteps.long()]
+    return ac.sqrt(), (1.0 - ac).sqrt()
+
+
+def add_noise(x0: torch.Tensor, noise: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Forward diffusion to the timestep whose constants are (a, b)."""
+    return a * x0 + b * noise
+
+
+def predict_x0(
+    x: torch.Tensor, model_output: torch.Tensor, a: torch.Tensor, b: torch.Tensor, prediction_type: str
+) -> torch.Tensor:
+    """The model's estimate of the clean latent, whatever it was trained to predict."""
+    if prediction_type == "epsilon":
+        return (x - b * model_output) / a
+    if prediction_type == "v_prediction":
+        return a * x - b * model_output
+    if prediction_type == "sample":
+        return model_output
+    raise ValueError(f"unsupported prediction_type {prediction_type!r}; expected one of {PREDICTION_TYPES}")
+
+
+def output_for_x0(
+    x: torch.Tensor, x0: torch.Tensor, a: torch.Tensor, b: torch.Tensor, prediction_type: str
+) -> torch.Tensor:
+    """Inverse of :func:`predict_x0`: the model output that would have predicted ``x0`` from ``x``.
+
+    RCFG needs this to express its virtual negative in the model's own parameterisation.
+    """
+    if prediction_type == "epsilon":
+        return (x - a * x0) / b
+    if prediction_type == "v_prediction":
+        eps = (x - a * x0) / b
+        return a * eps - b * x0
+    if prediction_type == "sample":
+        return x0
+    raise ValueError(f"unsupported prediction_type {prediction_type!r}; expected one of {PREDICTION_TYPES}")
+
+
+def lcm_denoise(
+    x: torch.Tensor,
+    model_output: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    c_skip: torch.Tensor,
+    c_out: torch.Tensor,
+    prediction_type: str,
+) -> torch.Tensor:
+    """One consistency step: ``LCMScheduler.step(...).denoised`` for a whole batch at once."""
+    return c_out * predict_x0(x, model_output, a, b, prediction_type) + c_skip * x
+
+
+def strength_to_t_index(strength: float, steps: int, last_index: int = 45) -> tuple[int, ...]:
+    """Map a 0..1 strength onto ``steps`` ascending grid indices ending at ``last_index``.
+
+    The first index is ``round((1 - strength) * last_index)`` (strength 1 starts
+    from pure noise at t=999, strength 0 from the last, least-noisy step); it is
+    clamped so ``steps`` distinct indices fit, and the rest are spread evenly up
+    to ``last_index``. Higher strength never gives a later (less noisy) index,
+    so the mapping is monotonic. ``last_index`` 45 (t=99) is where
+    StreamDiffusion's demos end.
+    """
+    if steps < 1:
+        raise ValueError("steps must be >= 1")
+    if steps > last_index + 1:
+        raise ValueError(f"steps must be <= {last_index + 1}")
+    s = min(max(float(strength), 0.0), 1.0)
+    start = min(round((1.0 - s) * last_index), last_index - (steps - 1))
+    if steps == 1:
+        return (start,)
+    span = last_index - start
+    return tuple(start + round(i * span / (steps - 1)) for i in range(steps))
+
+
+@dataclass(frozen=True)
+class StepConstants:
+    """Per-batch-element constants for one t_index_list, laid out as the stream batch is.
+
+    Element ``i * f + j`` is step ``i`` of frame slot ``j``; all tensors are
+    shaped (n*f, 1, 1, 1) except ``timesteps`` (n*f,).
+    """
+
+    t_index: tuple[int, ...]
+    frames: int
+    timesteps: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+    c_skip: torch.Tensor
+    c_out: torch.Tensor
+
+    @property
+    def steps(self) -> int:
+        return len(self.t_index)
+
+    def slot(self, step: int) -> slice:
+        """The batch rows that hold step ``step``."""
+        return slice(step * self.frames, (step + 1) * self.frames)
+
+
+def step_constants(
+    alphas_cumprod: torch.Tensor,
+    t_index: tuple[int, ...],
+    frames: int,
+    *,
+    num_train_timesteps: int = 1000,
+    original_steps: int = 50,
+    timestep_scaling: float = 10.0,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> StepConstants:
+    grid = timestep_grid(num_train_timesteps, original_steps)
+    for i in t_index:
+        if not 0 <= i < len(grid):
+            raise ValueError(f"t_index {i} outside 0..{len(grid) - 1}")
+    t = torch.tensor([grid[i] for i in t_index], dtype=torch.long)
+    a, b = alpha_beta(alphas_cumprod, t)
+    c_skip, c_out = boundary_scalings(t, timestep_scaling=timestep_scaling)
+
+    def lay(v: torch.Tensor) -> torch.Tensor:
+        return v.repeat_interleave(frames).view(-1, 1, 1, 1).to(device=device, dtype=dtype)
+
+    return StepConstants(
+        t_index=tuple(t_index),
+        frames=frames,
+        timesteps=t.repeat_interleave(frames).to(device),
+        a=lay(a),
+        b=lay(b),
+        c_skip=lay(c_skip),
+        c_out=lay(c_out),
+    )

@@ -1,0 +1,281 @@
+"""StreamEngine: the stream-batch denoiser with live parameters and no warm-up frames.
+
+State between calls is kept as *clean-latent estimates* of the in-flight
+frames (``_x0``) plus their RCFG reference latents (``_ref``), not as noisy
+latents. The noisy batch is rebuilt each call as ``a * x0 + b * noise`` (one
+fused multiply-add), which is exactly the original's buffer update and makes
+every live change a pure recomputation:
+
+* prompt, prompt_blend, negative_prompt: new embeddings; in-flight frames keep
+  their latents and take their remaining steps with the new conditioning, so
+  the very next output has had its last step under the new prompt.
+* guidance_scale, delta: read at each call; same as above.
+* seed, seed_blend: new noise; in-flight frames keep their clean estimates and
+  are re-noised with the new noise at their next step (the next output sees it).
+* strength, steps, t_index_list: new step constants; in-flight estimates are
+  re-noised to the new timesteps. If the depth n changes, the newest n'-1
+  in-flight frames are kept (the oldest repeated if n grows); if there were no
+  in-flight frames (n was 1) the next frame is primed.
+* similarity_*: applies from the next frame; the reference frame is kept.
+
+Start-up (and growing n from 1) *primes* the buffer: the first frame runs its
+first n-1 steps sequentially, so the first output is that frame fully
+denoised and output k equals the sequential result for frame max(0, k-(n-1)).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+
+from runtime.backends.base import Backend
+from runtime.control import Params
+from runtime.guidance import Embeddings, GuidanceInputs, make_guidance
+from runtime.models import ModelParts
+from runtime.prompts import PromptEncoder
+from runtime.schedule import StepConstants, add_noise, lcm_denoise, step_constants
+from runtime.similarity import SimilarityFilter
+
+BATCHING = ("stream", "sequential")
+MODES = ("img2img", "txt2img")
+MAX_STEPS = 8
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What fixes the engine's shapes; changing it means a new engine, unlike :class:`Params`."""
+
+    width: int = 512
+    height: int = 512
+    frames: int = 1  # frame_buffer_size f: frames per call
+    guidance: str = "self"
+    mode: str = "img2img"
+    batching: str = "stream"
+    filter_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.width % 8 or self.height % 8 or self.width < 64 or self.height < 64:
+            raise ValueError(f"resolution {self.width}x{self.height}: both sides must be multiples of 8, >= 64")
+        if self.frames < 1:
+            raise ValueError("frames (frame_buffer_size) must be >= 1")
+        if self.batching not in BATCHING:
+            raise ValueError(f"batching must be one of {BATCHING}, got {self.batching!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode == "txt2img" and self.guidance in ("self", "onetime"):
+            raise ValueError(f"guidance {self.guidance!r} needs an input image; use 'none' or 'full' in txt2img")
+        make_guidance(self.guidance)  # validates the name
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The model facts the engine's math needs, independent of how the networks run."""
+
+    alphas_cumprod: torch.Tensor
+    prediction_type: str
+    num_train_timesteps: int = 1000
+    original_steps: int = 50
+    timestep_scaling: float = 10.0
+    latent_channels: int = 4
+    vae_scale_factor: int = 8
+
+    @classmethod
+    def from_parts(cls, parts: ModelParts) -> ModelInfo:
+        return cls(parts.alphas_cumprod, parts.prediction_type, parts.num_train_timesteps, parts.original_steps,
+                   parts.timestep_scaling, parts.latent_channels, parts.vae_scale_factor)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One call's output: (f,3,H,W) images in [-1, 1] on the engine's device."""
+
+    images: torch.Tensor
+    skipped: bool
+    delay: int  # how many calls ago the input that produced these images went in
+
+
+class StreamEngine:
+    def __init__(self, backend: Backend, prompts: PromptEncoder, model: ModelInfo,
+                 config: EngineConfig | None = None, params: Params | None = None) -> None:
+        self.backend = backend
+        self.prompts = prompts
+        self.model = model
+        self.config = config or EngineConfig()
+        self.device = backend.device
+        self.dtype = backend.dtype
+        self.guidance = make_guidance(self.config.guidance)
+        self.filter = SimilarityFilter(seed=self.config.filter_seed)
+        self._noise_cache: OrderedDict[tuple[tuple[int, float], ...], torch.Tensor] = OrderedDict()
+        self._params: Params | None = None
+        self._x0: torch.Tensor | None = None
+        self._ref: torch.Tensor | None = None
+        self._last: torch.Tensor | None = None
+        self.unet_calls = 0
+        self.calls = 0
+        self.update(params or Params())
+
+    # --- live parameters ---------------------------------------------------------------------
+
+    @property
+    def params(self) -> Params:
+        assert self._params is not None
+        return self._params
+
+    @property
+    def steps(self) -> int:
+        return self.consts.steps
+
+    @property
+    def delay(self) -> int:
+        """Frames of latency the batching adds: n-1 for stream batch, 0 for sequential."""
+        return self.steps - 1 if self.config.batching == "stream" else 0
+
+    def update(self, params: Params) -> set[str]:
+        """Apply a new parameter snapshot between calls; returns the names that changed."""
+        old = self._params
+        changed = params.changed(old) if old is not None else set(params.as_dict())
+        self._params = params
+        if changed & {"prompt", "prompt_blend", "negative_prompt"}:
+            cond = (self.prompts.encode_blend(params.prompt_blend) if params.prompt_blend
+                    else self.prompts.encode(params.prompt))
+            self.embeddings = Embeddings(cond=cond, negative=self.prompts.encode(params.negative_prompt))
+        if changed & {"seed", "seed_blend"}:
+            self.noise = self._noise_for(params)
+        t_index = params.effective_t_index()
+        if old is None or t_index != self.consts.t_index:
+            self._set_schedule(t_index)
+        self.filter.threshold = params.similarity_threshold
+        self.filter.max_skip = params.similarity_max_skip
+        if "similarity_filter" in changed and not params.similarity_filter:
+            self.filter.reset()
+        return changed
+
+    def _set_schedule(self, t_index: tuple[int, ...]) -> None:
+        f = self.config.frames
+        old_n = self.consts.steps if self._x0 is not None else None
+        self.consts: StepConstants = step_constants(
+            self.model.alphas_cumprod, t_index, f,
+            num_train_timesteps=self.model.num_train_timesteps, original_steps=self.model.original_steps,
+            timestep_scaling=self.model.timestep_scaling, device=self.device, dtype=self.dtype,
+        )
+        if old_n is None or old_n == len(t_index):
+            return
+        if old_n == 1:  # nothing in flight to re-use: prime from the next frame
+            self._x0 = self._ref = None
+            return
+        # Keep frames by age: new slot j takes old slot min(j, old_n - 2), newest first.
+        pick = torch.tensor([min(j, old_n - 2) for j in range(len(t_index) - 1)], dtype=torch.long)
+        rows = (pick[:, None] * f + torch.arange(f)).reshape(-1).to(self.device)
+        self._x0 = self._x0.index_select(0, rows)
+        if self._ref is not None:
+            self._ref = self._ref.index_select(0, rows)
+
+    def _noise_for(self, params: Params) -> torch.Tensor:
+        pairs = params.seed_blend or ((params.seed, 1.0),)
+        hit = self._noise_cache.get(pairs)
+        if hit is None:
+            shape = (MAX_STEPS * self.config.frames, self.model.latent_channels, *self.latent_size)
+            parts = []
+            for seed, _ in pairs:
+                gen = torch.Generator("cpu").manual_seed(int(seed))
+                parts.append(torch.randn(shape, generator=gen, dtype=torch.float32))
+            weights = torch.tensor([w for _, w in pairs], dtype=torch.float32)
+            # A weighted sum of independent unit Gaussians, rescaled back to unit variance.
+            mixed = sum(w * p for w, p in zip(weights, parts)) / weights.square().sum().sqrt()
+            hit = mixed.to(self.device, self.dtype)
+            self._noise_cache[pairs] = hit
+            if len(self._noise_cache) > 8:
+                self._noise_cache.popitem(last=False)
+        return hit
+
+    @property
+    def latent_size(self) -> tuple[int, int]:
+        s = self.model.vae_scale_factor
+        return self.config.height // s, self.config.width // s
+
+    # --- frames ------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def step(self, images: torch.Tensor | None = None) -> StepResult:
+        """Advance the stream by one call.
+
+        ``images`` is (f,3,H,W) in [-1, 1] on the engine's device for img2img,
+        ``None`` for txt2img.
+        """
+        f = self.config.frames
+        img2img = self.config.mode == "img2img"
+        if img2img:
+            if images is None or images.shape != (f, 3, self.config.height, self.config.width):
+                got = None if images is None else tuple(images.shape)
+                raise ValueError(f"expected images of shape {(f, 3, self.config.height, self.config.width)}, "
+                                 f"got {got}")
+            # The filter never skips before a first output exists: it has no reference frame yet.
+            if self.params.similarity_filter and self.filter.should_skip(images):
+                return StepResult(self._last, skipped=True, delay=self.delay)
+        self.calls += 1
+        z = self.backend.encode(images.to(self.dtype)) if img2img else None
+        c = self.consts
+        x_new = add_noise(z, self.noise[:f], c.a[:f], c.b[:f]) if img2img else self.noise[:f]
+        if self.config.batching == "sequential":
+            latent = self._sequential(x_new, z, c.steps)[0]
+        else:
+            if self._x0 is None:
+                _, self._x0, self._ref = self._sequential(x_new, z, c.steps - 1)
+            latent = self._stream(x_new, z)
+        self._last = self.backend.decode(latent)
+        return StepResult(self._last, skipped=False, delay=self.delay)
+
+    def _guided_denoise(self, x: torch.Tensor, rows: slice, new_rows: int, z: torch.Tensor | None,
+                        ref_inflight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One UNet evaluation with guidance and the consistency step, for batch rows ``rows``."""
+        c = self.consts
+        g = GuidanceInputs(
+            x=x, timesteps=c.timesteps[rows], a=c.a[rows], b=c.b[rows], new_rows=new_rows, z_new=z,
+            ref_inflight=ref_inflight, scale=self.params.guidance_scale, delta=self.params.delta,
+            prediction_type=self.model.prediction_type,
+        )
+        out, ref = self.guidance(self._unet, self.embeddings, g)
+        den = lcm_denoise(x, out, g.a, g.b, c.c_skip[rows], c.c_out[rows], self.model.prediction_type)
+        return den, ref
+
+    def _unet(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        self.unet_calls += 1
+        return self.backend.unet(sample, timestep, cond)
+
+    def _sequential(self, x: torch.Tensor, z: torch.Tensor | None, steps: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Run the first ``steps`` steps on the new frames one UNet call per step.
+
+        Returns the last clean estimate, every step's clean estimate (the
+        in-flight buffer layout) and the RCFG references to go with them.
+        """
+        c = self.consts
+        f = c.frames
+        den, ref = x, None
+        estimates, refs = [], []
+        for i in range(steps):
+            if i:
+                x = add_noise(den, self.noise[c.slot(i)], c.a[c.slot(i)], c.b[c.slot(i)])
+            den, r = self._guided_denoise(x, c.slot(i), f if i == 0 else 0, z, ref)
+            ref = r if r is not None else ref
+            estimates.append(den)
+            if ref is not None:
+                refs.append(ref)
+        empty = x[:0]
+        return (den, torch.cat(estimates) if estimates else empty,
+                torch.cat(refs) if refs else (empty if self.guidance.needs_input_latent else None))
+
+    def _stream(self, x_new: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """One batched UNet call: every in-flight frame advances one step; returns the oldest."""
+        c = self.consts
+        f = c.frames
+        n = c.steps
+        assert self._x0 is not None
+        inflight = add_noise(self._x0, self.noise[f:n * f], c.a[f:], c.b[f:])
+        x = torch.cat([x_new, inflight])
+        den, ref = self._guided_denoise(x, slice(0, n * f), f, z, self._ref)
+        self._x0 = den[:-f]
+        self._ref = ref[:-f] if ref is not None else None
+        return den[-f:]
