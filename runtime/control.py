@@ -8,6 +8,7 @@ parameter cannot drift between them. Values only ever reach the engine through
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Iterable, Mapping
@@ -74,7 +75,8 @@ SCHEMA: tuple[ParamSpec, ...] = (
     ParamSpec("seed_blend", "seed_pairs", (),
               "Weighted noise blend of several seeds (variance kept at 1). Empty = use seed."),
     ParamSpec("strength", "float", 0.4,
-              "How far the output departs from the input (0..1), mapped onto t_index_list.", 0.0, 1.0),
+              "How far the output departs from the input (0..1); mapped onto t_index_list as in diffusers' "
+              "LCM img2img.", 0.0, 1.0),
     ParamSpec("steps", "int", 2, "Denoising steps n = stream batch depth (latency n-1 frames).", 1, 8),
     ParamSpec("t_index_list", "index_list", (),
               "Explicit ascending LCM step indices (0..49); overrides strength/steps when non-empty.",
@@ -174,7 +176,7 @@ def validate(name: str, value: Any) -> Any:
         idx = tuple(_as_int(spec, v) for v in value)
         if len(idx) > SPECS["steps"].maximum:  # type: ignore[operator]
             raise ControlError(f"{spec.name}: at most {_fmt(SPECS['steps'].maximum)} indices")
-        if any(b <= a for a, b in zip(idx, idx[1:])):
+        if any(b <= a for a, b in itertools.pairwise(idx)):
             raise ControlError(f"{spec.name}: indices must be strictly ascending, got {list(idx)}")
         return idx
     raise AssertionError(spec.kind)

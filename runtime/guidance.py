@@ -20,7 +20,7 @@ guidance), which keeps every value of delta a proper CFG.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -77,6 +77,9 @@ class NoGuidance:
     name = "none"
     needs_input_latent = False
 
+    def negative_changed(self) -> None:
+        """Nothing is derived from the negative prompt between calls."""
+
     def batch_size(self, rows: int, new_rows: int) -> int:
         return rows
 
@@ -89,6 +92,9 @@ class FullGuidance:
 
     name = "full"
     needs_input_latent = False
+
+    def negative_changed(self) -> None:
+        """Nothing is derived from the negative prompt between calls."""
 
     def batch_size(self, rows: int, new_rows: int) -> int:
         return 2 * rows
@@ -121,6 +127,9 @@ class SelfNegative:
     name = "self"
     needs_input_latent = True
 
+    def negative_changed(self) -> None:
+        """Nothing is derived from the negative prompt between calls."""
+
     def batch_size(self, rows: int, new_rows: int) -> int:
         return rows
 
@@ -134,16 +143,28 @@ class OnetimeNegative:
     """RCFG onetime-negative: one extra row per new frame runs the negative prompt at step 0.
 
     Its x0 prediction becomes the frame's reference for every later step, so
-    the batch is n*f + f (n*f + 1 for one frame per call).
+    the batch is n*f + f (n*f + 1 for one frame per call). After a
+    negative-prompt change the next call runs the negative on *every* row
+    (2*n*f rows, once), so in-flight frames pick up the new negative at once
+    instead of n-1 frames later.
     """
 
     name = "onetime"
     needs_input_latent = True
 
+    def __init__(self) -> None:
+        self._refresh = False
+
+    def negative_changed(self) -> None:
+        self._refresh = True
+
     def batch_size(self, rows: int, new_rows: int) -> int:
         return rows + new_rows
 
     def __call__(self, unet: UNetFn, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._refresh:
+            self._refresh = False
+            g = replace(g, new_rows=len(g.x), ref_inflight=None)
         n, k = len(g.x), g.new_rows
         out = unet(
             torch.cat([g.x, g.x[:k]]),

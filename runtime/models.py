@@ -228,19 +228,16 @@ def _write_tiny_tokenizer(folder: Path) -> int:
     return len(vocab)
 
 
-def build_tiny_model(folder: Path, seed: int = 0) -> Path:
-    """Write a random-weight SD-shaped pipeline (LCM scheduler, TAESD-style VAE) as a diffusers folder.
+def tiny_modules(vocab_size: int, seed: int = 0) -> dict[str, Any]:
+    """Random-weight UNet, CLIP text encoder and TAESD-style VAE, deterministic in ``seed``.
 
     Sizes follow diffusers' own tests: a (32, 64) UNet with cross-attention 32,
     a 2-layer CLIP text encoder, and a 16-channel AutoencoderTiny, so a 256x256
     frame costs tens of milliseconds on a CPU.
     """
-    from diffusers import AutoencoderTiny, LCMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderTiny, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab_size = _write_tiny_tokenizer(folder / "tokenizer")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(
@@ -257,9 +254,18 @@ def build_tiny_model(folder: Path, seed: int = 0) -> Path:
             encoder_block_out_channels=(16, 16, 16, 16), decoder_block_out_channels=(16, 16, 16, 16),
             num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1), latent_channels=4,
         )
-    unet.save_pretrained(folder / "unet")
-    text_encoder.save_pretrained(folder / "text_encoder")
-    vae.save_pretrained(folder / "vae")
+    return {"unet": unet, "text_encoder": text_encoder, "vae": vae}
+
+
+def build_tiny_model(folder: Path, seed: int = 0) -> Path:
+    """Write the tiny random-weight pipeline (LCM scheduler, TAESD-style VAE) as a diffusers folder."""
+    from diffusers import LCMScheduler
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_size = _write_tiny_tokenizer(folder / "tokenizer")
+    for name, module in tiny_modules(vocab_size, seed).items():
+        module.save_pretrained(folder / name)
     LCMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear").save_pretrained(
         folder / "scheduler")
     (folder / "model_index.json").write_text(json.dumps({

@@ -88,26 +88,22 @@ def lcm_denoise(
     return c_out * predict_x0(x, model_output, a, b, prediction_type) + c_skip * x
 
 
-def strength_to_t_index(strength: float, steps: int, last_index: int = 45) -> tuple[int, ...]:
-    """Map a 0..1 strength onto ``steps`` ascending grid indices ending at ``last_index``.
+def strength_to_t_index(strength: float, steps: int, grid: int = 50) -> tuple[int, ...]:
+    """Map a 0..1 strength onto ``steps`` ascending grid indices, exactly as diffusers' LCM img2img does.
 
-    The first index is ``round((1 - strength) * last_index)`` (strength 1 starts
-    from pure noise at t=999, strength 0 from the last, least-noisy step); it is
-    clamped so ``steps`` distinct indices fit, and the rest are spread evenly up
-    to ``last_index``. Higher strength never gives a later (less noisy) index,
-    so the mapping is monotonic. ``last_index`` 45 (t=99) is where
-    StreamDiffusion's demos end.
+    ``LCMScheduler.set_timesteps(steps, strength=s)`` keeps the noisiest
+    ``L = int(grid * s)`` grid points and takes ``steps`` of them evenly,
+    starting at the noisiest: index ``grid - L + floor(i * L / steps)``. So
+    strength 1 starts from pure noise (t=999), lower strength starts later and
+    spaces the steps closer. L is clamped to ``steps`` so low strengths still
+    give distinct indices. The first index never increases with strength, so
+    the mapping is monotonic.
     """
-    if steps < 1:
-        raise ValueError("steps must be >= 1")
-    if steps > last_index + 1:
-        raise ValueError(f"steps must be <= {last_index + 1}")
+    if not 1 <= steps <= grid:
+        raise ValueError(f"steps must be in 1..{grid}")
     s = min(max(float(strength), 0.0), 1.0)
-    start = min(round((1.0 - s) * last_index), last_index - (steps - 1))
-    if steps == 1:
-        return (start,)
-    span = last_index - start
-    return tuple(start + round(i * span / (steps - 1)) for i in range(steps))
+    kept = max(int(grid * s), steps)
+    return tuple(grid - kept + (i * kept) // steps for i in range(steps))
 
 
 @dataclass(frozen=True)

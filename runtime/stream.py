@@ -141,6 +141,8 @@ class StreamEngine:
             cond = (self.prompts.encode_blend(params.prompt_blend) if params.prompt_blend
                     else self.prompts.encode(params.prompt))
             self.embeddings = Embeddings(cond=cond, negative=self.prompts.encode(params.negative_prompt))
+            if old is not None and "negative_prompt" in changed:
+                self.guidance.negative_changed()
         if changed & {"seed", "seed_blend"}:
             self.noise = self._noise_for(params)
         t_index = params.effective_t_index()

@@ -1,0 +1,102 @@
+"""Shared fixtures: one offline tiny model per test session, and engine factories around it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Every test (and every subprocess a test starts) builds the tiny model into a private cache,
+    # never the user's, and never reaches for the network.
+    if "DREAMWIRE_CACHE" not in os.environ:
+        os.environ["DREAMWIRE_CACHE"] = tempfile.mkdtemp(prefix="dreamwire-test-cache-")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def tiny_dir() -> Path:
+    from runtime.models import ensure_tiny_model
+
+    return ensure_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_parts(tiny_dir):
+    from runtime.models import load_model
+
+    return load_model(str(tiny_dir), device="cpu", dtype=torch.float32)
+
+
+class CountingBackend:
+    """Wraps a backend and records every call, so tests can see batch sizes and skipped work."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.name = "counting"
+        self.device = inner.device
+        self.dtype = inner.dtype
+        self.unet_batches: list[int] = []
+        self.unet_samples: list[torch.Tensor] = []
+        self.encodes = 0
+        self.decodes = 0
+
+    def unet(self, sample, timestep, encoder_hidden_states):
+        self.unet_batches.append(sample.shape[0])
+        self.unet_samples.append(sample.clone())
+        return self.inner.unet(sample, timestep, encoder_hidden_states)
+
+    def encode(self, images):
+        self.encodes += 1
+        return self.inner.encode(images)
+
+    def decode(self, latents):
+        self.decodes += 1
+        return self.inner.decode(latents)
+
+
+@pytest.fixture(scope="session")
+def torch_backend(tiny_parts):
+    from runtime.backends.torch_eager import TorchBackend
+
+    return TorchBackend(tiny_parts)
+
+
+@pytest.fixture(scope="session")
+def prompt_encoder(tiny_parts):
+    from runtime.prompts import PromptEncoder
+
+    return PromptEncoder(tiny_parts.tokenizer, tiny_parts.text_encoder, "cpu", torch.float32)
+
+
+@pytest.fixture
+def make_engine(tiny_parts, torch_backend, prompt_encoder):
+    """``make_engine(params=..., counting=False, **EngineConfig fields)`` at 256x256 by default."""
+    from runtime.control import Params
+    from runtime.stream import EngineConfig, ModelInfo, StreamEngine
+
+    def make(params: Params | dict | None = None, counting: bool = False, model_info=None, **config):
+        config.setdefault("width", 256)
+        config.setdefault("height", 256)
+        be = CountingBackend(torch_backend) if counting else torch_backend
+        if isinstance(params, dict):
+            params = Params(params)
+        return StreamEngine(be, prompt_encoder, model_info or ModelInfo.from_parts(tiny_parts),
+                            EngineConfig(**config), params)
+
+    return make
+
+
+def frames(count: int, f: int = 1, size: int = 256, seed: int = 0) -> list[torch.Tensor]:
+    """Distinct smooth test images in [-1, 1], (f,3,size,size) each: deterministic in ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(count):
+        low = torch.rand(f, 3, size // 32, size // 32, generator=g)
+        out.append(torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear") * 2 - 1)
+    return out

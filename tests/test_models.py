@@ -1,0 +1,107 @@
+"""Model loading: the tiny model round-trips through from_pretrained offline; bad paths fail clearly."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+
+from runtime.models import (
+    ModelLoadError,
+    _write_tiny_tokenizer,
+    build_tiny_model,
+    detect_kind,
+    load_model,
+    tiny_modules,
+)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_tiny_model_saved_and_loaded_back_identically(tmp_path, no_network):
+    folder = build_tiny_model(tmp_path / "tiny", seed=3)
+    vocab = _write_tiny_tokenizer(tmp_path / "tok")
+    ref = tiny_modules(vocab, seed=3)
+    parts = load_model(str(folder), device="cpu", dtype=torch.float32)
+    assert parts.kind == "lcm" and parts.prediction_type == "epsilon" and parts.vae_scale_factor == 8
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 32, 32, generator=g)
+    t = torch.tensor([359, 99])
+    ids = parts.tokenizer(["a red fox", "the sea"], padding="max_length", max_length=77,
+                          return_tensors="pt").input_ids
+    with torch.inference_mode():
+        emb = ref["text_encoder"](ids)[0]
+        assert torch.equal(parts.text_encoder(ids)[0], emb)
+        assert torch.equal(parts.unet(x, t, emb).sample, ref["unet"](x, t, emb).sample)
+        img = torch.rand(1, 3, 64, 64, generator=g) * 2 - 1
+        assert torch.equal(parts.vae.encode(img).latents, ref["vae"].encode(img).latents)
+        assert torch.equal(parts.vae.decode(x[:1]).sample, ref["vae"].decode(x[:1]).sample)
+
+
+def test_engine_output_identical_across_two_loads(tmp_path, no_network):
+    from runtime.assemble import build_engine
+    from runtime.stream import EngineConfig
+
+    folder = build_tiny_model(tmp_path / "tiny")
+    cfg = EngineConfig(width=128, height=128)
+    a = build_engine(str(folder), backend="torch", config=cfg, device="cpu")
+    b = build_engine(str(folder), backend="torch", config=cfg, device="cpu")
+    img = torch.rand(1, 3, 128, 128) * 2 - 1
+    assert torch.equal(a.step(img).images, b.step(img).images)
+
+
+@pytest.mark.parametrize("path", ["/nonexistent/model/folder", "./no-such-dir", "a/b/c"])
+def test_bad_model_path_gives_one_clear_line(path, no_network):
+    with pytest.raises(ModelLoadError) as info:
+        load_model(path)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert path in msg and "--model tiny" in msg and "local diffusers folder" in msg
+
+
+def test_broken_model_folder_is_a_clear_error(tmp_path, no_network):
+    folder = build_tiny_model(tmp_path / "tiny")
+    (folder / "unet" / "config.json").write_text("{ not json")
+    with pytest.raises(ModelLoadError, match="--model tiny"):
+        load_model(str(folder))
+
+
+@pytest.mark.parametrize(("config", "kind"), [
+    ({"_class_name": "LCMScheduler"}, "lcm"),
+    ({"_class_name": "EulerDiscreteScheduler", "timestep_spacing": "trailing"}, "turbo"),
+    ({"_class_name": "EulerDiscreteScheduler", "timestep_spacing": "leading"}, "sd"),
+    ({"_class_name": "PNDMScheduler"}, "sd"),
+])
+def test_kind_comes_from_scheduler_config(config, kind):
+    assert detect_kind(config) == kind
+
+
+def test_v_prediction_is_read_from_config(tmp_path, no_network):
+    import json
+
+    folder = build_tiny_model(tmp_path / "tiny")
+    cfg_path = folder / "scheduler" / "scheduler_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["prediction_type"] = "v_prediction"
+    cfg_path.write_text(json.dumps(cfg))
+    assert load_model(str(folder)).prediction_type == "v_prediction"
+
+
+def test_taesd_replaces_vae(tmp_path, no_network):
+    from diffusers import AutoencoderTiny
+
+    taesd = tmp_path / "taesd"
+    AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                    num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1)).save_pretrained(taesd)
+    parts = load_model("tiny", taesd=str(taesd))
+    assert parts.vae.config.encoder_block_out_channels == [8, 8, 8, 8]
+    assert parts.taesd == str(taesd)

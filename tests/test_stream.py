@@ -1,0 +1,153 @@
+"""Stream batch vs the sequential reference, start-up without warm-up frames, and live parameters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from runtime.control import Params
+from tests.conftest import frames
+
+T_INDEX = {1: (35,), 2: (32, 45), 4: (18, 26, 35, 45)}
+
+
+def close(a: torch.Tensor, b: torch.Tensor) -> None:
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=5e-5)
+
+
+@pytest.mark.parametrize("f", [1, 2])
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_stream_equals_sequential_reference(make_engine, n, f):
+    """Call k of the stream equals the sequential result for frame k-(n-1); before that, frame 0's."""
+    p = Params({"t_index_list": T_INDEX[n]})
+    stream = make_engine(p, frames=f, guidance="none")
+    seq = make_engine(p, frames=f, guidance="none", batching="sequential")
+    inputs = frames(n + 2, f=f, seed=n * 10 + f)
+    reference = [seq.step(img).images for img in inputs]
+    for k, img in enumerate(inputs):
+        out = stream.step(img)
+        assert out.delay == n - 1
+        close(out.images, reference[max(0, k - (n - 1))])
+
+
+@pytest.mark.parametrize("guidance", ["self", "onetime", "full"])
+def test_stream_equals_sequential_with_guidance(make_engine, guidance):
+    p = Params({"t_index_list": T_INDEX[4], "guidance_scale": 2.5, "delta": 0.7})
+    stream = make_engine(p, guidance=guidance)
+    seq = make_engine(p, guidance=guidance, batching="sequential")
+    inputs = frames(6, seed=7)
+    reference = [seq.step(img).images for img in inputs]
+    for k, img in enumerate(inputs):
+        close(stream.step(img).images, reference[max(0, k - 3)])
+
+
+def test_stream_batch_is_one_unet_call_of_n_times_f(make_engine):
+    e = make_engine(Params({"t_index_list": T_INDEX[4]}), frames=2, guidance="none", counting=True)
+    for img in frames(3, f=2):
+        e.step(img)
+    # Priming runs n-1 = 3 calls of f rows once; every engine step after is one call of n*f rows.
+    assert e.backend.unet_batches == [2, 2, 2, 8, 8, 8]
+
+
+def _zero_buffer_rows(backend, engine) -> int:
+    """How many UNet input rows look like a zero-filled buffer (pure b*noise): the original's warm-up."""
+    c, noise = engine.consts, engine.noise
+    hits = 0
+    for sample in backend.unet_samples:
+        for r in range(min(len(sample), len(c.b))):
+            if torch.allclose(sample[r], c.b[r] * noise[r], atol=1e-4):
+                hits += 1
+    return hits
+
+
+def test_first_output_is_fully_denoised(make_engine):
+    e = make_engine(Params({"t_index_list": T_INDEX[4]}), guidance="none", counting=True)
+    seq = make_engine(Params({"t_index_list": T_INDEX[4]}), guidance="none", batching="sequential")
+    img = frames(1)[0]
+    close(e.step(img).images, seq.step(img).images)
+    assert _zero_buffer_rows(e.backend, e) == 0
+
+
+def test_txt2img_is_seeded_and_stable(make_engine):
+    p = Params({"t_index_list": (0, 20, 45), "seed": 5})
+    a, b = make_engine(p, mode="txt2img", guidance="none"), make_engine(p, mode="txt2img", guidance="none")
+    outs = [a.step(None).images for _ in range(3)]
+    close(outs[0], b.step(None).images)
+    c = make_engine(p.replace(seed=6), mode="txt2img", guidance="none")
+    assert not torch.allclose(outs[0], c.step(None).images)
+
+
+LIVE_CHANGES = [
+    ("prompt", {"prompt": "a cubist portrait"}, "none"),
+    ("prompt_blend", {"prompt_blend": (("a forest", 0.3), ("a desert", 0.7))}, "none"),
+    ("negative_prompt", {"negative_prompt": "oversaturated"}, "full"),
+    ("negative_prompt_onetime", {"negative_prompt": "oversaturated"}, "onetime"),
+    ("guidance_scale", {"guidance_scale": 4.0}, "self"),
+    ("delta", {"delta": 0.3}, "self"),
+    ("seed", {"seed": 1234}, "none"),
+    ("seed_blend", {"seed_blend": ((1, 0.5), (2, 0.5))}, "none"),
+    ("strength", {"strength": 0.9}, "none"),
+    ("t_index_same_n", {"t_index_list": (10, 30, 40)}, "self"),
+    ("t_index_grow", {"t_index_list": (5, 15, 25, 35, 45)}, "self"),
+    ("t_index_shrink", {"t_index_list": (30,)}, "self"),
+    ("steps", {"steps": 4}, "none"),
+]
+
+
+@pytest.mark.parametrize(("label", "change", "guidance"), LIVE_CHANGES, ids=[c[0] for c in LIVE_CHANGES])
+def test_live_change_is_visible_next_output_and_never_warm_up(make_engine, label, change, guidance):
+    base = Params({"t_index_list": (20, 32, 45), "guidance_scale": 2.0, "strength": 0.5, "steps": 3})
+    if "strength" in change or "steps" in change:
+        base = base.replace(t_index_list=())
+    new = base.replace(**change)
+    inputs = frames(9, seed=3)
+    c = 4  # change lands before call c
+
+    live = make_engine(base, guidance=guidance, counting=True)
+    unchanged = make_engine(base, guidance=guidance)
+    fresh = make_engine(new, guidance=guidance)
+    n_new = len(new.effective_t_index())
+
+    for k, img in enumerate(inputs):
+        if k == c:
+            assert live.update(new)
+        calls_before = len(live.backend.unet_batches)
+        out = live.step(img).images
+        ref_old = unchanged.step(img).images
+        ref_new = fresh.step(img).images
+        if k >= c:
+            # Never stalls: one UNet call per step (growing from n=1 would prime, not the case here).
+            assert len(live.backend.unet_batches) - calls_before == 1
+        if k == c:
+            assert not torch.allclose(out, ref_old, atol=1e-6), "change not visible in the next output"
+        if k >= c + n_new - 1:
+            # Frames that entered after the change went through every step under the new values.
+            close(out, ref_new)
+    assert _zero_buffer_rows(live.backend, live) == 0
+
+
+def test_growing_from_one_step_primes_instead_of_emitting_noise(make_engine):
+    base = Params({"t_index_list": (35,)})
+    new = base.replace(t_index_list=(20, 35, 45))
+    live = make_engine(base, counting=True, guidance="none")
+    fresh_seq = make_engine(new, batching="sequential", guidance="none")
+    inputs = frames(4, seed=9)
+    live.step(inputs[0])
+    live.update(new)
+    # The first frame after the change is primed, so the output is that frame fully denoised.
+    close(live.step(inputs[1]).images, fresh_seq.step(inputs[1]).images)
+    assert _zero_buffer_rows(live.backend, live) == 0
+
+
+def test_prompt_cache_avoids_reencoding(make_engine, prompt_encoder):
+    e = make_engine(Params({"prompt": "cache me"}))
+    before = prompt_encoder.encodes
+    e.update(e.params.replace(prompt="cache me too"))
+    e.update(e.params.replace(prompt="cache me"))
+    assert prompt_encoder.encodes == before + 1
+
+
+def test_wrong_input_shape_is_a_clear_error(make_engine):
+    e = make_engine()
+    with pytest.raises(ValueError, match="expected images of shape"):
+        e.step(torch.zeros(1, 3, 128, 128))
