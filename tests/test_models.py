@@ -105,3 +105,50 @@ def test_taesd_replaces_vae(tmp_path, no_network):
     parts = load_model("tiny", taesd=str(taesd))
     assert parts.vae.config.encoder_block_out_channels == [8, 8, 8, 8]
     assert parts.taesd == str(taesd)
+
+
+def _plain_sd_folder(tmp_path):
+    import json
+
+    folder = build_tiny_model(tmp_path / "sd15")
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({
+        "_class_name": "PNDMScheduler", "beta_start": 0.00085, "beta_end": 0.012,
+        "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "steps_offset": 1}))
+    return folder
+
+
+def _random_lora(folder, out):
+    """A small random LoRA for the tiny UNet, saved the way diffusers saves LCM-LoRA."""
+    peft = pytest.importorskip("peft")
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers.utils import convert_state_dict_to_diffusers
+
+    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
+    unet.add_adapter(peft.LoraConfig(r=4, lora_alpha=4, target_modules=["to_k", "to_q", "to_v", "to_out.0"]))
+    layers = convert_state_dict_to_diffusers(peft.get_peft_model_state_dict(unet))
+    g = torch.Generator().manual_seed(0)
+    layers = {k: torch.randn(v.shape, generator=g) * 0.1 for k, v in layers.items()}
+    StableDiffusionPipeline.save_lora_weights(out, unet_lora_layers=layers, safe_serialization=True)
+    return out
+
+
+def test_lcm_lora_is_fused_into_plain_sd_only(tmp_path, no_network):
+    folder = _plain_sd_folder(tmp_path)
+    lora = _random_lora(folder, tmp_path / "lora")
+    plain = load_model(str(folder), lcm_lora=None)
+    fused = load_model(str(folder), lcm_lora=str(lora))
+    assert plain.kind == fused.kind == "sd" and fused.lcm_lora == str(lora) and plain.lcm_lora is None
+    names = [n for n, _ in fused.unet.named_parameters()]
+    assert not any("lora" in n for n in names)  # fused and unloaded: plain weights, no adapter layers
+    diff = max((a - b).abs().max().item() for a, b in zip(plain.unet.parameters(), fused.unet.parameters()))
+    assert diff > 1e-3
+    # An LCM model never gets LCM-LoRA, whatever is passed.
+    lcm = load_model("tiny", lcm_lora=str(lora))
+    assert lcm.kind == "lcm" and lcm.lcm_lora is None
+
+
+def test_missing_lcm_lora_is_a_clear_error(tmp_path, no_network):
+    pytest.importorskip("peft")
+    folder = _plain_sd_folder(tmp_path)
+    with pytest.raises(ModelLoadError, match="LCM-LoRA"):
+        load_model(str(folder), lcm_lora=str(tmp_path / "no-such-lora"))
