@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from runtime.schedule import strength_to_t_index
+
 T_INDEX_GRID = 50
 """Length of the LCM timestep grid that ``t_index_list`` indexes (``set_timesteps(50)``)."""
 
@@ -223,8 +225,6 @@ class Params:
 
     def effective_t_index(self) -> tuple[int, ...]:
         """The t_index_list in force: the explicit list, else the strength/steps mapping."""
-        from runtime.schedule import strength_to_t_index
-
         if self.t_index_list:
             return tuple(self.t_index_list)
         return strength_to_t_index(self.strength, self.steps)
