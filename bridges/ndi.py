@@ -1,0 +1,317 @@
+"""NDI in and out (Linux, Windows, macOS) through ndi-python.
+
+``ndi:NAME`` receives from a source, ``--sink ndi:NAME`` publishes one; see
+:class:`bridges._ndilib.Target` for the address forms. Why these choices:
+
+* ndi-python, not cyndilib: it exposes ``extra_ips``, source URLs and
+  ``recv_connect``, which discovery without mDNS and reconnecting need;
+  cyndilib hides them (see docs/bridges.md).
+* The receiver asks the SDK for BGRA/RGBA (``RECV_COLOR_FORMAT_BGRX_BGRA``),
+  so UYVY never reaches Python; the SDK converts on its own threads.
+* No background thread: every :meth:`NDISource.read` first checks the
+  connection and, paced by ``retry_interval``, re-resolves the name and calls
+  ``recv_connect`` again (a receiver whose sender appeared later never
+  connects by itself). A lost sender therefore costs ``None`` reads, never an
+  exception, and the loop holds its last output.
+* ``read`` returns the newest frame and drops older queued ones
+  (``latest=True``): a diffusion loop slower than the input should not lag.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from bridges import _ndilib
+from bridges._common import Every, FourChannelPacker, OpenClose, StateLog, check_layout, host_pixels
+from bridges._ndilib import Target
+from bridges.base import BridgeError, Frame
+
+log = logging.getLogger("dreamwire.bridges.ndi")
+
+_COLOR_FORMATS = {"BGRA": "RECV_COLOR_FORMAT_BGRX_BGRA", "RGBA": "RECV_COLOR_FORMAT_RGBX_RGBA"}
+_BANDWIDTHS = {"highest": "RECV_BANDWIDTH_HIGHEST", "lowest": "RECV_BANDWIDTH_LOWEST"}
+# FourCC name -> (layout, carries alpha)
+_RECEIVED = {
+    "FOURCC_VIDEO_TYPE_BGRA": ("BGRA", True),
+    "FOURCC_VIDEO_TYPE_BGRX": ("BGRA", False),
+    "FOURCC_VIDEO_TYPE_RGBA": ("RGBA", True),
+    "FOURCC_VIDEO_TYPE_RGBX": ("RGBA", False),
+}
+_SENT = {("BGRA", True): "FOURCC_VIDEO_TYPE_BGRA", ("BGRA", False): "FOURCC_VIDEO_TYPE_BGRX",
+         ("RGBA", True): "FOURCC_VIDEO_TYPE_RGBA", ("RGBA", False): "FOURCC_VIDEO_TYPE_RGBX"}
+_MAX_DRAIN = 64
+
+
+def list_senders(timeout: float = 1.0) -> list[str]:
+    """Full names (``MACHINE (Name)``) of the NDI sources visible within ``timeout`` seconds."""
+    lib = _ndilib.load()
+    _ndilib.acquire(lib)
+    finder = None
+    try:
+        finder = _ndilib.make_finder(lib, _ndilib.discovery_ips(None))
+        deadline = time.monotonic() + max(0.0, timeout)
+        while (left := deadline - time.monotonic()) > 0:
+            lib.find_wait_for_sources(finder, max(1, int(left * 1000)))
+        return sorted({name for name, _ in _ndilib.sources(lib, finder)})
+    finally:
+        if finder is not None:
+            lib.find_destroy(finder)
+        _ndilib.release(lib)
+
+
+class NDISource(OpenClose):
+    """Receives an NDI stream as BGRA (default) or RGBA frames; reconnects by itself."""
+
+    def __init__(
+        self,
+        rest: str = "",
+        *,
+        extra_ips: str | list[str] | None = None,
+        layout: str = "BGRA",
+        bandwidth: str = "highest",
+        latest: bool = True,
+        receiver_name: str = "dreamwire",
+        retry_interval: float = 0.25,
+        refind_interval: float = 0.5,
+    ) -> None:
+        self.target = Target.parse(rest)
+        self.layout = check_layout(layout)
+        if self.layout not in _COLOR_FORMATS:
+            raise BridgeError(f"NDI can deliver BGRA or RGBA, not {layout!r}")
+        if bandwidth not in _BANDWIDTHS:
+            raise BridgeError(f"NDI bandwidth must be one of {sorted(_BANDWIDTHS)}, not {bandwidth!r}")
+        self._lib = _ndilib.load()
+        self._ips = _ndilib.discovery_ips(extra_ips, self.target.hosts)
+        self._bandwidth = bandwidth
+        self._latest = latest
+        self._receiver_name = receiver_name
+        self._retry = Every(retry_interval)
+        self._refind = Every(refind_interval)
+        self._status = StateLog(log)  # connection: waiting / connected / lost
+        self._problems = StateLog(log)  # frames we cannot use, reported once per kind
+        self._recv: Any = None
+        self._finder: Any = None
+        self._probe: Any = None
+        self._connected_to: tuple[str, str] | None = None
+        self._source_ref: Any = None
+        self._ever_connected = False
+        self._frame_id = 0
+
+    # lifecycle -----------------------------------------------------------------------------
+    def open(self) -> None:
+        if self._recv is not None:
+            return
+        lib = self._lib
+        _ndilib.acquire(lib)
+        try:
+            if self.target.address is None:
+                self._finder = _ndilib.make_finder(lib, self._ips)
+            settings = lib.RecvCreateV3()
+            settings.color_format = getattr(lib, _COLOR_FORMATS[self.layout])
+            settings.bandwidth = getattr(lib, _BANDWIDTHS[self._bandwidth])
+            settings.allow_video_fields = False
+            settings.ndi_recv_name = self._receiver_name
+            self._recv = lib.recv_create_v3(settings)
+            if self._recv is None:
+                raise BridgeError("NDI could not create a receiver")
+        except BaseException:
+            self._destroy()
+            raise
+        self._maintain()
+
+    def close(self) -> None:
+        if self._recv is not None or self._finder is not None:
+            self._destroy()
+
+    def _destroy(self) -> None:
+        lib = self._lib
+        if self._recv is not None:
+            lib.recv_destroy(self._recv)
+        for finder in (self._finder, self._probe):
+            if finder is not None:
+                lib.find_destroy(finder)
+        self._recv = self._finder = self._probe = None
+        _ndilib.release(lib)
+
+    @property
+    def connected(self) -> bool:
+        return self._recv is not None and self._lib.recv_get_no_connections(self._recv) > 0
+
+    # reading -------------------------------------------------------------------------------
+    def read(self, timeout: float) -> Frame | None:
+        if self._recv is None:
+            raise BridgeError("NDISource.read() called before open()")
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            self._maintain()
+            # Wait in slices so a missing sender is retried on time even inside a long read.
+            slice_ms = int(min(max(deadline - time.monotonic(), 0.0), 0.1) * 1000)
+            frame = self._capture(slice_ms)
+            if frame is not None or time.monotonic() >= deadline:
+                return frame
+
+    def _capture(self, wait_ms: int) -> Frame | None:
+        lib, recv = self._lib, self._recv
+        kind, video, _, _ = lib.recv_capture_v2(recv, wait_ms, want_audio=False, want_metadata=False)
+        if kind != lib.FRAME_TYPE_VIDEO:
+            return None
+        for _ in range(_MAX_DRAIN if self._latest else 0):
+            more, newer, _, _ = lib.recv_capture_v2(recv, 0, want_audio=False, want_metadata=False)
+            if more == lib.FRAME_TYPE_NONE:
+                break
+            if more == lib.FRAME_TYPE_VIDEO:
+                lib.recv_free_video_v2(recv, video)
+                video = newer
+        try:
+            return self._to_frame(video)
+        finally:
+            lib.recv_free_video_v2(recv, video)
+
+    def _to_frame(self, video: Any) -> Frame | None:
+        layout, alpha = _RECEIVED.get(getattr(video.FourCC, "name", ""), (None, False))
+        if layout is None:
+            self._problems.enter("format", f"NDI: dropping frames in unexpected format {video.FourCC}", logging.ERROR)
+            return None
+        pixels = video.data  # ndi-python returns a copy, so freeing the SDK frame afterwards is safe
+        if pixels.ndim != 3 or pixels.shape[2] != 4:
+            self._problems.enter("stride", f"NDI: dropping frames with line stride {video.line_stride_in_bytes} "
+                               f"for width {video.xres}", logging.ERROR)
+            return None
+        if not alpha:
+            pixels[..., 3] = 255
+        self._frame_id += 1
+        meta = {"ndi_timestamp": int(video.timestamp), "frame_rate": (int(video.frame_rate_N),
+                                                                         int(video.frame_rate_D))}
+        if self._connected_to is not None:
+            meta["ndi_source"] = self._connected_to[0]
+        return Frame(pixels=np.ascontiguousarray(pixels), layout=layout, frame_id=self._frame_id,
+                     capture_time=time.monotonic(), timecode=int(video.timecode), meta=meta)
+
+    # connecting ----------------------------------------------------------------------------
+    def _maintain(self) -> None:
+        if self.connected:
+            if self._status.enter("connected", f"NDI: receiving {self._describe()}"):
+                self._ever_connected = True
+                self._drop_probe()
+            return
+        if self._ever_connected:
+            self._status.enter("lost", f"NDI: lost {self._describe()}; holding the last output and "
+                               "reconnecting", logging.WARNING)
+        else:
+            self._status.enter("waiting", f"NDI: waiting for {self.target.label()} (discovery asks "
+                               f"{', '.join(self._ips)} and mDNS)")
+        if not self._retry.due():
+            return
+        lib = self._lib
+        if self.target.address is not None:
+            self._connect(self.target.name, self.target.address)
+            return
+        found = _ndilib.sources(lib, self._finder)
+        if self._probe is not None:
+            found += _ndilib.sources(lib, self._probe)
+        hits = _ndilib.match_source(self.target.name, found)
+        if hits:
+            if len({name for name, _ in hits}) > 1:
+                self._status.enter("ambiguous", f"NDI: {self.target.name!r} matches {[h[0] for h in hits]}; "
+                                   f"using {hits[0][0]!r} (give the full name to choose)", logging.WARNING)
+            self._connect(*hits[0])
+        elif self._refind.due():
+            self._drop_probe()
+            self._probe = _ndilib.make_finder(lib, self._ips)
+
+    def _connect(self, name: str, url: str) -> None:
+        self._connected_to = (name, url)
+        # The binding keeps pointers into Python strings: hold the Source until the next call.
+        self._source_ref = self._lib.Source(name or None, url or None)
+        self._lib.recv_connect(self._recv, self._source_ref)
+
+    def _drop_probe(self) -> None:
+        if self._probe is not None:
+            self._lib.find_destroy(self._probe)
+            self._probe = None
+
+    def _describe(self) -> str:
+        if self._connected_to is None:
+            return self.target.label()
+        name, url = self._connected_to
+        return f"{name or 'source'} at {url}" if url else repr(name)
+
+
+class NDISink(OpenClose):
+    """Publishes frames as an NDI source named ``rest`` (default ``dreamwire``)."""
+
+    def __init__(
+        self,
+        rest: str = "",
+        *,
+        groups: str | None = None,
+        fps: float = 30.0,
+        clock_video: bool = False,
+    ) -> None:
+        self.name = rest.strip() or "dreamwire"
+        self._lib = _ndilib.load()
+        self._groups = groups
+        self._clock_video = clock_video
+        rate = Fraction(fps).limit_denominator(1001)
+        self._rate = (rate.numerator, rate.denominator)
+        self._send: Any = None
+        self._video: Any = None
+        self._keep: np.ndarray | None = None
+        self._packer = FourChannelPacker()
+        self._warned = StateLog(log)
+
+    def open(self) -> None:
+        if self._send is not None:
+            return
+        lib = self._lib
+        _ndilib.acquire(lib)
+        settings = lib.SendCreate(self.name, self._groups, clock_video=self._clock_video, clock_audio=False)
+        self._send = lib.send_create(settings)
+        if self._send is None:
+            _ndilib.release(lib)
+            raise BridgeError(f"NDI could not create a sender named {self.name!r}")
+        self._video = lib.VideoFrameV2()
+        log.info("NDI: sending as %r", self.name)
+
+    def close(self) -> None:
+        if self._send is None:
+            return
+        self._lib.send_destroy(self._send)
+        self._send = self._video = self._keep = None
+        _ndilib.release(self._lib)
+
+    @property
+    def connections(self) -> int:
+        """How many receivers are watching right now."""
+        return 0 if self._send is None else int(self._lib.send_get_no_connections(self._send, 0))
+
+    def write(self, frame: Frame) -> None:
+        if self._send is None:
+            raise BridgeError("NDISink.write() called before open()")
+        lib, video = self._lib, self._video
+        layout = check_layout(frame.layout)
+        pixels, order, alpha = self._packer.pack(host_pixels(frame.pixels, layout), layout)
+        pixels = self._even(pixels)
+        video.data = pixels  # the binding keeps only a pointer: hold the array until the next frame
+        self._keep = pixels
+        video.FourCC = getattr(lib, _SENT[(order, alpha)])
+        rate = frame.meta.get("frame_rate")
+        if not (isinstance(rate, (tuple, list)) and len(rate) == 2 and rate[0] > 0 and rate[1] > 0):
+            rate = self._rate
+        video.frame_rate_N, video.frame_rate_D = int(rate[0]), int(rate[1])
+        video.timecode = lib.SEND_TIMECODE_SYNTHESIZE if frame.timecode is None else int(frame.timecode)
+        lib.send_send_video_v2(self._send, video)
+
+    def _even(self, pixels: np.ndarray) -> np.ndarray:
+        """NDI crops odd sizes to even ones; pad by repeating the last row/column instead."""
+        height, width = pixels.shape[:2]
+        if not (height % 2 or width % 2):
+            return pixels
+        self._warned.enter("odd", f"NDI: {width}x{height} is odd-sized; sending it padded to even by one "
+                           "edge pixel", logging.WARNING)
+        return np.ascontiguousarray(np.pad(pixels, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge"))

@@ -1,0 +1,212 @@
+"""Real NDI over loopback: dreamwire's NDI source and sink against plain ndi-python peers.
+
+Each scenario runs in ``tests/ndi_helpers.py`` as a subprocess inside a private
+network namespace (``unshare -n`` with only ``lo`` up): NDI ports cannot clash
+with other runs and no packet leaves the machine. Where ``unshare -n`` is not
+permitted the scenarios run in the host namespace with unique sender names, and
+the connect-by-fixed-port case is skipped. Content is checked by PSNR and by
+frame ids drawn in big flat blocks, never by bytes (NDI is lossy). The real
+tests (marker ``ndi``) skip when ndi-python is missing; the URI parsing, name
+matching and packing tests at the end need no NDI runtime.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bridges import _ndilib
+from bridges._common import FourChannelPacker
+from bridges._ndilib import Target, match_source, stream_name
+from bridges.base import BridgeError, make_source
+
+HELPERS = Path(__file__).with_name("ndi_helpers.py")
+ROOT = HELPERS.parents[1]
+MIN_PSNR = 35.0
+
+
+def ndi_runtime() -> None:
+    pytest.importorskip("NDIlib", reason="ndi-python is not installed (pip install 'dreamwire[ndi]')",
+                        exc_type=ImportError)
+
+
+real_ndi = pytest.mark.ndi
+
+
+@functools.cache
+def netns_available() -> bool:
+    if not (shutil.which("unshare") and shutil.which("ip")):
+        return False
+    probe = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True)
+    return probe.returncode == 0
+
+
+def run_scenario(*args: str, timeout: float = 40) -> dict:
+    command = [sys.executable, str(HELPERS), *args]
+    if netns_available():
+        command = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', *command]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith('{"result"')]
+    assert proc.returncode == 0 and lines, f"scenario {args} failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}"
+    return json.loads(lines[-1])["result"]
+
+
+def assert_good_frames(frames: list[dict]) -> None:
+    ids = [f["id"] for f in frames]
+    assert ids == sorted(set(ids)), f"frame ids must only increase: {ids}"
+    assert all(f["timecode"] == f["id"] * 1000 + 7 for f in frames), "NDI timecode was not passed through"
+    assert min(f["psnr"] for f in frames) > MIN_PSNR
+    assert all(f["layout"] == "BGRA" and f["dtype"] == "uint8" for f in frames)
+    assert [f["frame_id"] for f in frames] == sorted(f["frame_id"] for f in frames)
+
+
+@real_ndi
+def test_source_receives_from_a_real_sender_by_name_and_by_address():
+    ndi_runtime()
+    result = run_scenario("source")
+    assert f"({result['name']})" in " ".join(result["listed"]), "list_senders() did not show the test sender"
+    by_name = result["by_name"]
+    assert len(by_name) > 20
+    assert_good_frames(by_name)
+    assert {tuple(f["size"]) for f in by_name} == {(256, 256), (192, 320)}, "resolution change not followed"
+    assert by_name[0]["meta_rate"] == [60, 1]
+    assert len(result["by_address"]) >= 10
+    assert_good_frames(result["by_address"])
+
+
+@real_ndi
+def test_sink_is_read_by_a_real_receiver_in_every_layout():
+    ndi_runtime()
+    result = run_scenario("sink")
+    by_layout = {(r["layout"], tuple(r["sent_size"])): r for r in result["results"]}
+    for (layout, size), got in by_layout.items():
+        assert got["id"] is not None, f"{layout} {size} frame never arrived"
+        assert got["psnr"] > MIN_PSNR, (layout, size, got["psnr"])
+        assert got["timecode"] == got["id"] * 1000 + 7, "timecode not passed through to the NDI frame"
+        assert got["fourcc"] == ("FOURCC_VIDEO_TYPE_BGRA" if "A" in layout[3:] else "FOURCC_VIDEO_TYPE_BGRX")
+        assert got["rate"] == [30, 1]
+    assert by_layout[("RGB", (129, 255))]["size"] == [130, 256], "odd sizes are padded to even, not cropped"
+    assert result["connections"] == 1
+
+
+@real_ndi
+@pytest.mark.parametrize(("by", "stop"), [("name", "kill"), ("address", "stop")])
+def test_source_survives_sender_restart(by: str, stop: str):
+    ndi_runtime()
+    if by == "address" and not netns_available():
+        pytest.skip("connecting to the fixed port 127.0.0.1:5961 needs a private network namespace")
+    result = run_scenario("reconnect", "--by", by, "--stop", stop)
+    assert result["before"] == [], "frames before any sender existed"
+    connect = result["connect"]
+    assert len(connect) >= 30 and connect[0]["t"] - result["first_ready"] < 2.0, "late sender not picked up"
+    assert_good_frames(connect)
+    # Sender gone: reads come back empty and on time, so the loop can keep showing its last output.
+    assert all(f["t"] < result["gone_at"] + 0.1 for f in result["gap"]), "frames after the sender died"
+    assert result["gap_read_max_s"] < 0.5 and result["gap_reads"] >= 10
+    resumed = [f for f in result["resumed"] if f["id"] >= 5000]
+    assert len(resumed) >= 20, "never resumed from the restarted sender"
+    assert resumed[0]["t"] - result["second_ready"] < 2.0, "took more than 2 s to resume"
+    assert_good_frames(resumed)
+
+
+# --- logic that needs no NDI runtime -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rest", "target"),
+    [
+        ("", Target("")),
+        ("  TD out ", Target("TD out")),
+        ("STUDIO (TD out)", Target("STUDIO (TD out)")),
+        ("@127.0.0.1:5961", Target("", address="127.0.0.1:5961")),
+        ("cam@10.0.0.7:5962", Target("cam", address="10.0.0.7:5962")),
+        ("cam@studio-pc", Target("cam", hosts=("studio-pc",))),
+        ("@[::1]:5961", Target("", address="[::1]:5961")),
+        ("me@home (x)", Target("me@home (x)")),  # not an address after the @: all of it is the name
+    ],
+)
+def test_uri_forms(rest: str, target: Target):
+    assert Target.parse(rest) == target
+
+
+def test_name_matching_prefers_exact_then_stream_name_then_case():
+    found = [("B-PC (TD out)", "10.0.0.2:5961"), ("A-PC (TD out)", "10.0.0.1:5961"), ("A-PC (td OUT 2)", "x:1")]
+    assert match_source("B-PC (TD out)", found) == [("B-PC (TD out)", "10.0.0.2:5961")]
+    assert [h[0] for h in match_source("TD out", found)] == ["A-PC (TD out)", "B-PC (TD out)"]
+    assert match_source("td out 2", found) == [("A-PC (td OUT 2)", "x:1")]
+    assert match_source("nope", found) == []
+    assert match_source("", found)[0][0] == "A-PC (TD out)"
+    assert stream_name("PC (Cam (1))") == "Cam (1)"
+
+
+def test_discovery_always_asks_loopback_first():
+    assert _ndilib.discovery_ips(None) == ["127.0.0.1"]
+    assert _ndilib.discovery_ips("10.0.0.5, 10.0.0.6", ("studio",)) == ["127.0.0.1", "10.0.0.5", "10.0.0.6", "studio"]
+    assert _ndilib.discovery_ips(["127.0.0.1", "h"]) == ["127.0.0.1", "h"]
+
+
+def test_missing_ndi_python_is_a_clear_error(monkeypatch):
+    from bridges import ndi
+
+    monkeypatch.setitem(sys.modules, "NDIlib", None)
+    with pytest.raises(BridgeError, match=r"pip install 'dreamwire\[ndi\]'"):
+        make_source("ndi:TD out")
+    with pytest.raises(BridgeError, match="ndi-python"):
+        ndi.list_senders()
+
+
+def test_runtime_is_initialized_once_and_destroyed_by_the_last_user():
+    calls: list[str] = []
+    lib = types.SimpleNamespace(initialize=lambda: calls.append("init") or True,
+                                destroy=lambda: calls.append("destroy"))
+    _ndilib.acquire(lib)
+    _ndilib.acquire(lib)
+    _ndilib.release(lib)
+    assert calls == ["init"]
+    _ndilib.release(lib)
+    _ndilib.release(lib)  # an extra release is harmless
+    assert calls == ["init", "destroy"]
+
+
+def test_rgb_frames_are_packed_as_x_formats_without_new_buffers():
+    packer = FourChannelPacker()
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    packed, order, alpha = packer.pack(rgb, "RGB")
+    assert (order, alpha) == ("RGBA", False) and packed.shape == (2, 3, 4)
+    np.testing.assert_array_equal(packed[..., :3], rgb)
+    assert (packed[..., 3] == 255).all()
+    again, _, _ = packer.pack(rgb[::-1].copy(), "BGR")
+    assert again is packed
+    bgra = np.zeros((2, 2, 4), np.uint8)
+    assert packer.pack(bgra, "BGRA") == (bgra, "BGRA", True)
+
+
+def test_received_frames_get_opaque_alpha_and_unusable_formats_are_dropped_once(monkeypatch, caplog):
+    from bridges import ndi
+
+    monkeypatch.setattr(ndi._ndilib, "load", lambda: types.SimpleNamespace())  # no runtime needed here
+    source = ndi.NDISource("x")
+
+    def video(fourcc: str, channels: int = 4) -> types.SimpleNamespace:
+        return types.SimpleNamespace(FourCC=types.SimpleNamespace(name=fourcc),
+                                     data=np.zeros((2, 4, channels), np.uint8), timestamp=5, timecode=123,
+                                     frame_rate_N=30000, frame_rate_D=1001,
+                                     line_stride_in_bytes=4 * channels, xres=4)
+
+    frame = source._to_frame(video("FOURCC_VIDEO_TYPE_RGBX"))
+    assert frame.layout == "RGBA" and (frame.pixels[..., 3] == 255).all()
+    assert (frame.timecode, frame.meta["frame_rate"], frame.frame_id) == (123, (30000, 1001), 1)
+    caplog.set_level("ERROR", logger="dreamwire.bridges.ndi")
+    assert source._to_frame(video("FOURCC_VIDEO_TYPE_UYVY", 2)) is None
+    assert source._to_frame(video("FOURCC_VIDEO_TYPE_UYVY", 2)) is None
+    assert len([r for r in caplog.records if "unexpected format" in r.message]) == 1
