@@ -1,0 +1,191 @@
+"""ONNX export of the three networks the engine runs: UNet, VAE encoder, VAE decoder.
+
+The graphs take exactly the tensors the :class:`~runtime.backends.base.Backend`
+protocol passes (encode/decode include the VAE scaling factor), so an ONNX or
+TensorRT backend is a drop-in for the torch one. Batch, height and width are
+dynamic axes: one export serves every resolution and step count of a profile.
+
+The exporter is chosen explicitly (``dynamo=False``, TorchScript tracing):
+torch's default dynamo exporter needs ``onnxscript``, which is not a dependency.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from runtime.backends.cache import CacheKey, ensure_entry, model_fingerprint
+from runtime.backends.torch_eager import _encode_latents
+from runtime.models import ModelParts
+
+EXPORTER = "torchscript"
+OPSET = 17
+COMPONENTS = ("unet", "encoder", "decoder")
+ONNX_FILE = "model.onnx"
+
+
+@dataclass(frozen=True)
+class GraphIO:
+    """Tensor names of one exported graph, shared by the ONNX and TensorRT runners."""
+
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    dynamic_axes: dict[str, dict[int, str]]
+
+
+GRAPH_IO: dict[str, GraphIO] = {
+    "unet": GraphIO(
+        inputs=("sample", "timestep", "encoder_hidden_states"),
+        outputs=("model_output",),
+        dynamic_axes={
+            "sample": {0: "batch", 2: "latent_height", 3: "latent_width"},
+            "timestep": {0: "batch"},
+            "encoder_hidden_states": {0: "batch"},
+            "model_output": {0: "batch", 2: "latent_height", 3: "latent_width"},
+        },
+    ),
+    "encoder": GraphIO(
+        inputs=("images",),
+        outputs=("latents",),
+        dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"},
+                      "latents": {0: "batch", 2: "latent_height", 3: "latent_width"}},
+    ),
+    "decoder": GraphIO(
+        inputs=("latents",),
+        outputs=("images",),
+        dynamic_axes={"latents": {0: "batch", 2: "latent_height", 3: "latent_width"},
+                      "images": {0: "batch", 2: "height", 3: "width"}},
+    ),
+}
+
+
+class UNetGraph(nn.Module):
+    """``unet(sample, timestep, cond)`` with a float32 per-row timestep (TensorRT dislikes int64 I/O)."""
+
+    def __init__(self, unet: nn.Module) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor
+                ) -> torch.Tensor:
+        return self.unet(sample, timestep, encoder_hidden_states, return_dict=False)[0]
+
+
+class EncoderGraph(nn.Module):
+    """Images in [-1, 1] -> scaled latents, the same math as ``TorchBackend.encode``."""
+
+    def __init__(self, vae: nn.Module, scale: float) -> None:
+        super().__init__()
+        self.vae, self.scale = vae, scale
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return _encode_latents(self.vae, images) * self.scale
+
+
+class DecoderGraph(nn.Module):
+    """Scaled latents -> images in [-1, 1], the same math as ``TorchBackend.decode``."""
+
+    def __init__(self, vae: nn.Module, scale: float) -> None:
+        super().__init__()
+        self.vae, self.scale = vae, scale
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(latents / self.scale, return_dict=False)[0]
+
+
+def text_tokens(parts: ModelParts) -> int:
+    return int(getattr(parts.tokenizer, "model_max_length", 77) or 77)
+
+
+def size_alignment(parts: ModelParts) -> int:
+    """Pixel multiple every side must have: VAE factor x the UNet's total downsampling.
+
+    The traced UNet fixes diffusers' "odd size" upsampling branch at export
+    time, so sizes off this grid would fail inside the graph rather than here.
+    """
+    downs = len(parts.unet.config.block_out_channels) - 1
+    return parts.vae_scale_factor * 2**downs
+
+
+def check_size(parts: ModelParts, width: int, height: int) -> None:
+    align = size_alignment(parts)
+    if width % align or height % align:
+        raise ValueError(f"{width}x{height}: exported graphs of this model need sides that are multiples of "
+                         f"{align} px; pick another resolution or use --backend torch")
+
+
+def graph_and_inputs(parts: ModelParts, component: str, *, batch: int = 2, height: int = 512, width: int = 512
+                     ) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """The wrapper module and example inputs (on the parts' device and dtype) for one component."""
+    dev, dt = parts.unet.device, parts.unet.dtype
+    s = parts.vae_scale_factor
+    lat = (batch, parts.latent_channels, height // s, width // s)
+    if component == "unet":
+        dim = int(parts.unet.config.cross_attention_dim)
+        args = (torch.randn(lat, device=dev, dtype=dt),
+                torch.full((batch,), 500.0, device=dev, dtype=torch.float32),
+                torch.randn(batch, text_tokens(parts), dim, device=dev, dtype=dt))
+        return UNetGraph(parts.unet), args
+    if component == "encoder":
+        return EncoderGraph(parts.vae, parts.vae_scaling_factor), (
+            torch.rand(batch, 3, height, width, device=dev, dtype=dt) * 2 - 1,)
+    if component == "decoder":
+        return DecoderGraph(parts.vae, parts.vae_scaling_factor), (torch.randn(lat, device=dev, dtype=dt),)
+    raise ValueError(f"unknown component {component!r}; expected one of {COMPONENTS}")
+
+
+def export_onnx(parts: ModelParts, component: str, path: Path, *, batch: int = 2, height: int = 512,
+                width: int = 512) -> Path:
+    """Trace one component to ``path`` with dynamic batch/height/width axes (legacy exporter, opset 17)."""
+    check_size(parts, width, height)
+    module, args = graph_and_inputs(parts, component, batch=batch, height=height, width=width)
+    io = GRAPH_IO[component]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        # The tracer warns about Python-side shape checks and that the legacy exporter is deprecated;
+        # both are expected here (the exported shapes are verified by tests at several sizes).
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=FutureWarning)
+        warnings.simplefilter("ignore", category=UserWarning)
+        torch.onnx.export(
+            module.eval(), args, str(path), dynamo=False, opset_version=OPSET,
+            input_names=list(io.inputs), output_names=list(io.outputs), dynamic_axes=io.dynamic_axes,
+            do_constant_folding=True,
+        )
+    return path
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def onnx_key(parts: ModelParts, component: str, *, model_hash: str | None = None,
+             loras: tuple[tuple[str, float], ...] | None = None) -> CacheKey:
+    """Cache key of one exported graph: model, weights, LoRAs, dtype, exporter and opset.
+
+    The VAE components hash the TAESD source too when one replaced the VAE.
+    """
+    h = model_hash or model_fingerprint(parts.source)
+    if component != "unet" and parts.taesd:
+        h = f"{h}+taesd:{parts.taesd}@{model_fingerprint(parts.taesd)}"
+    if loras is None:
+        loras = ((parts.lcm_lora, 1.0),) if parts.lcm_lora else ()
+    return CacheKey(component=component, model_id=parts.source, model_hash=h, loras=tuple(loras),
+                    dtype=f"{_dtype_name(parts.unet.dtype)}@{parts.unet.device.type}", exporter=EXPORTER,
+                    opset=OPSET, fmt="onnx")
+
+
+def cached_onnx(parts: ModelParts, component: str, *, height: int = 512, width: int = 512,
+                key: CacheKey | None = None, root: Path | None = None) -> Path:
+    """Path of the component's ONNX file, exported into the cache on first use."""
+    key = key or onnx_key(parts, component)
+
+    def build(folder: Path) -> None:
+        export_onnx(parts, component, folder / ONNX_FILE, height=height, width=width)
+
+    return ensure_entry(key, build, root) / ONNX_FILE

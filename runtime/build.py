@@ -1,0 +1,167 @@
+"""``dreamwire build-engines``: export ONNX graphs and build TensorRT engines ahead of a show.
+
+Building the first time a performance starts is the original's worst user
+experience (minutes of silence). This command does it beforehand with a
+progress bar per stage and prints a rough time/VRAM estimate first; the
+results land in the same cache the backends read, so the next ``dreamwire
+run`` with the same model/profile starts immediately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from runtime.backends.profiles import MAX_STEPS, BatchProfile, ResolutionProfile
+
+# Ballpark costs (a desktop GPU; CPU export ~3x slower); printed as estimates, never relied on.
+_EXPORT_S_PER_GPARAM = 25.0
+_BUILD_S_PER_GPARAM = 300.0
+_BUILD_S_BASE = 20.0
+_ACT_BYTES_PER_LATENT_PX = 320 * 2 * 24  # channels x fp16 x live layers, per batch row
+
+
+@dataclass(frozen=True)
+class Estimate:
+    export_s: float
+    build_s: float
+    disk_gb: float
+    vram_gb: float
+
+    def lines(self, target: str) -> list[str]:
+        out = [f"  export ONNX      ~{self.export_s:.0f} s", f"  disk             ~{self.disk_gb:.1f} GB"]
+        if target == "tensorrt":
+            out += [f"  TensorRT build   ~{self.build_s / 60:.1f} min",
+                    f"  peak VRAM        ~{self.vram_gb:.1f} GB during the build"]
+        return out
+
+
+def estimate(unet_params: int, vae_params: int, res: ResolutionProfile, batch: BatchProfile, *,
+             dtype_bytes: int = 2, target: str = "tensorrt") -> Estimate:
+    """Rough time/disk/VRAM for exporting (and building) all three components."""
+    g = (unet_params + 2 * vae_params) / 1e9
+    weights = (unet_params + vae_params) * dtype_bytes
+    disk = weights * (2 if target == "tensorrt" else 1)  # ONNX + plan
+    latent_px = (res.maximum // 8) ** 2
+    activations = batch.maximum * latent_px * _ACT_BYTES_PER_LATENT_PX
+    dynamic = 1.5 if res.minimum != res.maximum else 1.0
+    return Estimate(export_s=5 + _EXPORT_S_PER_GPARAM * g,
+                    build_s=(_BUILD_S_BASE + _BUILD_S_PER_GPARAM * g) * dynamic if target == "tensorrt" else 0,
+                    disk_gb=disk / 1e9, vram_gb=(3 * weights + activations) / 1e9)
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    w, _, h = text.lower().partition("x")
+    return int(w), int(h or w)
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="dreamwire build-engines", description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="tiny", help="hub id, local diffusers folder, or 'tiny'")
+    ap.add_argument("--resolution", default="512x512", help="WxH the show runs at (the profile's optimum)")
+    ap.add_argument("--profile", default="256-1024",
+                    help="pixel range one engine serves, MIN-MAX[/STEP]; resolution changes inside need no rebuild")
+    ap.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto",
+                    help="what to build for: TensorRT engines (CUDA) or ONNX graphs only")
+    ap.add_argument("--frames", type=int, default=1, help="frames per call (frame_buffer_size)")
+    ap.add_argument("--guidance", default="self", choices=("none", "full", "self", "onetime"))
+    ap.add_argument("--steps", type=int, default=2, help="typical step count (the batch TensorRT tunes for)")
+    ap.add_argument("--max-steps", type=int, default=MAX_STEPS, help="largest step count the engine accepts")
+    ap.add_argument("--taesd", default=None, help="TAESD id or folder replacing the VAE")
+    ap.add_argument("--lcm-lora", default=None, help="LCM-LoRA for plain SD models ('none' to skip)")
+    ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    ap.add_argument("--fp32", action="store_true", help="build without TensorRT fp16 kernels")
+    ap.add_argument("--workspace-gb", type=float, default=None, help="TensorRT builder workspace limit")
+    ap.add_argument("--estimate-only", action="store_true", help="print the estimate and exit")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, RuntimeError, OSError) as exc:  # ModelLoadError, BackendUnavailable, CacheError, ...
+        print(f"dreamwire build-engines: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from runtime.backends.select import tensorrt_importable
+
+    width, height = parse_resolution(args.resolution)
+    res = ResolutionProfile.parse(args.profile, opt=max(width, height))
+    res.check(width, height)
+    batch = BatchProfile(frames=args.frames, guidance=args.guidance, steps=min(args.steps, args.max_steps),
+                         max_steps=args.max_steps)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    target = args.backend
+    if target == "auto":
+        target = "tensorrt" if device.type == "cuda" and tensorrt_importable() else "onnxruntime"
+    if target == "tensorrt":
+        from runtime.backends.tensorrt import import_tensorrt
+
+        import_tensorrt()  # fail before loading gigabytes of weights
+        if device.type != "cuda":
+            raise ValueError("TensorRT engines need --device cuda")
+    else:
+        from runtime.backends.onnxrt import import_onnxruntime
+
+        import_onnxruntime()
+
+    from runtime.models import DEFAULT_LCM_LORA, load_model
+
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    lora = None if args.lcm_lora == "none" else (args.lcm_lora or DEFAULT_LCM_LORA)
+    t0 = time.perf_counter()
+    with tqdm(total=1, desc="load model", unit="stage", leave=True) as bar:
+        parts = load_model(args.model, taesd=args.taesd, lcm_lora=lora, device=device, dtype=dtype)
+        bar.update()
+    n_unet = sum(p.numel() for p in parts.unet.parameters())
+    n_vae = sum(p.numel() for p in parts.vae.parameters())
+    est = estimate(n_unet, n_vae, res, batch, dtype_bytes=2 if dtype == torch.float16 else 4, target=target)
+    print(f"building {target} for {args.model} at {width}x{height}, profile {res.label()}, batch {batch.label()}")
+    print(f"UNet {n_unet / 1e6:.0f}M params, VAE {n_vae / 1e6:.1f}M params; rough estimate:")
+    print("\n".join(est.lines(target)))
+    if args.estimate_only:
+        return 0
+    from runtime.backends.export import COMPONENTS, cached_onnx
+
+    for comp in COMPONENTS:
+        with tqdm(total=1, desc=f"export {comp}", unit="stage") as bar:
+            path = cached_onnx(parts, comp, height=res.opt, width=res.opt)
+            bar.update()
+        print(f"  {comp}: {path}")
+    if target == "tensorrt":
+        _build_trt(parts, res, batch, fp16=not args.fp32, workspace_gb=args.workspace_gb)
+    print(f"done in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def _build_trt(parts, res: ResolutionProfile, batch: BatchProfile, *, fp16: bool, workspace_gb: float | None
+               ) -> None:
+    from tqdm import tqdm
+
+    from runtime.backends.export import COMPONENTS
+    from runtime.backends.tensorrt import EngineSpec, ensure_engines
+
+    spec = EngineSpec(res, batch, fp16=fp16, workspace_gb=workspace_gb)
+    for comp in COMPONENTS:
+        with tqdm(total=0, desc=f"build {comp}", unit="step") as bar:
+            def progress(_c: str, phase: str, step: int, total: int, _bar=bar) -> None:
+                _bar.set_postfix_str(phase[:40])
+                _bar.total = max(total, 1)
+                _bar.n = step
+                _bar.refresh()
+
+            path = ensure_engines(parts, spec, progress=progress, components=(comp,))[comp]
+        print(f"  {comp}: {path}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

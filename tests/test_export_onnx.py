@@ -1,0 +1,135 @@
+"""ONNX export of the tiny model and the onnxruntime backend against the torch reference (acceptance 1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")  # a plain ModuleNotFoundError when the [onnx] extra is absent
+
+from runtime.backends.cache import engines_dir
+from runtime.backends.export import COMPONENTS, check_size, size_alignment
+from runtime.control import Params
+from runtime.stream import EngineConfig
+
+from .conftest import frames
+
+
+def _rel_close(out: torch.Tensor, ref: torch.Tensor, rel: float = 1e-4) -> None:
+    """Every element within ``rel`` of the reference's scale (max |ref|)."""
+    assert out.shape == ref.shape
+    scale = ref.abs().max().item()
+    err = (out - ref).abs().max().item()
+    assert err <= rel * scale, f"max |diff| {err:.3g} > {rel} x {scale:.3g}"
+
+
+@pytest.fixture(scope="module")
+def ort_backend(tiny_parts):
+    from runtime.backends.onnxrt import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(tiny_parts, width=256, height=256)
+
+
+def test_export_writes_three_cached_graphs(ort_backend):
+    assert set(ort_backend.paths) == set(COMPONENTS)
+    for comp, path in ort_backend.paths.items():
+        assert path.is_file() and path.stat().st_size > 1000
+        assert path.parent.parent == engines_dir() and path.parent.name.startswith(f"{comp}-onnx-")
+        assert (path.parent / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("size", [(256, 256), (320, 384)])  # the export was traced at 256x256
+def test_onnxruntime_matches_torch_per_component(ort_backend, torch_backend, batch, size):
+    h, w = size
+    g = torch.Generator().manual_seed(batch * 1000 + h)
+    images = torch.rand(batch, 3, h, w, generator=g) * 2 - 1
+    _rel_close(ort_backend.encode(images), torch_backend.encode(images))
+    latents = torch.randn(batch, 4, h // 8, w // 8, generator=g)
+    _rel_close(ort_backend.decode(latents), torch_backend.decode(latents))
+    t = torch.tensor([999, 759, 499][:batch] + [259] * max(0, batch - 3), dtype=torch.long)
+    cond = torch.randn(1, 77, 32, generator=g).expand(batch, -1, -1)  # non-contiguous, as the engine passes
+    _rel_close(ort_backend.unet(latents, t, cond), torch_backend.unet(latents, t, cond))
+
+
+def _engines(backends, config, params):
+    from runtime.assemble import build_engine
+
+    return [build_engine("tiny", backend=b, device="cpu", config=config, params=params, lcm_lora=None)
+            for b in backends]
+
+
+@pytest.mark.parametrize("guidance,steps", [("self", 2), ("full", 3)])
+def test_full_engine_onnxruntime_matches_torch_frame_for_frame(guidance, steps):
+    cfg = EngineConfig(width=256, height=256, guidance=guidance)
+    ref, ort = _engines(("torch", "onnxruntime"), cfg, Params({"steps": steps}))
+    assert ort.backend.name == "onnxruntime" and ref.backend.name == "torch"
+    for i, img in enumerate(frames(5, size=256, seed=3)):
+        a, b = ref.step(img).images, ort.step(img).images
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-4, msg=lambda m, i=i: f"frame {i}: {m}")
+    # A live change goes through the same graphs: new steps -> new batch size, same export.
+    for e in (ref, ort):
+        e.update(e.params.replace(steps=steps + 1))
+    img = frames(1, size=256, seed=9)[0]
+    torch.testing.assert_close(ort.step(img).images, ref.step(img).images, rtol=0, atol=1e-4)
+
+
+def test_resolution_change_inside_profile_reuses_export():
+    from runtime.assemble import build_engine
+
+    build_engine("tiny", backend="onnxruntime", device="cpu", config=EngineConfig(width=256, height=256))
+    before = sorted(p.name for p in engines_dir().iterdir() if not p.name.startswith("."))
+    eng = build_engine("tiny", backend="onnxruntime", device="cpu", config=EngineConfig(width=320, height=192))
+    assert eng.step(frames(1, size=384)[0][..., :192, :320].contiguous()).images.shape == (1, 3, 192, 320)
+    assert sorted(p.name for p in engines_dir().iterdir() if not p.name.startswith(".")) == before
+
+
+def test_exporter_is_chosen_explicitly(tiny_parts, tmp_path: Path, monkeypatch):
+    from runtime.backends import export
+
+    seen = {}
+    real = torch.onnx.export
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", spy)
+    export.export_onnx(tiny_parts, "decoder", tmp_path / "d.onnx", height=128, width=128)
+    assert seen["dynamo"] is False and seen["opset_version"] == 17
+    assert seen["dynamic_axes"]["latents"] == {0: "batch", 2: "latent_height", 3: "latent_width"}
+
+
+def test_sizes_off_the_model_grid_are_rejected_with_the_fix(tiny_parts):
+    assert size_alignment(tiny_parts) == 16  # VAE factor 8 x one UNet downsample
+    with pytest.raises(ValueError, match="multiples of 16"):
+        check_size(tiny_parts, 264, 256)
+
+
+def test_build_engines_command_exports_into_the_cache(capsys):
+    from runtime.build import main
+
+    assert main(["--model", "tiny", "--resolution", "256x256", "--backend", "onnxruntime"]) == 0
+    out = capsys.readouterr().out
+    assert "rough estimate" in out and "export ONNX" in out
+    for comp in COMPONENTS:
+        assert f"{comp}: {engines_dir()}" in out
+
+
+def test_build_engines_rejects_resolution_outside_profile(capsys):
+    from runtime.build import main
+
+    assert main(["--model", "tiny", "--resolution", "1280x768", "--estimate-only"]) == 2
+    assert "--profile" in capsys.readouterr().err
+
+
+def test_compare_backends_reports_fps_and_components():
+    """A smoke run of the CPU benchmark (2 frames): the figures in docs/benchmarks.md come from it."""
+    from runtime.bench_backends import compare_backends, format_table
+
+    r = compare_backends("tiny", size=128, frames=2, warmup=1, rounds=1)
+    for name in ("torch", "onnxruntime"):
+        assert r[name]["fps"] > 0 and r[name]["unet_ms"] > 0 and r[name]["decode_ms"] > 0
+    assert r["speedup"]["torch"] == 1.0 and "| onnxruntime |" in format_table(r)
