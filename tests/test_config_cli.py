@@ -1,0 +1,186 @@
+"""Config and CLI: TOML mirrors the schema, flags are generated from it, and mistakes are one line + exit 2."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runtime import cli
+from runtime.config import ConfigError, RuntimeConfig, default_sink, load_toml, resolve
+from runtime.control import SCHEMA
+
+
+@pytest.fixture(autouse=True)
+def _keep_signal_handlers():
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, h in saved.items():
+        signal.signal(s, h)
+
+
+def _toml(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "dreamwire.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_full_toml_config_loads(tmp_path):
+    p = _toml(tmp_path, """
+model = "tiny"
+source = "pattern:128x96@15"
+sink = "null"
+width = 128
+height = 96
+frames = 5
+guidance = "none"
+[osc]
+port = 9001
+allow = ["127.0.0.1"]
+telemetry = "127.0.0.1:9002"
+[control]
+prompt = "a watercolour forest"
+strength = 0.5
+steps = 3.0
+prompt_blend = [["a", 1.0], ["b", 0.5]]
+similarity_filter = true
+""")
+    cfg = load_toml(p)
+    assert (cfg.source, cfg.sink, cfg.width, cfg.frames, cfg.guidance) == ("pattern:128x96@15", "null", 128, 5, "none")
+    assert cfg.osc.port == 9001 and cfg.osc.allow == ("127.0.0.1",) and cfg.osc.telemetry == ("127.0.0.1", 9002)
+    assert cfg.control["steps"] == 3 and cfg.control["prompt_blend"] == (("a", 1.0), ("b", 0.5))
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("modle = 'tiny'\n", "unknown key 'modle'"),
+    ("[control]\nstrenght = 0.5\n", "unknown key 'strenght' in [control]"),
+    ("[osc]\nprot = 1\n", "unknown key 'prot'"),
+    ("[control]\nstrength = 2.0\n", "control.strength"),
+    ("[control]\nprompt = 3\n", "control.prompt"),
+    ("width = 100\n", "width: 100 is not a multiple of 8"),
+    ("frames = 'ten'\n", "frames: expected an integer"),
+    ("source = 'webcam:0'\n", "unknown bridge 'webcam:0'"),
+    ("[osc]\ntelemetry = 'nowhere'\n", "osc.telemetry"),
+    ("model = \n", "not valid TOML"),
+])
+def test_bad_config_is_one_line_exit_2(tmp_path, capsys, text, needle):
+    """Acceptance 6 (config): unknown keys and bad values name the problem on one line."""
+    p = _toml(tmp_path, text)
+    with pytest.raises(ConfigError, match=None) as info:
+        load_toml(p)
+    assert needle in str(info.value)
+    assert cli.main(["run", "--config", str(p)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("dreamwire: error:") and needle in err
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--source", "webcam:0"], "unknown bridge 'webcam:0'"),
+    (["--sink", "pattern"], "'pattern' cannot be a sink"),
+    (["--source", "images:/definitely/not/here"], "is not a folder"),
+    (["--strength", "3"], "--strength"),
+    (["--steps", "many"], "--steps"),
+    (["--prompt-blend", "a"], "--prompt-blend"),
+    (["--width", "100"], "--width"),
+    (["--telemetry", "7767"], "--telemetry"),
+    (["--frames", "x"], "--frames"),
+    (["--no-such-flag"], "unrecognized arguments"),
+    (["--config", "/no/such/file.toml"], "cannot read"),
+])
+def test_bad_flags_and_uris_are_one_line_exit_2(capsys, argv, needle):
+    """Acceptance 6 (CLI, source URI): exit 2 before any model is built."""
+    with pytest.raises(SystemExit) if needle == "unrecognized arguments" or argv[0] == "--frames" else _nothing():
+        rc = cli.main(["run", *argv])
+        assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert needle in err and "error" in err
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_bad_uri_exits_2_from_the_real_command(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "runtime", "run", "--source", "nope:x"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["dreamwire: error: --source: unknown bridge 'nope:x'; expected one of: "
+                                             "images, ndi, null, pattern, spout, video"]
+
+
+def test_every_schema_parameter_has_a_flag():
+    ns = cli.build_run_parser().parse_args([
+        "--prompt", "p", "--prompt-blend", "a", "0.5", "b", "1", "--negative-prompt", "n",
+        "--guidance-scale", "2", "--delta", "0.5", "--seed", "9", "--seed-blend", "1", "0.5", "2", "0.5",
+        "--strength", "0.6", "--steps", "3", "--t-index-list", "10,20,30", "--similarity-filter", "on",
+        "--similarity-threshold", "0.9", "--similarity-max-skip", "4", "--pause", "0", "--bypass", "false",
+    ])
+    cfg = cli.config_from_args(ns)
+    assert set(cfg.control) == {s.name for s in SCHEMA}
+    assert cfg.control["prompt_blend"] == (("a", 0.5), ("b", 1.0))
+    assert cfg.control["seed_blend"] == ((1, 0.5), (2, 0.5))
+    assert cfg.control["t_index_list"] == (10, 20, 30)
+    assert cfg.control["similarity_filter"] is True and cfg.control["bypass"] is False
+
+
+def test_flags_override_the_config_file(tmp_path):
+    p = _toml(tmp_path, "frames = 5\n[control]\nstrength = 0.2\n[osc]\nport = 9100\n")
+    cfg = cli.config_from_args(cli.build_run_parser().parse_args(
+        ["--config", str(p), "--strength", "0.3", "--osc-port", "9200", "--osc-allow", "10.0.0.1,10.0.0.2"]))
+    assert cfg.frames == 5 and cfg.control["strength"] == 0.3
+    assert cfg.osc.port == 9200 and cfg.osc.allow == ("10.0.0.1", "10.0.0.2")
+
+
+def test_defaults_sink_and_resolution():
+    assert default_sink("pattern") == "images:./dreamwire-out"
+    assert default_sink("video:clip.mp4") == "images:./dreamwire-out"
+    assert default_sink("images:in/@12") == "images:in-out"
+    assert default_sink("ndi:Studio") == "ndi:dreamwire"
+    cfg = resolve(RuntimeConfig(), "cpu")
+    assert (cfg.sink, cfg.width, cfg.height) == ("images:./dreamwire-out", 256, 256)
+    assert resolve(RuntimeConfig(), "cuda").width == 512
+    assert resolve(RuntimeConfig(model="stabilityai/sd-turbo"), "cpu").width == 512
+
+
+def test_top_level_help_and_unknown_command(capsys):
+    assert cli.main([]) == 0
+    assert "run" in capsys.readouterr().out
+    assert cli.main(["frobnicate"]) == 2
+    assert "unknown command" in capsys.readouterr().err
+
+
+def test_sources_reports_missing_extras_without_a_traceback(capsys):
+    assert cli.main(["sources"]) == 0
+    out = capsys.readouterr().out
+    assert "ndi" in out and "spout" in out
+
+
+def test_bench_and_build_engines_dispatch_or_say_they_are_missing(capsys, monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+
+    def fake_import(name, *a, **k):
+        if name == "runtime.bench":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        if name == "runtime.build":
+            return type("M", (), {"main": staticmethod(lambda argv: 0 if argv == ["--x"] else 3)})
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(cli.importlib, "import_module", fake_import)
+    assert cli.main(["bench"]) == 2
+    assert "not available" in capsys.readouterr().err
+    assert cli.main(["build-engines", "--x"]) == 0
+
+
+def test_python_dash_m_runtime_is_the_dreamwire_command():
+    r = subprocess.run([sys.executable, "-m", "runtime", "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "build-engines" in r.stdout

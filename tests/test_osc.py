@@ -1,0 +1,400 @@
+"""OSC control: decoding, validation, status replies, errors to telemetry, bundles, fuzzing, TCP, docs."""
+
+from __future__ import annotations
+
+import random
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message import OscMessage
+from pythonosc.tcp_client import SimpleTCPClient
+from pythonosc.udp_client import SimpleUDPClient
+
+from bridges.pattern import PatternSource
+from runtime.control import SCHEMA, SPECS, ControlState, Params
+from runtime.docs import osc_markdown
+from runtime.loop import FrameLoop
+from runtime.osc import OscControl, OscSettings, build_message, parse_packet
+from runtime.telemetry import STAT_NAMES, Stats
+
+SENDER = ("127.0.0.1", 50000)
+
+
+class Listener:
+    """A UDP socket on loopback that collects every OSC message it receives (the telemetry target)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.messages: list[tuple[str, list]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.sock.getsockname()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.messages.extend(parse_packet(data))
+
+    def errors(self) -> list[tuple[str, list]]:
+        return [m for m in list(self.messages) if m[0] == "/dreamwire/error"]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+@pytest.fixture
+def listener():
+    lst = Listener()
+    yield lst
+    lst.close()
+
+
+def _control(telemetry=None, **kw) -> OscControl:
+    return OscControl(ControlState(), Stats().snapshot, OscSettings(port=0, telemetry=telemetry, **kw))
+
+
+def _bundle(*messages: tuple[str, list], timetag: float = IMMEDIATELY) -> bytes:
+    b = OscBundleBuilder(timetag)
+    for address, args in messages:
+        b.add_content(OscMessage(build_message(address, args)))
+    return b.build().dgram
+
+
+def _wait(cond, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+
+
+# --- decoding and validation (no sockets) ------------------------------------------------------------
+
+GOOD = [
+    ("prompt", ["a red fox"], "a red fox"),
+    ("prompt_blend", ["city", 0.7, "forest", 0.3], (("city", 0.7), ("forest", 0.3))),
+    ("prompt_blend", [], ()),
+    ("negative_prompt", ["blur"], "blur"),
+    ("guidance_scale", [2.5], 2.5),
+    ("delta", [0.5], 0.5),
+    ("seed", [42.0], 42),  # integers accept floats (TouchDesigner sends floats)
+    ("seed_blend", [1, 0.5, 2.0, 0.5], ((1, 0.5), (2, 0.5))),
+    ("strength", [0.75], 0.75),
+    ("steps", [3.0], 3),
+    ("t_index_list", [10, 20, 30], (10, 20, 30)),
+    ("similarity_filter", [True], True),
+    ("similarity_filter", [1.0], True),
+    ("similarity_threshold", [0.9], 0.9),
+    ("similarity_max_skip", [5], 5),
+    ("pause", [1], True),
+    ("bypass", [0], False),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "expected"), GOOD, ids=[f"{g[0]}-{i}" for i, g in enumerate(GOOD)])
+def test_every_parameter_is_settable_over_osc(name, args, expected):
+    osc = _control()
+    start = {"prompt_blend": [("x", 1.0)]} if name == "prompt_blend" else {}
+    osc.state.apply(start)
+    osc.handle_packet(build_message(f"/dreamwire/{name}", args), SENDER)
+    assert osc.errors == 0
+    value = getattr(osc.state.params, name)
+    if isinstance(expected, tuple) and expected and isinstance(expected[0], tuple):  # OSC floats are float32
+        assert [k for k, _ in value] == [k for k, _ in expected]
+        assert [w for _, w in value] == pytest.approx([w for _, w in expected])
+    elif isinstance(expected, float):
+        assert value == pytest.approx(expected)
+    else:
+        assert value == expected
+
+
+def test_every_schema_parameter_is_covered_by_the_examples():
+    assert {g[0] for g in GOOD} == set(SPECS)
+
+
+def _raw(address: str, tags: str, payload: bytes) -> bytes:
+    def pad(b: bytes) -> bytes:
+        b += b"\0"
+        return b + b"\0" * (-len(b) % 4)
+    return pad(address.encode()) + pad(tags.encode()) + payload
+
+
+BAD = {
+    "unknown address": build_message("/dreamwire/nope", [1.0]),
+    "outside prefix": build_message("/other/strength", [0.5]),
+    "wrong type": build_message("/dreamwire/strength", ["high"]),
+    "string for prompt": build_message("/dreamwire/prompt", [3.0]),
+    "too many args": build_message("/dreamwire/strength", [0.1, 0.2]),
+    "no args": build_message("/dreamwire/seed", []),
+    "out of range": build_message("/dreamwire/strength", [1.5]),
+    "non-integral int": build_message("/dreamwire/steps", [2.5]),
+    "nan": build_message("/dreamwire/delta", [float("nan")]),
+    "odd pair count": build_message("/dreamwire/prompt_blend", ["a", 1.0, "b"]),
+    "seed pair not int": build_message("/dreamwire/seed_blend", ["a", 1.0]),
+    "descending t_index": build_message("/dreamwire/t_index_list", [30, 10]),
+    "bool not 0/1": build_message("/dreamwire/pause", [0.5]),
+    "status with args": build_message("/dreamwire/status", [1]),
+    "truncated float": b"/dreamwire/strength\0,f\0\0",
+    "short float": _raw("/dreamwire/strength", ",f", b"\0\0"),
+    "trailing bytes": _raw("/dreamwire/strength", ",f", struct.pack(">f", 0.5) + b"\0\0\0\0"),
+    "unsupported tag": _raw("/dreamwire/strength", ",Q", b""),
+    "no comma": _raw("/dreamwire/strength", "f", struct.pack(">f", 0.5)),
+    "empty": b"",
+    "random bytes": bytes(range(7, 47)),
+    "bare bundle": b"#bundle\0",
+    "bundle element too long": b"#bundle\0" + b"\0" * 7 + b"\1" + struct.pack(">i", 64) + b"/x\0\0",
+    "future bundle": _bundle(("/dreamwire/strength", [0.9]), timetag=time.time() + 60),
+    "wildcard bomb": build_message("/" + "*" * 40, [1.0]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_changes_nothing_and_is_reported(case, listener):
+    osc = _control(telemetry=listener.address)
+    before = osc.state.snapshot()
+    assert osc.handle_packet(BAD[case], SENDER) == []
+    assert osc.state.snapshot() == before
+    assert osc.errors == 1
+    _wait(lambda: len(listener.errors()) == 1, 5)
+    _address, (where, reason) = listener.errors()[0]
+    assert isinstance(where, str) and isinstance(reason, str) and reason
+
+
+def test_a_bundle_with_one_bad_message_applies_nothing():
+    osc = _control()
+    osc.handle_packet(_bundle(("/dreamwire/prompt", ["new"]), ("/dreamwire/strength", [9.0])), SENDER)
+    assert osc.state.params == Params() and osc.errors == 1
+    osc.handle_packet(_bundle(("/dreamwire/prompt", ["new"]), ("/dreamwire/seed", [7])), SENDER)
+    v, p = osc.state.snapshot()
+    assert (p.prompt, p.seed, v) == ("new", 7, 1)  # one apply, one version step
+
+
+def test_status_answers_the_senders_own_port_with_state_and_stats():
+    osc = _control().start()
+    client = SimpleUDPClient("127.0.0.1", osc.port)
+    client._sock.settimeout(5)
+    try:
+        client.send_message("/dreamwire/prompt", "status check")
+        client.send_message("/dreamwire/status", [])
+        data, _ = client._sock.recvfrom(65535)
+    finally:
+        osc.close()
+    got = dict(parse_packet(data))
+    assert got["/dreamwire/state/prompt"] == ["status check"]
+    assert {f"/dreamwire/state/{s.name}" for s in SCHEMA} <= set(got)
+    assert {f"/dreamwire/stats/{n}" for n in ("fps", "engine_ms", "latency_ms", "dropped", "skip_rate")} <= set(got)
+    assert got["/dreamwire/state/prompt_blend"] == []
+
+
+def test_long_prompt_list_fits_in_one_datagram():
+    """python-osc reads 8 KiB by default; a 40 KB prompt blend must arrive whole."""
+    osc = _control().start()
+    blend = [x for i in range(200) for x in (f"prompt number {i} " + "x" * 150, 1.0)]
+    dgram = build_message("/dreamwire/prompt_blend", blend)
+    assert len(dgram) > 30000
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(dgram, ("127.0.0.1", osc.port))
+        _wait(lambda: len(osc.state.params.prompt_blend) == 200, 5)
+    finally:
+        osc.close()
+    assert osc.errors == 0
+
+
+def test_allow_list_ignores_other_senders():
+    osc = _control(allow=("10.9.9.9",)).start()
+    try:
+        SimpleUDPClient("127.0.0.1", osc.port).send_message("/dreamwire/strength", 0.9)
+        _wait(lambda: osc.rejected_senders == 1, 5)
+    finally:
+        osc.close()
+    assert osc.state.params.strength == SPECS["strength"].default
+
+
+def test_tcp_control_status_and_fast_close_with_a_client_connected():
+    osc = _control().start()
+    assert osc.tcp_port == osc.port
+    client = SimpleTCPClient("127.0.0.1", osc.tcp_port)
+    client.send_message("/dreamwire/strength", 0.8)
+    client.send_message("/dreamwire/strength", "bad")  # must not close the connection
+    client.send_message("/dreamwire/status", [])
+    got = {}
+    for m in client.get_messages(5):
+        got[m.address] = m.params
+        if m.address == f"/dreamwire/stats/{STAT_NAMES[-1]}":  # the last message of a status reply
+            break
+    assert got.get("/dreamwire/state/strength") == [pytest.approx(0.8)], got
+    t0 = time.monotonic()
+    osc.close()  # the client is still connected
+    assert time.monotonic() - t0 < 5
+    client.close()
+    assert osc.errors == 1
+
+
+def test_telemetry_sends_stats_to_the_target(listener):
+    osc = _control(telemetry=listener.address)
+    osc.send_telemetry()
+    _wait(lambda: any(m[0] == "/dreamwire/stats/fps" for m in listener.messages), 5)
+    names = {m[0].rsplit("/", 1)[1] for m in listener.messages if m[0].startswith("/dreamwire/stats/")}
+    assert set(STAT_NAMES) <= names
+
+
+# --- with frames flowing ---------------------------------------------------------------------------------
+
+
+class CountingSink:
+    def __init__(self) -> None:
+        self.frames = 0
+        self.params: list[Params] = []
+
+    def open(self) -> None:
+        pass
+
+    def write(self, frame) -> None:
+        self.frames += 1
+        self.params.append(frame.meta.get("params"))
+
+    def close(self) -> None:
+        pass
+
+
+class RecordingEngine:
+    """Wraps a real engine and records the parameters each step actually ran with."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.seen: list[tuple[str, int]] = []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def update(self, params):
+        return self.inner.update(params)
+
+    def step(self, images):
+        self.seen.append((self.inner.params.prompt, self.inner.params.seed))
+        return self.inner.step(images)
+
+
+def test_bundle_lands_on_one_engine_step(make_engine):
+    """Acceptance 3: prompt + seed in one bundle never show up half-applied on any step."""
+    engine = RecordingEngine(make_engine(width=64, height=64))
+    state = ControlState()
+    stats = Stats()
+    sink = CountingSink()
+    osc = OscControl(state, stats.snapshot, OscSettings(port=0, telemetry=None, tcp=False)).start()
+    loop = FrameLoop(engine, PatternSource("64x64@0"), sink, state, stats=stats).start()
+    rng = random.Random(3)
+    pairs = [("alpha", 11), ("beta", 22)]
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for i in range(40):
+                prompt, seed = pairs[i % 2]
+                s.sendto(_bundle(("/dreamwire/prompt", [prompt]), ("/dreamwire/seed", [seed])), ("127.0.0.1", osc.port))
+                time.sleep(rng.uniform(0.0, 0.03))
+        _wait(lambda: state.params.prompt == "beta" and engine.seen and engine.seen[-1] == ("beta", 22), 20)
+    finally:
+        loop.stop()
+        osc.close()
+    allowed = {(Params().prompt, Params().seed), *pairs}
+    assert set(engine.seen) <= allowed, set(engine.seen) - allowed
+    assert {("alpha", 11), ("beta", 22)} <= set(engine.seen)
+    assert all((p.prompt, p.seed) in allowed for p in sink.params)
+    assert osc.errors == 0
+
+
+def _fuzz_datagrams(rng: random.Random, n: int) -> list[bytes]:
+    """``n`` datagrams that must each produce exactly one error."""
+    valid = [build_message("/dreamwire/strength", [0.5]), build_message("/dreamwire/prompt", ["a fox in snow"]),
+             build_message("/dreamwire/prompt_blend", ["a", 1.0, "b", 2.0]),
+             build_message("/dreamwire/seed", [7])]
+    mistyped = list(BAD.values())
+    out = []
+    for _ in range(n):
+        kind = rng.random()
+        if kind < 0.3:
+            out.append(bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 120))))
+        elif kind < 0.55:
+            m = rng.choice(valid)
+            out.append(m[:rng.randint(0, len(m) - 1)])  # truncated anywhere
+        elif kind < 0.65:
+            m = bytearray(rng.choice(valid))
+            m[rng.randrange(len(m))] = rng.choice(b"\0\xff/#,[]*")  # one corrupted byte
+            out.append(bytes(m))
+        elif kind < 0.9:
+            out.append(rng.choice(mistyped))
+        else:
+            out.append(_bundle(("/dreamwire/seed", [3]), ("/dreamwire/strength", [rng.choice([-1.0, 2.0, 9.0])])))
+    return out
+
+
+def _errors_expected(dgram: bytes) -> bool:
+    """A corrupted byte can leave a valid message; those are sent but not counted as bad."""
+    osc = _control()
+    osc.handle_packet(dgram, SENDER)
+    return osc.errors == 1
+
+
+def test_fuzz_keeps_running_and_reports_every_bad_message(make_engine, listener):
+    """Acceptance 4: 2,000+ bad datagrams while frames flow: still up, frames keep coming, every one reported."""
+    rng = random.Random(1234)
+    datagrams = _fuzz_datagrams(rng, 2400)
+    bad = [d for d in datagrams if _errors_expected(d)]
+    assert len(bad) >= 2000
+    state = ControlState()
+    stats = Stats()
+    sink = CountingSink()
+    osc = OscControl(state, stats.snapshot, OscSettings(port=0, telemetry=listener.address, tcp=False)).start()
+    loop = FrameLoop(make_engine(width=64, height=64), PatternSource("64x64@60"), sink, state, stats=stats).start()
+    frames_seen = []
+    try:
+        _wait(lambda: sink.frames > 0, 30)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for i in range(0, len(bad), 100):
+                for d in bad[i:i + 100]:
+                    s.sendto(d, ("127.0.0.1", osc.port))
+                _wait(lambda i=i: osc.errors >= min(i + 100, len(bad)), 20)
+                frames_seen.append(sink.frames)
+            s.sendto(build_message("/dreamwire/strength", [0.61]), ("127.0.0.1", osc.port))
+        _wait(lambda: state.params.strength == pytest.approx(0.61), 10)
+        _wait(lambda: len(listener.errors()) >= len(bad), 20)
+        n = sink.frames
+        _wait(lambda: sink.frames > n + 3, 30)  # still producing after the storm
+    finally:
+        loop.stop()
+        osc.close()
+    assert osc.errors == len(bad)
+    assert len(listener.errors()) == len(bad)
+    assert frames_seen[-1] > frames_seen[0]  # frames kept flowing during the fuzzing
+    assert stats.errors == 0
+
+
+# --- docs ----------------------------------------------------------------------------------------------
+
+
+def test_osc_docs_are_generated_from_the_schema():
+    """Acceptance 8: docs/osc.md lists every address with type, range and default (python -m runtime.docs)."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "osc.md").read_text(encoding="utf-8")
+    assert text == osc_markdown(), "docs/osc.md is stale: run `python -m runtime.docs`"
+    for spec in SCHEMA:
+        row = next(line for line in text.splitlines() if line.startswith(f"| `/dreamwire/{spec.name}` |"))
+        assert spec.type_label in row and spec.range_label in row
