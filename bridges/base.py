@@ -47,6 +47,10 @@ class Frame:
 
 @runtime_checkable
 class Source(Protocol):
+    """A frame producer. Optional class attribute ``on_demand = True``: the source makes frames when
+    asked (files, test patterns), so the loop asks for the next only once the engine took the last one
+    instead of dropping frames it could have had later."""
+
     def open(self) -> None: ...
 
     def read(self, timeout: float) -> Frame | None:
@@ -62,6 +66,9 @@ class Source(Protocol):
 
 @runtime_checkable
 class Sink(Protocol):
+    """A frame consumer. Optional class attribute ``live = True``: a receiver is watching in real time
+    (NDI, Spout), so while the source is silent the loop repeats the last output rather than go dark."""
+
     def open(self) -> None: ...
 
     def write(self, frame: Frame) -> None: ...

@@ -245,6 +245,8 @@ class NDISource(OpenClose):
 class NDISink(OpenClose):
     """Publishes frames as an NDI source named ``rest`` (default ``dreamwire``)."""
 
+    live = True  # the loop repeats the last output while the source is silent
+
     def __init__(
         self,
         rest: str = "",

@@ -225,6 +225,8 @@ class SpoutSource(_SpoutBridge):
 class SpoutSink(_SpoutBridge):
     """Publishes frames as the Spout sender ``rest`` (default ``dreamwire``); any RGB/RGBA/BGR/BGRA."""
 
+    live = True  # the loop repeats the last output while the source is silent
+
     def __init__(self, rest: str = "", *, invert: bool = False, gl: str = "spout",
                  spoutgl: ModuleType | None = None) -> None:
         super().__init__(spoutgl, gl)

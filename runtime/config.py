@@ -59,6 +59,8 @@ class RuntimeConfig:
     backend: str = "auto"
     device: str | None = None
     taesd: str | None = None
+    lcm_lora: str = "latent-consistency/lcm-lora-sdv1-5"
+    frame_buffer: int = 1
     source: str = DEFAULT_SOURCE
     sink: str | None = None
     width: int | None = None
@@ -139,7 +141,7 @@ def _prefix(v: Any) -> str:
 
 
 TOP: dict[str, Callable[[Any], Any]] = {
-    "model": _str, "backend": _str, "device": _str, "taesd": _str,
+    "model": _str, "backend": _str, "device": _str, "taesd": _str, "lcm_lora": _str, "frame_buffer": _int(1, 8),
     "source": _uri, "sink": _uri, "width": _resolution, "height": _resolution,
     "guidance": _choice(GUIDANCE), "batching": _choice(BATCHING), "frames": _int(1, 2**31 - 1),
     "output_size": _choice(OUTPUT_SIZES), "log_level": _choice(LOG_LEVELS), "report": _bool,

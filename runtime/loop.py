@@ -69,6 +69,49 @@ class LatestSlot(Generic[T]):
             return self._cond.wait_for(lambda: self._item is None, timeout)
 
 
+def _as_tensor(pixels: Any) -> torch.Tensor:
+    return pixels if isinstance(pixels, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(pixels))
+
+
+class _StepTimer:
+    """Engine-step time without a per-frame device sync.
+
+    On CUDA a ``synchronize()`` per step would stop the CPU from queueing the
+    next step while the GPU finishes this one (the original StreamDiffusion
+    syncs every frame). Instead each step is bracketed by CUDA events and read
+    once the GPU has passed them, typically one step later.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self._cuda = device.type == "cuda"
+        self._pending: deque[tuple[Any, Any]] = deque()
+        self._t0 = 0.0
+        self.last = 0.0
+
+    def begin(self) -> None:
+        if self._cuda:
+            start = torch.cuda.Event(enable_timing=True)
+            start.record()
+            self._pending.append((start, None))
+        else:
+            self._t0 = time.perf_counter()
+
+    def end(self) -> float:
+        """Seconds of the most recent step the device has finished."""
+        if not self._cuda:
+            self.last = time.perf_counter() - self._t0
+            return self.last
+        stop = torch.cuda.Event(enable_timing=True)
+        stop.record()
+        self._pending[-1] = (self._pending[-1][0], stop)
+        while self._pending and self._pending[0][1].query():
+            start, done = self._pending.popleft()
+            self.last = start.elapsed_time(done) / 1000.0
+        while len(self._pending) > 8:  # the GPU is far behind: drop the oldest rather than grow
+            self._pending.popleft()
+        return self.last
+
+
 class _Throttled:
     """Logs the first few errors of a kind in full, then one summary line per 10 s."""
 
@@ -89,16 +132,18 @@ class _Throttled:
 
 @dataclass(frozen=True)
 class _Pending:
-    """An engine output not yet turned into pixels: the send thread converts it, off the engine's critical path."""
+    """Engine outputs not yet turned into pixels: the send thread converts them, off the engine's critical path."""
 
-    images: torch.Tensor  # (1, 3, H, W) in [-1, 1] on the engine's device
-    size: tuple[int, int] | None
-    frame: Frame  # the output frame's identity; its pixels are filled in by the send thread
+    images: torch.Tensor  # (f, 3, H, W) in [-1, 1] on the engine's device
+    sizes: list[tuple[int, int] | None]
+    frames: list[Frame]  # each output's identity; pixels are filled in by the send thread
 
-    def finish(self) -> Frame:
-        pixels = to_uint8(self.images, self.frame.layout, self.size)[0]
-        f = self.frame
-        return Frame(pixels, f.layout, f.frame_id, f.capture_time, f.timecode, f.source_id, f.meta)
+    def finish(self) -> list[Frame]:
+        out = []
+        for i, (f, size) in enumerate(zip(self.frames, self.sizes)):
+            pixels = to_uint8(self.images[i:i + 1], f.layout, size)[0]
+            out.append(Frame(pixels, f.layout, f.frame_id, f.capture_time, f.timecode, f.source_id, f.meta))
+        return out
 
 
 @dataclass
@@ -106,6 +151,9 @@ class LoopOptions:
     max_frames: int | None = None  # stop after this many frames were sent
     output_size: str = "input"  # "input": resize outputs back to each input's size; "engine": leave them
     read_timeout: float = 0.1
+    # A live sink (NDI, Spout) gets the last output again after this long without a new one, so a
+    # dropped source never leaves downstream without frames; None turns it off.
+    hold_repeat: float | None = 0.25
 
     def __post_init__(self) -> None:
         if self.output_size not in OUTPUT_SIZES:
@@ -143,6 +191,9 @@ class FrameLoop:
             threading.Thread(target=self._send, name="dreamwire-send", daemon=True),
         ]
         self._stopped = False
+        self._closed: set[str] = set()
+        self._close_lock = threading.Lock()
+        self._timer = _StepTimer(torch.device(getattr(engine, "device", "cpu")))
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -163,12 +214,21 @@ class FrameLoop:
                 t.join(max(0.1, deadline - time.monotonic()))
                 if t.is_alive():
                     log.warning("%s did not stop within %.0f s; closing bridges anyway", t.name, timeout)
-        for name, bridge in (("source", self.source), ("sink", self.sink)):
-            try:
-                bridge.close()
-            except Exception as exc:  # a bridge failing to close must not hide the other's close
-                log.error("closing the %s failed: %s", name, exc)
+        for name in ("source", "sink"):  # normally closed by their own threads already
+            self._close(name)
         self.finished.set()
+
+    def _close(self, name: str) -> None:
+        """Close a bridge once. Its own thread does it on exit, because some bridges (Spout's GL
+        context) belong to the thread that used them; :meth:`stop` only catches a thread that hung."""
+        with self._close_lock:
+            if name in self._closed:
+                return
+            self._closed.add(name)
+        try:
+            getattr(self, name).close()
+        except Exception as exc:  # a bridge failing to close must not hide the other's close
+            log.error("closing the %s failed: %s", name, exc)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.finished.wait(timeout)
@@ -179,22 +239,25 @@ class FrameLoop:
         report = _Throttled("source read")
         on_demand = bool(getattr(self.source, "on_demand", False))
         timeout = self.options.read_timeout
-        while not self._stop.is_set():
-            # File-like sources make frames on demand: make the next only once the engine took the last.
-            if on_demand and not self._in.wait_empty(timeout):
-                continue
-            try:
-                frame = self.source.read(timeout)
-            except Exception as exc:  # any bridge failure: count it, back off, keep the loop alive
-                self.stats.error()
-                report(exc)
-                self._stop.wait(timeout)
-                continue
-            if frame is None:
-                continue
-            self.stats.received()
-            if self._in.put(frame):
-                self.stats.drop("in")
+        try:
+            while not self._stop.is_set():
+                # File-like sources make frames on demand: make the next only once the engine took the last.
+                if on_demand and not self._in.wait_empty(timeout):
+                    continue
+                try:
+                    frame = self.source.read(timeout)
+                except Exception as exc:  # any bridge failure: count it, back off, keep the loop alive
+                    self.stats.error()
+                    report(exc)
+                    self._stop.wait(timeout)
+                    continue
+                if frame is None:
+                    continue
+                self.stats.received()
+                if self._in.put(frame):
+                    self.stats.drop("in")
+        finally:
+            self._close("source")
 
     # --- engine --------------------------------------------------------------------------------
 
@@ -202,8 +265,10 @@ class FrameLoop:
         report = _Throttled("engine step")
         version: int | None = None
         params: Params = self.control.params
-        history: deque[Frame] = deque(maxlen=16)  # inputs that entered the engine, newest last
-        last_src: Frame | None = None
+        per_call = int(getattr(getattr(self.engine, "config", None), "frames", 1))
+        history: deque[list[Frame]] = deque(maxlen=16)  # inputs of each engine call, newest last
+        last_src: list[Frame] | None = None
+        batch: list[Frame] = []  # inputs gathered for the next call (frame_buffer_size > 1)
         seq = 0
         try:
             while not self._stop.is_set():
@@ -218,69 +283,102 @@ class FrameLoop:
                     if params.pause:
                         continue
                     if params.bypass:
-                        out = Frame(frame.pixels, frame.layout, seq, frame.capture_time, frame.timecode,
-                                    source_id=frame.frame_id, meta={**frame.meta, "bypass": True, "params": params})
+                        batch.clear()
+                        out: Frame | _Pending = Frame(
+                            frame.pixels, frame.layout, seq, frame.capture_time, frame.timecode,
+                            source_id=frame.frame_id, meta={**frame.meta, "bypass": True, "params": params})
+                        count = 1
                     else:
-                        out, last_src = self._process(frame, params, history, last_src, seq)
+                        batch.append(frame)
+                        if len(batch) < per_call:
+                            continue
+                        inputs, batch = batch, []
+                        out, last_src = self._process(inputs, params, history, last_src, seq)
+                        count = len(inputs)
                 except Exception as exc:  # one bad frame or engine hiccup must not end a live show
+                    batch.clear()
                     self.stats.error()
                     report(exc)
                     continue
-                seq += 1
+                seq += count
                 if self._out.put(out):
                     self.stats.drop("out")
         finally:
             self._engine_done.set()
 
-    def _process(self, frame: Frame, params: Params, history: deque[Frame], last_src: Frame | None,
-                 seq: int) -> tuple[_Pending, Frame]:
+    def _process(self, frames: list[Frame], params: Params, history: deque[list[Frame]],
+                 last_src: list[Frame] | None, seq: int) -> tuple[_Pending, list[Frame]]:
         eng = self.engine
-        px = frame.pixels
-        tensor = px if isinstance(px, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(px))
-        x = to_model_input(tensor, frame.layout, (eng.config.height, eng.config.width), eng.device, eng.dtype)
-        t0 = time.perf_counter()
+        size = (eng.config.height, eng.config.width)
+        x = torch.cat([to_model_input(_as_tensor(f.pixels), f.layout, size, eng.device, eng.dtype) for f in frames])
+        self._timer.begin()
         result = eng.step(x)
-        if eng.device.type == "cuda":
-            torch.cuda.synchronize(eng.device)
-        dt = time.perf_counter() - t0
-        self.stats.step(dt, result.skipped, result.delay)
+        self.stats.step(self._timer.end(), result.skipped, result.delay)
         if result.skipped and last_src is not None:
-            src = last_src  # the engine repeated its last output: it still comes from that input
+            srcs = last_src  # the engine repeated its last output: it still comes from those inputs
         else:
-            history.append(frame)
-            # Stream batch: this output is the input from `delay` steps ago (or the first one, when primed).
-            src = history[max(0, len(history) - 1 - result.delay)]
-        size = frame.size if self.options.output_size == "input" else None
-        out = Frame(None, frame.layout, seq, src.capture_time, src.timecode, source_id=src.frame_id,
-                    meta={**src.meta, "skipped": result.skipped, "params": params, "delay": result.delay})
-        return _Pending(result.images[:1], size, out), src
+            history.append(frames)
+            # Stream batch: this output is the input from `delay` calls ago (or the first one, when primed).
+            srcs = history[max(0, len(history) - 1 - result.delay)]
+        outs = [Frame(None, f.layout, seq + i, src.capture_time, src.timecode, source_id=src.frame_id,
+                      meta={**src.meta, "skipped": result.skipped, "params": params, "delay": result.delay})
+                for i, (f, src) in enumerate(zip(frames, srcs))]
+        sizes = [f.size if self.options.output_size == "input" else None for f in frames]
+        return _Pending(result.images, sizes, outs), srcs
 
     # --- send ----------------------------------------------------------------------------------
 
     def _send(self) -> None:
         report = _Throttled("sink write")
         sent = 0
-        while True:
-            item = self._out.get(self.options.read_timeout)
-            if item is None:
-                if self._engine_done.is_set():
-                    return
-                continue
-            try:
-                out = item.finish() if isinstance(item, _Pending) else item
-                self.sink.write(out)
-            except Exception as exc:  # a conversion or sink hiccup drops this frame only
-                self.stats.error()
-                report(exc)
-                continue
-            self.stats.sent(time.monotonic() - out.capture_time)
-            if self.on_sent is not None:
-                self.on_sent(out)
-            sent += 1
-            if self.options.max_frames is not None and sent >= self.options.max_frames:
-                self.finished.set()
-                self._stop.set()
-                return
+        hold = self.options.hold_repeat if getattr(self.sink, "live", False) else None
+        last: Frame | None = None
+        last_at = time.monotonic()
+        try:
+            while True:
+                item = self._out.get(min(self.options.read_timeout, hold or self.options.read_timeout))
+                if item is None:
+                    if self._engine_done.is_set():
+                        return
+                    if hold is not None and last is not None and time.monotonic() - last_at >= hold:
+                        self._repeat(last, report)
+                        last_at = time.monotonic()
+                    continue
+                try:
+                    outs = item.finish() if isinstance(item, _Pending) else [item]
+                except Exception as exc:  # a conversion hiccup drops this output only
+                    self.stats.error()
+                    report(exc)
+                    continue
+                for out in outs:
+                    try:
+                        self.sink.write(out)
+                    except Exception as exc:  # a sink hiccup drops this frame only
+                        self.stats.error()
+                        report(exc)
+                        continue
+                    self.stats.sent(time.monotonic() - out.capture_time)
+                    last, last_at = out, time.monotonic()
+                    if self.on_sent is not None:
+                        self.on_sent(out)
+                    sent += 1
+                    if self.options.max_frames is not None and sent >= self.options.max_frames:
+                        self.finished.set()
+                        self._stop.set()
+                        return
+        finally:
+            self._close("sink")
+
+
+    def _repeat(self, frame: Frame, report: _Throttled) -> None:
+        """Send the last output again (marked ``held``): the source is silent, the show goes on."""
+        try:
+            self.sink.write(Frame(frame.pixels, frame.layout, frame.frame_id, frame.capture_time, frame.timecode,
+                                  frame.source_id, {**frame.meta, "held": True}))
+            self.stats.hold()
+        except Exception as exc:
+            self.stats.error()
+            report(exc)
 
 
 def measure_overhead(model: str = "tiny", *, frames: int = 200, warmup: int = 10, width: int = 256,

@@ -48,6 +48,7 @@ class Stats:
         self.frames_out = 0
         self.dropped_in = 0
         self.dropped_out = 0
+        self.held = 0
         self.steps = 0
         self.skipped = 0
         self.errors = 0
@@ -63,6 +64,11 @@ class Stats:
     def received(self) -> None:
         with self._lock:
             self.frames_in += 1
+
+    def hold(self) -> None:
+        """The last output was sent again because no new one came (source silent)."""
+        with self._lock:
+            self.held += 1
 
     def drop(self, where: str) -> None:
         with self._lock:

@@ -238,3 +238,49 @@ def test_measure_overhead_reports_the_figures(make_engine, frames):
     r = measure_overhead(engine=make_engine(width=64, height=64), frames=frames, warmup=2, width=64, height=64)
     assert set(r) >= {"wall_ms_per_frame", "engine_ms_per_step", "overhead", "fps"}
     assert r["engine_ms_per_step"] > 0 and r["wall_ms_per_frame"] > 0
+
+
+def test_frame_buffer_of_two_sends_every_frame_in_order_with_its_source(make_engine):
+    """f = 2 frames per engine call: both outputs go out, in order, each naming the input it came from."""
+    from runtime.control import Params
+
+    engine = make_engine(Params({"t_index_list": (32, 45)}), width=64, height=64, frames=2)
+    frames = [Frame(np.full((48, 64, 3), 10 * i, np.uint8), "RGB", i, time.monotonic()) for i in range(8)]
+    sink = RecordingSink()
+    loop = FrameLoop(engine, ListSource(frames), sink, ControlState(Params({"t_index_list": (32, 45)})),
+                     LoopOptions(max_frames=8)).start()
+    assert loop.wait(60)
+    loop.stop()
+    assert [f.frame_id for f in sink.frames] == list(range(8))
+    # n = 2: call k returns the inputs of call k-1 (call 0 is primed from its own inputs).
+    assert [f.source_id for f in sink.frames] == [0, 1, 0, 1, 2, 3, 4, 5]
+    assert all(f.size == (48, 64) for f in sink.frames)
+
+
+class LiveSink(RecordingSink):
+    live = True
+
+
+def test_live_sink_gets_the_last_output_repeated_while_the_source_is_silent():
+    frames = [Frame(np.full((32, 32, 3), 50, np.uint8), "RGB", i, time.monotonic()) for i in range(2)]
+    sink = LiveSink()
+    loop = FrameLoop(FakeEngine(size=32, delay=0), ListSource(frames), sink, ControlState(),
+                     LoopOptions(hold_repeat=0.05)).start()
+    _wait(lambda: len(sink.frames) >= 6)  # 2 real outputs, then repeats of the last one
+    loop.stop()
+    real = [f for f in sink.frames if not f.meta.get("held")]
+    held = [f for f in sink.frames if f.meta.get("held")]
+    assert [f.source_id for f in real] == [0, 1]
+    assert held and all(f.source_id == 1 for f in held)
+    assert loop.stats.held == len(held) and loop.stats.frames_out == 2
+
+
+def test_file_sinks_never_get_repeats():
+    frames = [Frame(np.full((32, 32, 3), 50, np.uint8), "RGB", 0, time.monotonic())]
+    sink = RecordingSink()
+    loop = FrameLoop(FakeEngine(size=32, delay=0), ListSource(frames), sink, ControlState(),
+                     LoopOptions(hold_repeat=0.05)).start()
+    _wait(lambda: len(sink.frames) >= 1)
+    time.sleep(0.3)
+    loop.stop()
+    assert len(sink.frames) == 1

