@@ -122,10 +122,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--per-round", type=int, default=4)
+    ap.add_argument("--compare", metavar="B1,B2", help="also compare whole-engine backends, e.g. torch,onnxruntime")
+    ap.add_argument("--overhead", action="store_true",
+                    help="also measure the live loop's overhead over the engine (pattern in, null out)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = ap.parse_args(argv)
     r = run(args.model, args.size, args.backend, args.device, args.rounds, args.per_round)
-    print(json.dumps(r, indent=2) if args.json else format_results(r))
+    text = [format_results(r)]
+    if args.compare:
+        from runtime.bench_backends import compare_backends, format_table
+
+        r["backends"] = compare_backends(args.model, args.size, backends=tuple(args.compare.split(",")),
+                                         device=args.device or "cpu")
+        text += ["", format_table(r["backends"])]
+    if args.overhead:
+        from runtime.loop import measure_overhead
+
+        o = r["overhead"] = measure_overhead(args.model, width=args.size, height=args.size, device=args.device,
+                                             backend=args.backend)
+        text += ["", f"Loop overhead: wall {o['wall_ms_per_frame']:.2f} ms/frame vs engine "
+                     f"{o['engine_ms_per_step']:.2f} ms/step: {100 * o['overhead']:+.1f}%"]
+    print(json.dumps(r, indent=2) if args.json else "\n".join(text))
     return 0
 
 
