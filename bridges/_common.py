@@ -36,6 +36,34 @@ class StateLog:
         return True
 
 
+class Pacer:
+    """Paces a file-like source at ``fps``; never bursts to catch up after a stall.
+
+    ``fps`` 0 means on demand (no pacing): the loop asks for a frame only when
+    the engine is ready, which is what benchmarks and offline renders want.
+    """
+
+    def __init__(self, fps: float) -> None:
+        self.fps = fps
+        self._next = time.monotonic()
+
+    def reset(self) -> None:
+        self._next = time.monotonic()
+
+    def due(self, timeout: float) -> bool:
+        """Sleep until the next frame is due and return True, or sleep ``timeout`` and return False."""
+        if not self.fps:
+            return True
+        wait = self._next - time.monotonic()
+        if wait > timeout:
+            time.sleep(timeout)
+            return False
+        if wait > 0:
+            time.sleep(wait)
+        self._next = max(self._next, time.monotonic()) + 1.0 / self.fps
+        return True
+
+
 class Every:
     """True at most once per ``interval`` seconds: retry pacing that never blocks."""
 

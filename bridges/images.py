@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bridges._common import Pacer
 from bridges.base import BridgeError, Frame, as_numpy
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -46,7 +47,7 @@ class ImageFolderSource:
         self.on_demand = self.fps == 0
         self._images: list[np.ndarray] = []
         self._index = 0
-        self._next = 0.0
+        self._pacer = Pacer(0.0)
 
     def open(self) -> None:
         if not self.folder.is_dir():
@@ -62,17 +63,11 @@ class ImageFolderSource:
             except OSError as exc:
                 raise BridgeError(f"images: cannot read {p}: {exc}") from exc
         self._index = 0
-        self._next = time.monotonic()
+        self._pacer = Pacer(self.fps or 0.0)
 
     def read(self, timeout: float) -> Frame | None:
-        if not self.on_demand:
-            wait = self._next - time.monotonic()
-            if wait > timeout:
-                time.sleep(timeout)
-                return None
-            if wait > 0:
-                time.sleep(wait)
-            self._next = max(self._next, time.monotonic()) + 1.0 / self.fps
+        if not self._pacer.due(timeout):
+            return None
         px = self._images[self._index % len(self._images)]
         frame = Frame(px, "RGB", self._index, time.monotonic())
         self._index += 1

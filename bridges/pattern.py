@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from bridges._common import Pacer
 from bridges.base import BridgeError, Frame
 
 _URI = re.compile(r"^(?:(\d+)x(\d+))?(?:@(\d+(?:\.\d+)?))?$")
@@ -65,24 +66,17 @@ class PatternSource:
             raise BridgeError(f"pattern: bad size or rate {self.width}x{self.height}@{self.fps:g}")
         self.on_demand = self.fps == 0
         self._index = 0
-        self._next = 0.0
+        self._pacer = Pacer(0.0)
         self._tile: np.ndarray | None = None
 
     def open(self) -> None:
         self._tile = _tile(self.width, self.height)
         self._index = 0
-        self._next = time.monotonic()
+        self._pacer = Pacer(self.fps or 0.0)
 
     def read(self, timeout: float) -> Frame | None:
-        if not self.on_demand:
-            wait = self._next - time.monotonic()
-            if wait > timeout:
-                time.sleep(timeout)
-                return None
-            if wait > 0:
-                time.sleep(wait)
-            # Never burst to catch up after a stall: pace from now.
-            self._next = max(self._next, time.monotonic()) + 1.0 / self.fps
+        if not self._pacer.due(timeout):
+            return None
         pixels = pattern_frame(self._index, self.width, self.height, self._tile)
         frame = Frame(pixels, "RGB", self._index, time.monotonic())
         self._index += 1

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from bridges._common import Pacer
 from bridges.base import BridgeError, Frame
 
 _FPS = re.compile(r"^(.*?)@(\d+(?:\.\d+)?)$")
@@ -33,7 +34,7 @@ class VideoSource:
         self._frames: Iterator[np.ndarray] | None = None
         self._reader: Any = None
         self._index = 0
-        self._next = 0.0
+        self._pacer = Pacer(0.0)
 
     def open(self) -> None:
         if not self.path.is_file():
@@ -51,21 +52,15 @@ class VideoSource:
             self.fps = float(meta.get("fps") or 30.0)
         self._iio = iio
         self._restart()
-        self._next = time.monotonic()
+        self._pacer = Pacer(self.fps or 0.0)
 
     def _restart(self) -> None:
         self._frames = iter(self._iio.imiter(self.path, plugin="pyav", format="rgb24"))
 
     def read(self, timeout: float) -> Frame | None:
         assert self._frames is not None, "open() first"
-        if not self.on_demand:
-            wait = self._next - time.monotonic()
-            if wait > timeout:
-                time.sleep(timeout)
-                return None
-            if wait > 0:
-                time.sleep(wait)
-            self._next = max(self._next, time.monotonic()) + 1.0 / float(self.fps or 30.0)
+        if not self._pacer.due(timeout):
+            return None
         px = next(self._frames, None)
         if px is None:
             self._restart()

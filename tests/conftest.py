@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,12 @@ def frames(count: int, f: int = 1, size: int = 256, seed: int = 0) -> list[torch
         low = torch.rand(f, 3, size // 32, size // 32, generator=g)
         out.append(torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear") * 2 - 1)
     return out
+
+
+def wait_until(cond, timeout: float = 20.0) -> None:
+    """Poll ``cond`` until true; fail the test after ``timeout`` seconds (a hang, not a slow machine)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)

@@ -19,6 +19,9 @@ Scenarios:
   same process: all four input layouts, timecode pass-through, odd sizes.
 * ``reconnect`` - source opened before its sender exists, sender killed (or
   stopped) and restarted; measures how soon the new frames come through.
+* ``loop-reconnect`` - the same at the runtime level: a ``FrameLoop`` runs the
+  tiny engine between an NDISource and a recording live sink while the sender
+  is killed and a new one starts; records every output the sink got.
 """
 
 from __future__ import annotations
@@ -321,6 +324,91 @@ def scenario_reconnect(args: argparse.Namespace) -> dict:
             "resumed": resumed}
 
 
+class LiveRecordingSink:
+    """A live sink (like NDISink: the loop repeats its last output while the source is silent) that
+    records what each output was made of; the pixels themselves are summarised, not kept."""
+
+    live = True
+
+    def __init__(self) -> None:
+        self.outputs: list[dict] = []
+
+    def open(self) -> None:
+        pass
+
+    def write(self, frame: Any) -> None:
+        pixels = np.asarray(frame.pixels)
+        self.outputs.append({"t": time.monotonic(), "frame_id": frame.frame_id, "source_id": frame.source_id,
+                             "timecode": frame.timecode, "capture_t": frame.capture_time,
+                             "held": bool(frame.meta.get("held", False)),
+                             "ndi_source": frame.meta.get("ndi_source"), "size": list(frame.size),
+                             "layout": frame.layout, "std": round(float(pixels[..., :3].std()), 2)})
+
+    def close(self) -> None:
+        pass
+
+    def since(self, t: float, held: bool | None = None) -> list[dict]:
+        outs = list(self.outputs)  # the send thread appends while we look
+        return [o for o in outs if o["t"] >= t and (held is None or o["held"] == held)]
+
+
+def wait_for(cond: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def scenario_loop_reconnect(_: argparse.Namespace) -> dict:
+    """Runtime-level reconnect: the live loop keeps sending (held) through a sender restart, then resumes.
+
+    The engine is the real tiny one (64x64, CPU). Its pictures cannot carry frame ids, but each output
+    keeps its input's NDI timecode, and the test sender stamps ``timecode_for(id)``: sender 1 counts
+    from 0, sender 2 from 5000.
+    """
+    import torch
+
+    from bridges.ndi import NDISource
+    from runtime.assemble import build_engine
+    from runtime.control import ControlState
+    from runtime.loop import FrameLoop, LoopOptions
+    from runtime.stream import EngineConfig
+
+    torch.set_num_threads(1)  # two shared cores: leave room for the NDI decoder and the senders
+    started = time.monotonic()
+    engine = build_engine("tiny", backend="torch", device="cpu", config=EngineConfig(width=64, height=64))
+    engine_s = time.monotonic() - started
+    name = unique("dw-loop")
+    source = NDISource(name)  # found by name: discovery asks 127.0.0.1 first
+    source.open()
+    sink = LiveRecordingSink()
+    loop = FrameLoop(engine, source, sink, ControlState(), LoopOptions(hold_repeat=0.25)).start()
+    first = second = None
+    try:
+        first = Sender(name, start=0, fps=30, seconds=30)
+        connected = wait_for(lambda: len(sink.since(first.ready, held=False)) >= 20, 8.0)
+        first.kill()  # a crash: no goodbye from the sender
+        gone_at = time.monotonic()
+        time.sleep(1.5)
+        alive_in_gap = not loop.finished.is_set()
+        second = Sender(name, start=5000, fps=30, seconds=30)
+        resumed = wait_for(lambda: sum(o["timecode"] >= timecode_for(5000)
+                                       for o in sink.since(second.ready, held=False)) >= 20, 6.0)
+    finally:
+        for sender in (first, second):
+            if sender is not None and sender.proc.poll() is None:
+                sender.stop()
+        loop.stop()
+    stats = loop.stats
+    return {"name": name, "engine_build_s": round(engine_s, 2), "connected": connected, "resumed": resumed,
+            "first_ready": first.ready, "gone_at": gone_at, "second_ready": second.ready,
+            "alive_in_gap": alive_in_gap, "outputs": sink.outputs,
+            "stats": {"frames_in": stats.frames_in, "frames_out": stats.frames_out, "held": stats.held,
+                      "errors": stats.errors, "steps": stats.steps}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="scenario", required=True)
@@ -336,9 +424,10 @@ def main(argv: list[str] | None = None) -> int:
     re_parser = sub.add_parser("reconnect")
     re_parser.add_argument("--by", choices=("name", "address"), default="name")
     re_parser.add_argument("--stop", choices=("kill", "stop"), default="kill")
+    sub.add_parser("loop-reconnect")
     args = parser.parse_args(argv)
     scenarios = {"sender": run_sender, "source": scenario_source, "sink": scenario_sink,
-                 "reconnect": scenario_reconnect}
+                 "reconnect": scenario_reconnect, "loop-reconnect": scenario_loop_reconnect}
     result = scenarios[args.scenario](args)
     print(json.dumps({"result": result}), flush=True)
     return 0

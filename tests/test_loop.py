@@ -14,6 +14,7 @@ from bridges.pattern import PatternSource
 from runtime.control import ControlState
 from runtime.loop import FrameLoop, LatestSlot, LoopOptions, measure_overhead
 from runtime.stream import StepResult
+from tests.conftest import wait_until
 
 
 class FakeEngine:
@@ -87,14 +88,6 @@ class RecordingSink:
         self.closed = True
 
 
-def _wait(cond, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
-
-
 def test_latest_slot_replaces_unread_and_reports_the_drop():
     slot: LatestSlot[int] = LatestSlot()
     assert slot.put(1) is False
@@ -143,9 +136,9 @@ def test_control_changes_apply_between_steps_and_pause_bypass_work():
     sink = RecordingSink()
     loop = FrameLoop(engine, PatternSource("64x64@200"), sink, state).start()
     try:
-        _wait(lambda: len(sink.frames) >= 3)
+        wait_until(lambda: len(sink.frames) >= 3)
         state.apply({"strength": 0.7})
-        _wait(lambda: engine.params.strength == 0.7)
+        wait_until(lambda: engine.params.strength == 0.7)
         state.apply({"pause": True})
         time.sleep(0.1)
         steps, n = engine.steps, len(sink.frames)
@@ -153,7 +146,7 @@ def test_control_changes_apply_between_steps_and_pause_bypass_work():
         assert engine.steps == steps  # paused: the engine does no work
         assert len(sink.frames) <= n + 1  # at most the frame already in flight
         state.apply({"pause": False, "bypass": True})
-        _wait(lambda: sink.frames[-1].meta.get("bypass"))
+        wait_until(lambda: sink.frames[-1].meta.get("bypass"))
         out = sink.frames[-1]
         assert out.source_id is not None and isinstance(out.pixels, np.ndarray)  # the input, untouched
     finally:
@@ -194,7 +187,7 @@ def test_slow_sink_costs_drops_not_engine_steps():
     sink = RecordingSink(sleep=0.1)
     loop = FrameLoop(engine, PatternSource("64x64@0"), sink, ControlState()).start()
     try:
-        _wait(lambda: len(sink.frames) >= 8, timeout=30)
+        wait_until(lambda: len(sink.frames) >= 8, timeout=30)
     finally:
         loop.stop()
     s = loop.stats
@@ -212,7 +205,7 @@ def test_stop_flushes_and_closes_both_bridges():
     source.close = lambda: setattr(source, "closed", True)  # type: ignore[method-assign]
     sink = RecordingSink()
     loop = FrameLoop(FakeEngine(), source, sink, ControlState()).start()
-    _wait(lambda: len(sink.frames) >= 2)
+    wait_until(lambda: len(sink.frames) >= 2)
     t0 = time.monotonic()
     loop.stop()
     assert time.monotonic() - t0 < 5
@@ -266,7 +259,7 @@ def test_live_sink_gets_the_last_output_repeated_while_the_source_is_silent():
     sink = LiveSink()
     loop = FrameLoop(FakeEngine(size=32, delay=0), ListSource(frames), sink, ControlState(),
                      LoopOptions(hold_repeat=0.05)).start()
-    _wait(lambda: len(sink.frames) >= 6)  # 2 real outputs, then repeats of the last one
+    wait_until(lambda: len(sink.frames) >= 6)  # 2 real outputs, then repeats of the last one
     loop.stop()
     real = [f for f in sink.frames if not f.meta.get("held")]
     held = [f for f in sink.frames if f.meta.get("held")]
@@ -280,7 +273,7 @@ def test_file_sinks_never_get_repeats():
     sink = RecordingSink()
     loop = FrameLoop(FakeEngine(size=32, delay=0), ListSource(frames), sink, ControlState(),
                      LoopOptions(hold_repeat=0.05)).start()
-    _wait(lambda: len(sink.frames) >= 1)
+    wait_until(lambda: len(sink.frames) >= 1)
     time.sleep(0.3)
     loop.stop()
     assert len(sink.frames) == 1

@@ -21,6 +21,7 @@ from runtime.docs import osc_markdown
 from runtime.loop import FrameLoop
 from runtime.osc import OscControl, OscSettings, build_message, parse_packet
 from runtime.telemetry import STAT_NAMES, Stats
+from tests.conftest import wait_until
 
 SENDER = ("127.0.0.1", 50000)
 
@@ -77,14 +78,6 @@ def _bundle(*messages: tuple[str, list], timetag: float = IMMEDIATELY) -> bytes:
     for address, args in messages:
         b.add_content(OscMessage(build_message(address, args)))
     return b.build().dgram
-
-
-def _wait(cond, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 # --- decoding and validation (no sockets) ------------------------------------------------------------
@@ -174,7 +167,7 @@ def test_bad_input_changes_nothing_and_is_reported(case, listener):
     assert osc.handle_packet(BAD[case], SENDER) == []
     assert osc.state.snapshot() == before
     assert osc.errors == 1
-    _wait(lambda: len(listener.errors()) == 1, 5)
+    wait_until(lambda: len(listener.errors()) == 1, 5)
     _address, (where, reason) = listener.errors()[0]
     assert isinstance(where, str) and isinstance(reason, str) and reason
 
@@ -214,7 +207,7 @@ def test_long_prompt_list_fits_in_one_datagram():
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.sendto(dgram, ("127.0.0.1", osc.port))
-        _wait(lambda: len(osc.state.params.prompt_blend) == 200, 5)
+        wait_until(lambda: len(osc.state.params.prompt_blend) == 200, 5)
     finally:
         osc.close()
     assert osc.errors == 0
@@ -224,7 +217,7 @@ def test_allow_list_ignores_other_senders():
     osc = _control(allow=("10.9.9.9",)).start()
     try:
         SimpleUDPClient("127.0.0.1", osc.port).send_message("/dreamwire/strength", 0.9)
-        _wait(lambda: osc.rejected_senders == 1, 5)
+        wait_until(lambda: osc.rejected_senders == 1, 5)
     finally:
         osc.close()
     assert osc.state.params.strength == SPECS["strength"].default
@@ -253,7 +246,7 @@ def test_tcp_control_status_and_fast_close_with_a_client_connected():
 def test_telemetry_sends_stats_to_the_target(listener):
     osc = _control(telemetry=listener.address)
     osc.send_telemetry()
-    _wait(lambda: any(m[0] == "/dreamwire/stats/fps" for m in listener.messages), 5)
+    wait_until(lambda: any(m[0] == "/dreamwire/stats/fps" for m in listener.messages), 5)
     names = {m[0].rsplit("/", 1)[1] for m in listener.messages if m[0].startswith("/dreamwire/stats/")}
     assert set(STAT_NAMES) <= names
 
@@ -311,7 +304,7 @@ def test_bundle_lands_on_one_engine_step(make_engine):
                 prompt, seed = pairs[i % 2]
                 s.sendto(_bundle(("/dreamwire/prompt", [prompt]), ("/dreamwire/seed", [seed])), ("127.0.0.1", osc.port))
                 time.sleep(rng.uniform(0.0, 0.03))
-        _wait(lambda: state.params.prompt == "beta" and engine.seen and engine.seen[-1] == ("beta", 22), 20)
+        wait_until(lambda: state.params.prompt == "beta" and engine.seen and engine.seen[-1] == ("beta", 22), 20)
     finally:
         loop.stop()
         osc.close()
@@ -367,18 +360,18 @@ def test_fuzz_keeps_running_and_reports_every_bad_message(make_engine, listener)
     loop = FrameLoop(make_engine(width=64, height=64), PatternSource("64x64@60"), sink, state, stats=stats).start()
     frames_seen = []
     try:
-        _wait(lambda: sink.frames > 0, 30)
+        wait_until(lambda: sink.frames > 0, 30)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             for i in range(0, len(bad), 100):
                 for d in bad[i:i + 100]:
                     s.sendto(d, ("127.0.0.1", osc.port))
-                _wait(lambda i=i: osc.errors >= min(i + 100, len(bad)), 20)
+                wait_until(lambda i=i: osc.errors >= min(i + 100, len(bad)), 20)
                 frames_seen.append(sink.frames)
             s.sendto(build_message("/dreamwire/strength", [0.61]), ("127.0.0.1", osc.port))
-        _wait(lambda: state.params.strength == pytest.approx(0.61), 10)
-        _wait(lambda: len(listener.errors()) >= len(bad), 20)
+        wait_until(lambda: state.params.strength == pytest.approx(0.61), 10)
+        wait_until(lambda: len(listener.errors()) >= len(bad), 20)
         n = sink.frames
-        _wait(lambda: sink.frames > n + 3, 30)  # still producing after the storm
+        wait_until(lambda: sink.frames > n + 3, 30)  # still producing after the storm
     finally:
         loop.stop()
         osc.close()
