@@ -101,7 +101,7 @@ def run(cfg: RuntimeConfig) -> int:
     from runtime.config import resolve
     from runtime.control import ControlState, Params
     from runtime.loop import FrameLoop, LoopOptions
-    from runtime.models import ModelLoadError
+    from runtime.models import ModelLoadError, check_source
     from runtime.osc import OscControl
     from runtime.stream import EngineConfig
     from runtime.telemetry import Stats, Ticker
@@ -119,8 +119,12 @@ def run(cfg: RuntimeConfig) -> int:
     try:
         params = Params(cfg.control)
         engine_config = EngineConfig(width=cfg.width, height=cfg.height, guidance=cfg.guidance,  # type: ignore[arg-type]
-                                     batching=cfg.batching, frames=cfg.frame_buffer)
+                                     batching=cfg.batching, frames=cfg.frame_buffer, mode=cfg.mode)
     except (ControlError, ValueError) as exc:
+        return _fail(str(exc))
+    try:
+        check_source(cfg.model)
+    except ModelLoadError as exc:
         return _fail(str(exc))
     try:
         source, sink = _open_bridges(cfg)

@@ -19,6 +19,7 @@ from runtime.config import (
     BATCHING,
     GUIDANCE,
     LOG_LEVELS,
+    MODES,
     OUTPUT_SIZES,
     ConfigError,
     RuntimeConfig,
@@ -114,7 +115,10 @@ def build_run_parser() -> argparse.ArgumentParser:
                    "UNet batch is steps x F")
     p.add_argument("--width", type=int, help="engine width (default 256 for tiny on CPU, else 512)")
     p.add_argument("--height", type=int, help="engine height (default as --width)")
-    p.add_argument("--guidance", choices=GUIDANCE, help="guidance method (default self = RCFG self-negative)")
+    p.add_argument("--mode", choices=MODES, help="img2img (default: transform the source) or txt2img (generate "
+                   "from the prompt; the source only paces frames and sets the output size)")
+    p.add_argument("--guidance", choices=GUIDANCE, help="guidance method (default: self = RCFG self-negative for "
+                   "img2img, none for txt2img)")
     p.add_argument("--batching", choices=BATCHING, help="stream batch (default) or sequential steps")
     p.add_argument("--frames", type=int, metavar="N", help="stop cleanly after N output frames")
     p.add_argument("--output-size", choices=OUTPUT_SIZES,
@@ -138,7 +142,7 @@ def config_from_args(ns: argparse.Namespace) -> RuntimeConfig:
     """Defaults, then ``--config``, then flags; raises :class:`ConfigError`."""
     cfg = load_toml(ns.config) if ns.config else RuntimeConfig()
     for key in ("model", "backend", "device", "taesd", "lcm_lora", "frame_buffer", "source", "sink", "width",
-                "height", "guidance", "batching", "frames", "output_size", "log_level", "report"):
+                "height", "mode", "guidance", "batching", "frames", "output_size", "log_level", "report"):
         if getattr(ns, key) is not None:
             set_value(cfg, key, getattr(ns, key))
     for key, attr in (("host", "osc_host"), ("port", "osc_port"), ("allow", "osc_allow"),

@@ -44,6 +44,7 @@ DEFAULT_IMAGES_SINK = "images:./dreamwire-out"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 GUIDANCE = ("none", "full", "self", "onetime")
 BATCHING = ("stream", "sequential")
+MODES = ("img2img", "txt2img")
 OUTPUT_SIZES = ("input", "engine")
 
 
@@ -65,7 +66,8 @@ class RuntimeConfig:
     sink: str | None = None
     width: int | None = None
     height: int | None = None
-    guidance: str = "self"
+    mode: str = "img2img"
+    guidance: str | None = None  # None: "self" for img2img, "none" for txt2img (RCFG needs an input image)
     batching: str = "stream"
     frames: int | None = None
     output_size: str = "input"
@@ -143,7 +145,7 @@ def _prefix(v: Any) -> str:
 TOP: dict[str, Callable[[Any], Any]] = {
     "model": _str, "backend": _str, "device": _str, "taesd": _str, "lcm_lora": _str, "frame_buffer": _int(1, 8),
     "source": _uri, "sink": _uri, "width": _resolution, "height": _resolution,
-    "guidance": _choice(GUIDANCE), "batching": _choice(BATCHING), "frames": _int(1, 2**31 - 1),
+    "mode": _choice(MODES), "guidance": _choice(GUIDANCE), "batching": _choice(BATCHING), "frames": _int(1, 2**31 - 1),
     "output_size": _choice(OUTPUT_SIZES), "log_level": _choice(LOG_LEVELS), "report": _bool,
 }
 OSC: dict[str, Callable[[Any], Any]] = {
@@ -230,6 +232,8 @@ def resolve(cfg: RuntimeConfig, device_type: str) -> RuntimeConfig:
     """Fill what depends on the device: the sink and the engine resolution (256 for tiny on CPU, else 512)."""
     if cfg.sink is None:
         cfg.sink = default_sink(cfg.source)
+    if cfg.guidance is None:
+        cfg.guidance = "none" if cfg.mode == "txt2img" else "self"
     side = 256 if (device_type == "cpu" and cfg.model == "tiny") else 512
     cfg.width = cfg.width or side
     cfg.height = cfg.height or side

@@ -310,7 +310,11 @@ class FrameLoop:
                  last_src: list[Frame] | None, seq: int) -> tuple[_Pending, list[Frame]]:
         eng = self.engine
         size = (eng.config.height, eng.config.width)
-        x = torch.cat([to_model_input(_as_tensor(f.pixels), f.layout, size, eng.device, eng.dtype) for f in frames])
+        if getattr(eng.config, "mode", "img2img") == "txt2img":
+            x = None  # the source only paces the stream and sets the output size
+        else:
+            x = torch.cat([to_model_input(_as_tensor(f.pixels), f.layout, size, eng.device, eng.dtype)
+                           for f in frames])
         self._timer.begin()
         result = eng.step(x)
         self.stats.step(self._timer.end(), result.skipped, result.delay)

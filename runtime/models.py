@@ -95,6 +95,12 @@ def _looks_local(model: str) -> bool:
     return model.startswith((".", "/", "~")) or model.count("/") != 1 or Path(model).is_dir()
 
 
+def check_source(model: str) -> None:
+    """Fail fast (before bridges open or weights load) on a local model folder that isn't there."""
+    if model != TINY and _looks_local(model) and not Path(model).expanduser().is_dir():
+        raise _fail(model, FileNotFoundError(f"no such folder: {model}"))
+
+
 def _load_config(cls: Any, model: str, subfolder: str | None) -> dict:
     kwargs = {"subfolder": subfolder} if subfolder else {}
     return dict(cls.load_config(model, **kwargs))
@@ -118,9 +124,8 @@ def load_model(
     from diffusers import LCMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    check_source(model)
     source = str(ensure_tiny_model()) if model == TINY else model
-    if _looks_local(source) and not Path(source).expanduser().is_dir():
-        raise _fail(model, FileNotFoundError(f"no such folder: {source}"))
     source = str(Path(source).expanduser()) if _looks_local(source) else source
     try:
         index = _load_config(diffusers.DiffusionPipeline, source, None)

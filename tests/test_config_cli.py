@@ -89,6 +89,9 @@ def test_bad_config_is_one_line_exit_2(tmp_path, capsys, text, needle):
     (["--frames", "x"], "--frames"),
     (["--no-such-flag"], "unrecognized arguments"),
     (["--config", "/no/such/file.toml"], "cannot read"),
+    (["--mode", "txt2img", "--guidance", "self", "--sink", "null"], "needs an input image"),
+    (["--model", "/no/such/model/folder", "--sink", "null"], "--model tiny"),
+    (["--frame-buffer", "0"], "--frame-buffer"),
 ])
 def test_bad_flags_and_uris_are_one_line_exit_2(capsys, argv, needle):
     """Acceptance 6 (CLI, source URI): exit 2 before any model is built."""

@@ -277,3 +277,20 @@ def test_file_sinks_never_get_repeats():
     time.sleep(0.3)
     loop.stop()
     assert len(sink.frames) == 1
+
+
+def test_txt2img_ignores_input_pixels_and_follows_their_size(make_engine):
+    from runtime.control import Params
+
+    engine = make_engine(Params({"t_index_list": (0, 30)}), width=64, height=64, mode="txt2img", guidance="none")
+    rng = np.random.default_rng(0)
+    frames = [Frame(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8), "RGB", i, time.monotonic())
+              for i in range(3)]
+    sink = RecordingSink()
+    loop = FrameLoop(engine, ListSource(frames), sink, ControlState(Params({"t_index_list": (0, 30)})),
+                     LoopOptions(max_frames=3)).start()
+    assert loop.wait(60)
+    loop.stop()
+    assert all(f.size == (40, 56) for f in sink.frames)
+    # Seeded, fixed noise and no input image: every frame is the same picture, whatever came in.
+    assert all(torch.equal(f.pixels, sink.frames[0].pixels) for f in sink.frames)

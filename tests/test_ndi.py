@@ -121,6 +121,44 @@ def test_source_survives_sender_restart(by: str, stop: str):
     assert_good_frames(resumed)
 
 
+@real_ndi
+def test_loop_keeps_sending_through_a_sender_restart_and_resumes_from_the_new_sender(request):
+    """Runtime level: NDISource -> FrameLoop (tiny engine) -> live sink while the sender dies and returns.
+
+    Outputs carry their input's NDI timecode (``id * 1000 + 7``): sender 1 counts from 0, sender 2 from 5000.
+    """
+    ndi_runtime()
+    request.getfixturevalue("tiny_dir")  # build the tiny model into DREAMWIRE_CACHE once, for the subprocess
+    result = run_scenario("loop-reconnect", timeout=90)
+    outs, gone_at, back_at = result["outputs"], result["gone_at"], result["second_ready"]
+    assert result["stats"]["errors"] == 0, result["stats"]
+    assert all(o["size"] == [256, 256] and o["layout"] == "BGRA" for o in outs), "outputs lost the input's shape"
+    assert all(f"({result['name']})" in o["ndi_source"] for o in outs)
+    assert all(o["timecode"] % 1000 == 7 for o in outs), "NDI timecode did not reach the outputs"
+    sender_id = [o["timecode"] // 1000 for o in outs]
+    first = [o for o, i in zip(outs, sender_id) if o["t"] < gone_at and i < 5000 and not o["held"]]
+    assert result["connected"] and len(first) >= 20, "the loop never ran on sender 1's frames"
+
+    # Sender 1 gone: the loop lives on, repeating its last output (held) and inventing no new frames.
+    gap = [o for o in outs if gone_at <= o["t"] < back_at]
+    held = [o for o in gap if o["held"]]
+    assert result["alive_in_gap"]
+    assert len(held) >= 3 and max(o["t"] for o in held) > gone_at + 0.75, "output stopped while the source was gone"
+    for n, o in enumerate(outs):
+        if o["held"]:
+            last = next(p for p in reversed(outs[:n]) if not p["held"])
+            assert o["frame_id"] == last["frame_id"], "a held frame must repeat the last output"
+    assert all(o["capture_t"] < gone_at + 0.1 for o in gap if not o["held"]), "frames after the sender died"
+
+    # Sender 2: within 2 s the outputs come from its frames, and from nothing older after that.
+    fresh = [n for n, (o, i) in enumerate(zip(outs, sender_id)) if i >= 5000 and not o["held"]]
+    assert result["resumed"] and len(fresh) >= 20, "the loop never resumed from the restarted sender"
+    assert outs[fresh[0]]["t"] - back_at < 2.0, "took more than 2 s to resume"
+    after = [i for o, i in zip(outs[fresh[0]:], sender_id[fresh[0]:]) if not o["held"]]
+    assert all(i >= 5000 for i in after) and after == sorted(after), "frames out of order after the restart"
+    assert result["stats"]["held"] >= len(held)
+
+
 # --- logic that needs no NDI runtime -------------------------------------------------------
 
 
