@@ -32,7 +32,8 @@ from typing import Any
 
 from bridges.base import BridgeError, parse_uri
 from runtime.control import SPECS, ControlError, validate
-from runtime.osc import OscSettings, parse_target
+from runtime.osc import OscSettings
+from runtime.osc_wire import parse_target
 
 if sys.version_info >= (3, 11):
     import tomllib

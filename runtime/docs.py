@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runtime.control import SCHEMA, ParamSpec
-from runtime.osc import DEFAULT_PORT, DEFAULT_PREFIX, DEFAULT_TELEMETRY_PORT, MAX_DATAGRAM
+from runtime.osc import DEFAULT_PORT, DEFAULT_PREFIX, MAX_DATAGRAM
+from runtime.osc_wire import DEFAULT_TELEMETRY_PORT
 from runtime.telemetry import STAT_DOCS, STAT_NAMES
 
 OSC_MD = Path(__file__).resolve().parent.parent / "docs" / "osc.md"

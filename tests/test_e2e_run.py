@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from bridges.pattern import pattern_frame
-from runtime.osc import build_message, parse_packet
+from runtime.osc_wire import build_message, parse_packet
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,8 @@ from bridges.pattern import PatternSource
 from runtime.control import SCHEMA, SPECS, ControlState, Params
 from runtime.docs import osc_markdown
 from runtime.loop import FrameLoop
-from runtime.osc import OscControl, OscSettings, build_message, parse_packet
+from runtime.osc import OscControl, OscSettings
+from runtime.osc_wire import build_message, parse_packet
 from runtime.telemetry import STAT_NAMES, Stats
 from tests.conftest import wait_until
 
