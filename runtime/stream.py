@@ -15,10 +15,11 @@ every live change a pure recomputation:
 * strength, steps, t_index_list: new step constants; in-flight estimates are
   re-noised to the new timesteps. If the depth n changes, the newest n'-1
   in-flight frames are kept (the oldest repeated if n grows); if there were no
-  in-flight frames (n was 1) the next frame is primed.
+  in-flight frames (n was 1) the last output's clean latent fills the new
+  slots. No change ever costs an extra UNet call.
 * similarity_*: applies from the next frame; the reference frame is kept.
 
-Start-up (and growing n from 1) *primes* the buffer: the first frame runs its
+Start-up *primes* the buffer: the first frame runs its
 first n-1 steps sequentially, so the first output is that frame fully
 denoised and output k equals the sequential result for frame max(0, k-(n-1)).
 """
@@ -112,6 +113,8 @@ class StreamEngine:
         self._x0: torch.Tensor | None = None
         self._ref: torch.Tensor | None = None
         self._last: torch.Tensor | None = None
+        self._last_latent: torch.Tensor | None = None  # clean latent of the last output (stream mode)
+        self._last_ref: torch.Tensor | None = None
         self.unet_calls = 0
         self.calls = 0
         self.update(params or Params())
@@ -164,8 +167,13 @@ class StreamEngine:
         )
         if old_n is None or old_n == len(t_index):
             return
-        if old_n == 1:  # nothing in flight to re-use: prime from the next frame
-            self._x0 = self._ref = None
+        if old_n == 1:
+            # Nothing in flight, but the last output is a clean estimate of the latest frame:
+            # seed every new slot with it (re-noised next call) instead of re-priming, so growing n
+            # costs no extra UNet calls and the next output is that frame taken one step further.
+            k = len(t_index) - 1
+            self._x0 = self._last_latent.repeat(k, 1, 1, 1)
+            self._ref = self._last_ref.repeat(k, 1, 1, 1) if self._last_ref is not None else None
             return
         # Keep frames by age: new slot j takes old slot min(j, old_n - 2), newest first.
         pick = torch.tensor([min(j, old_n - 2) for j in range(len(t_index) - 1)], dtype=torch.long)
@@ -280,4 +288,6 @@ class StreamEngine:
         den, ref = self._guided_denoise(x, slice(0, n * f), f, z, self._ref)
         self._x0 = den[:-f]
         self._ref = ref[:-f] if ref is not None else None
+        self._last_latent = den[-f:]
+        self._last_ref = ref[-f:] if ref is not None else None
         return den[-f:]
