@@ -36,6 +36,7 @@ class ParamSpec:
     minimum: float | None = None
     maximum: float | None = None
     scope: str = "engine"  # "engine" (StreamEngine reads it) or "loop" (frame loop reads it)
+    aliases: tuple[str, ...] = ()  # other OSC names for it, e.g. the short ones other tools use
 
     @property
     def type_label(self) -> str:
@@ -70,7 +71,7 @@ SCHEMA: tuple[ParamSpec, ...] = (
     ParamSpec("negative_prompt", "str", "low quality, blurry, watermark",
               "Negative prompt, used by guidance 'full' and 'onetime'."),
     ParamSpec("guidance_scale", "float", 1.2, "Guidance scale (1 = no guidance). No effect with guidance 'none'.",
-              0.0, 20.0),
+              0.0, 20.0, aliases=("guidance", "cfg")),
     ParamSpec("delta", "float", 1.0,
               "RCFG residual strength: 0 = no guidance, 1 = the paper's virtual negative.", 0.0, 1.0),
     ParamSpec("seed", "int", 2, "Noise seed; ignored while seed_blend is non-empty.", 0, 2**31 - 1),
@@ -82,7 +83,7 @@ SCHEMA: tuple[ParamSpec, ...] = (
     ParamSpec("steps", "int", 2, "Denoising steps n = stream batch depth (latency n-1 frames).", 1, 8),
     ParamSpec("t_index_list", "index_list", (),
               "Explicit ascending LCM step indices (0..49); overrides strength/steps when non-empty.",
-              0, T_INDEX_GRID - 1),
+              0, T_INDEX_GRID - 1, aliases=("t_index",)),
     ParamSpec("similarity_filter", "bool", False, "Stochastic similarity filter on/off (img2img only)."),
     ParamSpec("similarity_threshold", "float", 0.98,
               "Cosine similarity above which frames may be skipped.", 0.0, 1.0),

@@ -39,7 +39,8 @@ def _args(spec: ParamSpec) -> str:
 
 def osc_markdown(prefix: str = DEFAULT_PREFIX) -> str:
     rows = "\n".join(
-        f"| `{prefix}/{s.name}` | {s.type_label} | `{_args(s)}` | {s.range_label} | {_default(s)} | {s.doc} |"
+        f"| `{prefix}/{s.name}` | {s.type_label} | `{_args(s)}` | {s.range_label} | {_default(s)} | {s.doc}"
+        + "".join(f" Also `{prefix}/{a}`." for a in s.aliases) + " |"
         for s in SCHEMA
     )
     stats = "\n".join(f"| `{prefix}/stats/{n}` | {STAT_DOCS[n]} |" for n in STAT_NAMES)

@@ -88,7 +88,8 @@ class OscControl:
         self.prefix = self.settings.prefix.rstrip("/")
         self.dispatcher = Dispatcher(strict_timing=False)  # routing and address patterns only
         for spec in SCHEMA:
-            self.dispatcher.map(f"{self.prefix}/{spec.name}", self._param_handler(spec))
+            for name in (spec.name, *spec.aliases):
+                self.dispatcher.map(f"{self.prefix}/{name}", self._param_handler(spec))
         self.dispatcher.map(f"{self.prefix}/status", lambda _addr, *args: ("status", args))
         self.errors = 0
         self.applied = 0

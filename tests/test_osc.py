@@ -392,3 +392,11 @@ def test_osc_docs_are_generated_from_the_schema():
     for spec in SCHEMA:
         row = next(line for line in text.splitlines() if line.startswith(f"| `/dreamwire/{spec.name}` |"))
         assert spec.type_label in row and spec.range_label in row
+
+
+def test_aliases_from_the_schema_reach_the_same_parameter():
+    osc = _control()
+    osc.handle_packet(build_message("/dreamwire/guidance", [3.5]), SENDER)
+    assert osc.state.params.guidance_scale == 3.5
+    osc.handle_packet(build_message("/dreamwire/t_index", [10, 20, 30]), SENDER)
+    assert osc.state.params.t_index_list == (10, 20, 30)
