@@ -162,8 +162,8 @@ class OnetimeNegative:
         return rows + new_rows
 
     def __call__(self, unet: UNetFn, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._refresh:
-            self._refresh = False
+        refresh = self._refresh
+        if refresh:
             g = replace(g, new_rows=len(g.x), ref_inflight=None)
         n, k = len(g.x), g.new_rows
         out = unet(
@@ -171,6 +171,8 @@ class OnetimeNegative:
             torch.cat([g.timesteps, g.timesteps[:k]]),
             torch.cat([_rows(emb.cond, n), _rows(emb.negative, k)]),
         )
+        if refresh:  # only once the refreshing call went through; a failed call retries next frame
+            self._refresh = False
         cond, negative = out[:n], out[n:]
         ref_new = predict_x0(g.x[:k], negative, g.a[:k], g.b[:k], g.prediction_type)
         return _with_reference(cond, ref_new, g)

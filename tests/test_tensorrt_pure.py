@@ -34,7 +34,8 @@ def test_batch_profile_spans_priming_to_max_steps():
     full = BatchProfile(frames=2, guidance="full", steps=3, max_steps=4)
     assert (full.minimum, full.opt, full.maximum) == (4, 12, 16)
     onetime = BatchProfile(frames=1, guidance="onetime", steps=4)
-    assert (onetime.minimum, onetime.opt, onetime.maximum) == (1, 5, 9)
+    # Max covers the one-off call after a negative-prompt change: the negative on every row (2*n*f).
+    assert (onetime.minimum, onetime.opt, onetime.maximum) == (1, 5, 16)
     with pytest.raises(ValueError):
         BatchProfile(steps=9, max_steps=8)
     with pytest.raises(ValueError):

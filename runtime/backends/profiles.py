@@ -121,6 +121,9 @@ class BatchProfile:
 
     @property
     def maximum(self) -> int:
+        if self.guidance == "onetime":
+            # After a negative-prompt change, onetime runs the negative on every row once (2*n*f).
+            return 2 * self.max_steps * self.frames
         return unet_batch(self.max_steps, self.frames, self.guidance)
 
     def label(self) -> str:
