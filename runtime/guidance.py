@@ -140,13 +140,15 @@ class SelfNegative:
 
 
 class OnetimeNegative:
-    """RCFG onetime-negative: one extra row per new frame runs the negative prompt at step 0.
+    """RCFG onetime-negative: one extra row runs the negative prompt on the newest frame at step 0.
 
-    Its x0 prediction becomes the frame's reference for every later step, so
-    the batch is n*f + f (n*f + 1 for one frame per call). After a
-    negative-prompt change the next call runs the negative on *every* row
-    (2*n*f rows, once), so in-flight frames pick up the new negative at once
-    instead of n-1 frames later.
+    Its x0 prediction becomes the reference for every later step of that
+    frame, so the batch is n*f + 1. With several new frames per call (f > 1)
+    the other new frames take the same *negative direction* applied to their
+    own input latent, ``z_j + (x0_neg - z_newest)``, which is exact for f = 1
+    and costs no extra rows. After a negative-prompt change the next call runs
+    the negative on *every* row (2*n*f rows, once), so in-flight frames pick up
+    the new negative at once instead of n-1 frames later.
     """
 
     name = "onetime"
@@ -159,23 +161,33 @@ class OnetimeNegative:
         self._refresh = True
 
     def batch_size(self, rows: int, new_rows: int) -> int:
-        return rows + new_rows
+        return rows + (1 if new_rows else 0)
 
     def __call__(self, unet: UNetFn, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, torch.Tensor]:
-        refresh = self._refresh
-        if refresh:
-            g = replace(g, new_rows=len(g.x), ref_inflight=None)
+        if self._refresh:
+            return self._refresh_all(unet, emb, g)
         n, k = len(g.x), g.new_rows
+        neg = slice(k - 1, k) if k else slice(0, 0)  # the newest new frame (the last one of the call)
         out = unet(
-            torch.cat([g.x, g.x[:k]]),
-            torch.cat([g.timesteps, g.timesteps[:k]]),
-            torch.cat([_rows(emb.cond, n), _rows(emb.negative, k)]),
+            torch.cat([g.x, g.x[neg]]),
+            torch.cat([g.timesteps, g.timesteps[neg]]),
+            torch.cat([_rows(emb.cond, n), _rows(emb.negative, 1 if k else 0)]),
         )
-        if refresh:  # only once the refreshing call went through; a failed call retries next frame
-            self._refresh = False
-        cond, negative = out[:n], out[n:]
-        ref_new = predict_x0(g.x[:k], negative, g.a[:k], g.b[:k], g.prediction_type)
+        cond = out[:n]
+        if k:
+            x0_neg = predict_x0(g.x[neg], out[n:], g.a[neg], g.b[neg], g.prediction_type)
+            ref_new = g.z_new[:k] + (x0_neg - g.z_new[neg])
+        else:
+            ref_new = g.x[:0]
         return _with_reference(cond, ref_new, g)
+
+    def _refresh_all(self, unet: UNetFn, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(g.x)
+        out = unet(torch.cat([g.x, g.x]), torch.cat([g.timesteps, g.timesteps]),
+                   torch.cat([_rows(emb.cond, n), _rows(emb.negative, n)]))
+        self._refresh = False  # only once the refreshing call went through; a failed one retries next frame
+        ref = predict_x0(g.x, out[n:], g.a, g.b, g.prediction_type)
+        return _with_reference(out[:n], ref, replace(g, new_rows=n, ref_inflight=None))
 
 
 def make_guidance(mode: str) -> NoGuidance | FullGuidance | SelfNegative | OnetimeNegative:

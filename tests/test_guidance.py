@@ -106,11 +106,27 @@ def test_onetime_issues_n_plus_one_rows_per_call(make_engine, n):
     assert e.backend.unet_batches[-1] == n * 1 + 1
 
 
-def test_onetime_with_two_frames_adds_one_row_per_new_frame(make_engine):
+def test_onetime_with_two_frames_still_adds_a_single_row(make_engine):
     e = make_engine(Params({"t_index_list": (32, 45)}), guidance="onetime", counting=True, frames=2)
     for img in frames(3, f=2):
         e.step(img)
-    assert e.backend.unet_batches[-1] == 2 * 2 + 2
+    assert e.backend.unet_batches[-1] == 2 * 2 + 1
+
+
+def test_onetime_reference_for_other_new_frames_follows_the_newest_negative(tiny_parts, torch_backend,
+                                                                          prompt_encoder):
+    """f = 2: frame 0's reference is its own input shifted by the newest frame's negative direction."""
+    from runtime.guidance import OnetimeNegative
+    from runtime.schedule import predict_x0
+
+    emb, g = _emb(prompt_encoder), _inputs(tiny_parts, rows=2, new_rows=2)
+    g = GuidanceInputs(**{**g.__dict__, "timesteps": torch.tensor([359, 359]), "a": g.a[:1].expand(2, 1, 1, 1),
+                          "b": g.b[:1].expand(2, 1, 1, 1)})
+    _, ref = OnetimeNegative()(torch_backend.unet, emb, g)
+    neg = torch_backend.unet(g.x[1:], g.timesteps[1:], emb.negative)
+    x0_neg = predict_x0(g.x[1:], neg, g.a[1:], g.b[1:], "epsilon")
+    torch.testing.assert_close(ref[1:], x0_neg, rtol=1e-5, atol=5e-5)
+    torch.testing.assert_close(ref[:1], g.z_new[:1] + (x0_neg - g.z_new[1:]), rtol=1e-5, atol=5e-5)
 
 
 def test_onetime_reference_is_negative_prediction(make_engine):

@@ -41,6 +41,16 @@ def test_stream_equals_sequential_with_guidance(make_engine, guidance):
         close(stream.step(img).images, reference[max(0, k - 3)])
 
 
+def test_onetime_with_two_frames_per_call_equals_sequential(make_engine):
+    p = Params({"t_index_list": (20, 35, 45), "guidance_scale": 2.5})
+    stream = make_engine(p, guidance="onetime", frames=2)
+    seq = make_engine(p, guidance="onetime", frames=2, batching="sequential")
+    inputs = frames(4, f=2, seed=11)
+    reference = [seq.step(img).images for img in inputs]
+    for k, img in enumerate(inputs):
+        close(stream.step(img).images, reference[max(0, k - 2)])
+
+
 def test_stream_batch_is_one_unet_call_of_n_times_f(make_engine):
     e = make_engine(Params({"t_index_list": T_INDEX[4]}), frames=2, guidance="none", counting=True)
     for img in frames(3, f=2):

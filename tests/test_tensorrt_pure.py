@@ -23,7 +23,7 @@ def _tensorrt():
     return tensorrt
 
 
-@pytest.mark.parametrize("guidance,expected", [("none", 8), ("self", 8), ("full", 16), ("onetime", 10)])
+@pytest.mark.parametrize("guidance,expected", [("none", 8), ("self", 8), ("full", 16), ("onetime", 9)])
 def test_unet_batch_per_guidance_mode(guidance, expected):
     assert unet_batch(4, 2, guidance) == expected  # n=4 steps, f=2 frames
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runtime.guidance import GUIDANCE_MODES
+from runtime.guidance import GUIDANCE_MODES, make_guidance
 
 MAX_STEPS = 8  # mirrors runtime.stream.MAX_STEPS and the 'steps' parameter's upper bound
 LATENT_ALIGN = 64  # pixels: SD's 3 downsamples x VAE factor 8 need multiples of 64
@@ -85,11 +85,11 @@ def _clamp_to_grid(x: int, lo: int, hi: int, step: int) -> int:
 
 
 def unet_batch(steps: int, frames: int, guidance: str) -> int:
-    """UNet rows in one stream call: n*f (none/self), 2*n*f (full), n*f + f (onetime)."""
-    rows = steps * frames
+    """UNet rows in one stream call, as the guidance strategy itself counts them:
+    n*f (none/self), 2*n*f (full), n*f + 1 (onetime)."""
     if guidance not in GUIDANCE_MODES:
         raise ValueError(f"unknown guidance mode {guidance!r}")
-    return {"none": rows, "self": rows, "full": 2 * rows, "onetime": rows + frames}[guidance]
+    return make_guidance(guidance).batch_size(steps * frames, frames)
 
 
 @dataclass(frozen=True)
