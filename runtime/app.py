@@ -143,7 +143,8 @@ def run(cfg: RuntimeConfig) -> int:
         try:
             engine = build_engine(cfg.model, backend=cfg.backend, config=engine_config, params=params,
                                   device=device, taesd=cfg.taesd,
-                                  lcm_lora=None if cfg.lcm_lora.lower() == "none" else cfg.lcm_lora)
+                                  lcm_lora=None if cfg.lcm_lora.lower() == "none" else cfg.lcm_lora,
+                                  loras=cfg.loras)
         except (ModelLoadError, ValueError) as exc:
             return _fail(str(exc))
         if stop.is_set():

@@ -25,12 +25,13 @@ def build_engine(
     dtype: torch.dtype | None = None,
     taesd: str | None = None,
     lcm_lora: str | None = DEFAULT_LCM_LORA,
+    loras: tuple[tuple[str, float], ...] = (),
     backend_options: dict | None = None,
 ) -> StreamEngine:
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
     config = config or EngineConfig()
-    parts = load_model(model, taesd=taesd, lcm_lora=lcm_lora, device=device, dtype=dtype)
+    parts = load_model(model, taesd=taesd, lcm_lora=lcm_lora, loras=loras, device=device, dtype=dtype)
     be = make_backend(backend, parts, config=config, **(backend_options or {}))
     prompts = PromptEncoder(parts.tokenizer, parts.text_encoder, device, dtype)
     return StreamEngine(be, prompts, ModelInfo.from_parts(parts), config, params)

@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-steps", type=int, default=MAX_STEPS, help="largest step count the engine accepts")
     ap.add_argument("--taesd", default=None, help="TAESD id or folder replacing the VAE")
     ap.add_argument("--lcm-lora", default=None, help="LCM-LoRA for plain SD models ('none' to skip)")
+    ap.add_argument("--lora", dest="loras", action="append", default=[], metavar="PATH[:SCALE]",
+                    help="style LoRA fused into the engines (as with dreamwire run --lora); repeat for several")
     ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     ap.add_argument("--fp32", action="store_true", help="build without TensorRT fp16 kernels")
     ap.add_argument("--workspace-gb", type=float, default=None, help="TensorRT builder workspace limit")
@@ -114,13 +116,14 @@ def _run(args: argparse.Namespace) -> int:
 
         import_onnxruntime()
 
-    from runtime.models import DEFAULT_LCM_LORA, load_model
+    from runtime.models import DEFAULT_LCM_LORA, load_model, parse_lora
 
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     lora = None if args.lcm_lora == "none" else (args.lcm_lora or DEFAULT_LCM_LORA)
     t0 = time.perf_counter()
     with tqdm(total=1, desc="load model", unit="stage", leave=True) as bar:
-        parts = load_model(args.model, taesd=args.taesd, lcm_lora=lora, device=device, dtype=dtype)
+        parts = load_model(args.model, taesd=args.taesd, lcm_lora=lora, loras=[parse_lora(x) for x in args.loras],
+                           device=device, dtype=dtype)
         bar.update()
     n_unet = sum(p.numel() for p in parts.unet.parameters())
     n_vae = sum(p.numel() for p in parts.vae.parameters())

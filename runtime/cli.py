@@ -111,6 +111,8 @@ def build_run_parser() -> argparse.ArgumentParser:
     p.add_argument("--taesd", help="tiny autoencoder to use (hub id or folder)")
     p.add_argument("--lcm-lora", help="LCM-LoRA fused into plain SD 1.5 models (hub id or file/folder; 'none' "
                    "to skip; default latent-consistency/lcm-lora-sdv1-5)")
+    p.add_argument("--lora", dest="loras", action="append", metavar="PATH[:SCALE]",
+                   help="a style LoRA fused at load (any model kind, turbo included); repeat for several")
     p.add_argument("--frame-buffer", type=int, metavar="F", help="frames per engine call (default 1); the "
                    "UNet batch is steps x F")
     p.add_argument("--width", type=int, help="engine width (default 256 for tiny on CPU, else 512)")
@@ -141,7 +143,7 @@ def build_run_parser() -> argparse.ArgumentParser:
 def config_from_args(ns: argparse.Namespace) -> RuntimeConfig:
     """Defaults, then ``--config``, then flags; raises :class:`ConfigError`."""
     cfg = load_toml(ns.config) if ns.config else RuntimeConfig()
-    for key in ("model", "backend", "device", "taesd", "lcm_lora", "frame_buffer", "source", "sink", "width",
+    for key in ("model", "backend", "device", "taesd", "lcm_lora", "loras", "frame_buffer", "source", "sink", "width",
                 "height", "mode", "guidance", "batching", "frames", "output_size", "log_level", "report"):
         if getattr(ns, key) is not None:
             set_value(cfg, key, getattr(ns, key))

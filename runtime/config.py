@@ -62,6 +62,7 @@ class RuntimeConfig:
     device: str | None = None
     taesd: str | None = None
     lcm_lora: str = "latent-consistency/lcm-lora-sdv1-5"
+    loras: tuple[tuple[str, float], ...] = ()
     frame_buffer: int = 1
     source: str = DEFAULT_SOURCE
     sink: str | None = None
@@ -124,6 +125,16 @@ def _resolution(v: Any) -> int:
     return v
 
 
+def _loras(v: Any) -> tuple[tuple[str, float], ...]:
+    from runtime.models import parse_lora
+
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) and x.strip() for x in v):
+        raise ValueError(f"expected a list of 'PATH[:SCALE]' strings, got {v!r}")
+    return tuple(parse_lora(x.strip()) for x in v)
+
+
 def _allow(v: Any) -> tuple[str, ...]:
     if isinstance(v, str):
         v = [x for x in v.replace(",", " ").split() if x]
@@ -144,7 +155,8 @@ def _prefix(v: Any) -> str:
 
 
 TOP: dict[str, Callable[[Any], Any]] = {
-    "model": _str, "backend": _str, "device": _str, "taesd": _str, "lcm_lora": _str, "frame_buffer": _int(1, 8),
+    "model": _str, "backend": _str, "device": _str, "taesd": _str, "lcm_lora": _str, "loras": _loras,
+    "frame_buffer": _int(1, 8),
     "source": _uri, "sink": _uri, "width": _resolution, "height": _resolution,
     "mode": _choice(MODES), "guidance": _choice(GUIDANCE), "batching": _choice(BATCHING), "frames": _int(1, 2**31 - 1),
     "output_size": _choice(OUTPUT_SIZES), "log_level": _choice(LOG_LEVELS), "report": _bool,

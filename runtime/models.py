@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ class ModelParts:
     vae_scale_factor: int
     vae_scaling_factor: float
     lcm_lora: str | None = None
+    loras: tuple[tuple[str, float], ...] = ()  # everything fused, LCM-LoRA first, with scales
     taesd: str | None = None
 
 
@@ -111,6 +113,7 @@ def load_model(
     *,
     taesd: str | None = None,
     lcm_lora: str | None = DEFAULT_LCM_LORA,
+    loras: Sequence[tuple[str, float]] = (),
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> ModelParts:
@@ -118,7 +121,8 @@ def load_model(
 
     ``taesd`` replaces the pipeline's VAE by an ``AutoencoderTiny`` from that id
     or folder. ``lcm_lora`` is fused into plain SD models only (never into turbo
-    or LCM models); pass ``None`` to skip it.
+    or LCM models); pass ``None`` to skip it. ``loras`` (path, scale) are the
+    user's style LoRAs, fused into every kind of model, turbo included.
     """
     import diffusers
     from diffusers import LCMScheduler, UNet2DConditionModel
@@ -142,12 +146,12 @@ def load_model(
         raise _fail(model, exc) from exc
 
     kind = detect_kind(scheduler_config)
-    fused = None
-    if kind == "sd" and lcm_lora:
-        unet = _fuse_lcm_lora(unet, vae, text_encoder, tokenizer, scheduler_config, lcm_lora, model)
-        fused = lcm_lora
-    elif kind == "sd":
+    fused = lcm_lora if kind == "sd" and lcm_lora else None
+    if kind == "sd" and not fused:
         log.warning("%s is a plain SD model and no LCM-LoRA was given: few-step output will be poor", model)
+    plan = ([(fused, 1.0, "LCM-LoRA")] if fused else []) + [(p, float(w), "LoRA") for p, w in loras]
+    if plan:
+        unet = _fuse_loras(unet, vae, text_encoder, tokenizer, scheduler_config, plan, model)
 
     lcm = LCMScheduler.from_config(scheduler_config)
     for m in (unet, vae, text_encoder):
@@ -170,12 +174,18 @@ def load_model(
         vae_scale_factor=2 ** (len(vae_blocks) - 1),
         vae_scaling_factor=float(vae.config.get("scaling_factor", 1.0)),
         lcm_lora=fused,
+        loras=tuple((p, w) for p, w, _ in plan),
         taesd=taesd,
     )
 
 
-def _fuse_lcm_lora(unet, vae, text_encoder, tokenizer, scheduler_config, lora: str, model: str):
-    """Fuse LCM-LoRA into the UNet through diffusers' own LoRA loader (needs the ``lora`` extra)."""
+def _fuse_loras(unet, vae, text_encoder, tokenizer, scheduler_config, loras: Sequence[tuple[str, float, str]],
+                model: str):
+    """Fuse LoRAs (path, scale, what-for) into the UNet and text encoder, one by one, via diffusers' loader.
+
+    Fused weights cost nothing per frame and go into exported graphs and
+    engines like any weight (the engine cache key lists the LoRAs and scales).
+    """
     from diffusers import LCMScheduler, StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(
@@ -183,16 +193,29 @@ def _fuse_lcm_lora(unet, vae, text_encoder, tokenizer, scheduler_config, lora: s
         scheduler=LCMScheduler.from_config(scheduler_config),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
-    try:
-        pipe.load_lora_weights(lora)
-    except ImportError as exc:
-        raise ModelLoadError(f"LCM-LoRA needs peft: pip install 'dreamwire[lora]' ({exc})") from exc
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"could not load LCM-LoRA {lora!r} for {model!r}: {str(exc).splitlines()[0]}. "
-                             f"Pass a local LoRA file/folder with --lcm-lora PATH.") from exc
-    pipe.fuse_lora(lora_scale=1.0)
-    pipe.unload_lora_weights()
+    for path, scale, what in loras:
+        try:
+            pipe.load_lora_weights(path)
+        except ImportError as exc:
+            raise ModelLoadError(f"{what} needs peft: pip install 'dreamwire[lora]' ({exc})") from exc
+        except (OSError, ValueError, KeyError) as exc:
+            flag = "--lcm-lora" if what == "LCM-LoRA" else "--lora"
+            raise ModelLoadError(f"could not load {what} {path!r} for {model!r}: {str(exc).splitlines()[0]}. "
+                                 f"Pass a local LoRA file/folder with {flag} PATH.") from exc
+        pipe.fuse_lora(lora_scale=scale)
+        pipe.unload_lora_weights()
     return pipe.unet
+
+
+def parse_lora(text: str) -> tuple[str, float]:
+    """``"path/or/id[:SCALE]"`` -> (path, scale); a Windows drive colon is not a scale."""
+    path, sep, tail = text.rpartition(":")
+    if sep and path and not tail.startswith(("\\", "/")):
+        try:
+            return path, float(tail)
+        except ValueError:
+            pass
+    return text, 1.0
 
 
 # --- the built-in tiny model ------------------------------------------------------------------

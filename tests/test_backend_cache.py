@@ -92,9 +92,12 @@ def test_onnx_key_follows_model_weights_lora_dtype_and_component(tiny_parts, tmp
     assert onnx_key(tiny_parts, "unet") == base
     assert onnx_key(tiny_parts, "decoder").digest() != base.digest()
     assert onnx_key(tiny_parts, "unet", loras=(("x", 1.0),)).digest() != base.digest()
-    lora_parts = dataclasses.replace(tiny_parts, lcm_lora="latent-consistency/lcm-lora-sdv1-5")
-    assert onnx_key(lora_parts, "unet").loras == (("latent-consistency/lcm-lora-sdv1-5", 1.0),)
+    fused = (("latent-consistency/lcm-lora-sdv1-5", 1.0), ("style.safetensors", 0.6))
+    lora_parts = dataclasses.replace(tiny_parts, lcm_lora=fused[0][0], loras=fused)
+    assert onnx_key(lora_parts, "unet").loras == fused
     assert onnx_key(lora_parts, "unet").digest() != base.digest()
+    rescaled = dataclasses.replace(lora_parts, loras=(fused[0], ("style.safetensors", 0.8)))
+    assert onnx_key(rescaled, "unet").digest() != onnx_key(lora_parts, "unet").digest()
     # A copy of the model folder with one weight file changed hashes differently.
     copy = tmp_path / "model"
     shutil.copytree(tiny_parts.source, copy)

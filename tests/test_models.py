@@ -152,3 +152,28 @@ def test_missing_lcm_lora_is_a_clear_error(tmp_path, no_network):
     folder = _plain_sd_folder(tmp_path)
     with pytest.raises(ModelLoadError, match="LCM-LoRA"):
         load_model(str(folder), lcm_lora=str(tmp_path / "no-such-lora"))
+
+
+def test_style_loras_fuse_at_their_scale_into_any_kind(tmp_path, no_network):
+    """A user LoRA goes into LCM/turbo models too (unlike the original), scaled: half scale = half the delta."""
+    from runtime.models import parse_lora
+
+    lora = _random_lora(_plain_sd_folder(tmp_path), tmp_path / "style")
+    plain = load_model("tiny", lcm_lora=None)
+    half = load_model("tiny", loras=[parse_lora(f"{lora}:0.5")])
+    full = load_model("tiny", loras=[(str(lora), 1.0)])
+    assert half.kind == "lcm" and half.loras == ((str(lora), 0.5),) and half.lcm_lora is None
+    deltas = [(h - p, f - p) for p, h, f in zip(plain.unet.parameters(), half.unet.parameters(),
+                                                   full.unet.parameters())]
+    assert max(d_full.abs().max().item() for _, d_full in deltas) > 1e-3
+    for d_half, d_full in deltas:
+        torch.testing.assert_close(d_half, 0.5 * d_full, rtol=1e-3, atol=1e-6)
+
+
+def test_lora_scale_parsing():
+    from runtime.models import parse_lora
+
+    assert parse_lora("owner/style:0.7") == ("owner/style", 0.7)
+    assert parse_lora("/loras/x.safetensors") == ("/loras/x.safetensors", 1.0)
+    assert parse_lora("C:\\loras\\x.safetensors:0.5") == ("C:\\loras\\x.safetensors", 0.5)
+    assert parse_lora("C:\\loras\\x.safetensors") == ("C:\\loras\\x.safetensors", 1.0)

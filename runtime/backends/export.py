@@ -174,7 +174,7 @@ def onnx_key(parts: ModelParts, component: str, *, model_hash: str | None = None
     if component != "unet" and parts.taesd:
         h = f"{h}+taesd:{parts.taesd}@{model_fingerprint(parts.taesd)}"
     if loras is None:
-        loras = ((parts.lcm_lora, 1.0),) if parts.lcm_lora else ()
+        loras = parts.loras
     return CacheKey(component=component, model_id=parts.source, model_hash=h, loras=tuple(loras),
                     dtype=f"{_dtype_name(parts.unet.dtype)}@{parts.unet.device.type}", exporter=EXPORTER,
                     opset=OPSET, fmt="onnx")
