@@ -37,6 +37,9 @@ width = 128
 height = 96
 frames = 5
 guidance = "none"
+mode = "txt2img"
+frame_buffer = 2
+loras = ["styles/ink.safetensors:0.6", "owner/grain"]
 [osc]
 port = 9001
 allow = ["127.0.0.1"]
@@ -52,6 +55,8 @@ similarity_filter = true
     assert (cfg.source, cfg.sink, cfg.width, cfg.frames, cfg.guidance) == ("pattern:128x96@15", "null", 128, 5, "none")
     assert cfg.osc.port == 9001 and cfg.osc.allow == ("127.0.0.1",) and cfg.osc.telemetry == ("127.0.0.1", 9002)
     assert cfg.control["steps"] == 3 and cfg.control["prompt_blend"] == (("a", 1.0), ("b", 0.5))
+    assert (cfg.mode, cfg.frame_buffer) == ("txt2img", 2)
+    assert cfg.loras == (("styles/ink.safetensors", 0.6), ("owner/grain", 1.0))
 
 
 @pytest.mark.parametrize(("text", "needle"), [
@@ -65,6 +70,8 @@ similarity_filter = true
     ("source = 'webcam:0'\n", "unknown bridge 'webcam:0'"),
     ("[osc]\ntelemetry = 'nowhere'\n", "osc.telemetry"),
     ("model = \n", "not valid TOML"),
+    ("loras = 3\n", "loras: expected a list"),
+    ("mode = 'img2vid'\n", "mode: expected one of"),
 ])
 def test_bad_config_is_one_line_exit_2(tmp_path, capsys, text, needle):
     """Acceptance 6 (config): unknown keys and bad values name the problem on one line."""
