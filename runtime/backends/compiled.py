@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from runtime.backends.cudagraph import CudaGraphRunner
-from runtime.backends.export import DecoderGraph, EncoderGraph, UNetGraph
+from runtime.backends.graphs import DecoderGraph, EncoderGraph, UNetGraph
 from runtime.models import ModelParts
 
 RECOMPILE_LIMIT = 64  # distinct shapes: batch per step count x resolutions, all legitimately static

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from runtime.backends.cache import CacheKey, ensure_entry, model_fingerprint
-from runtime.backends.torch_eager import _encode_latents
+from runtime.backends.graphs import DecoderGraph, EncoderGraph, UNetGraph
 from runtime.models import ModelParts
 
 EXPORTER = "torchscript"
@@ -61,40 +61,6 @@ GRAPH_IO: dict[str, GraphIO] = {
                       "images": {0: "batch", 2: "height", 3: "width"}},
     ),
 }
-
-
-class UNetGraph(nn.Module):
-    """``unet(sample, timestep, cond)`` with a float32 per-row timestep (TensorRT dislikes int64 I/O)."""
-
-    def __init__(self, unet: nn.Module) -> None:
-        super().__init__()
-        self.unet = unet
-
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor
-                ) -> torch.Tensor:
-        return self.unet(sample, timestep, encoder_hidden_states, return_dict=False)[0]
-
-
-class EncoderGraph(nn.Module):
-    """Images in [-1, 1] -> scaled latents, the same math as ``TorchBackend.encode``."""
-
-    def __init__(self, vae: nn.Module, scale: float) -> None:
-        super().__init__()
-        self.vae, self.scale = vae, scale
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return _encode_latents(self.vae, images) * self.scale
-
-
-class DecoderGraph(nn.Module):
-    """Scaled latents -> images in [-1, 1], the same math as ``TorchBackend.decode``."""
-
-    def __init__(self, vae: nn.Module, scale: float) -> None:
-        super().__init__()
-        self.vae, self.scale = vae, scale
-
-    def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.vae.decode(latents / self.scale, return_dict=False)[0]
 
 
 def text_tokens(parts: ModelParts) -> int:

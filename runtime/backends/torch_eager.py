@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from runtime.backends.graphs import DecoderGraph, EncoderGraph, UNetGraph
 from runtime.models import ModelParts
-
-
-def _encode_latents(vae, images: torch.Tensor) -> torch.Tensor:
-    out = vae.encode(images)
-    if hasattr(out, "latents"):  # AutoencoderTiny
-        return out.latents
-    return out.latent_dist.mode()  # AutoencoderKL: the mean is deterministic, so frames don't shimmer
 
 
 class TorchBackend:
@@ -21,17 +15,19 @@ class TorchBackend:
         self.parts = parts
         self.device = parts.unet.device
         self.dtype = parts.unet.dtype
-        self._scale = parts.vae_scaling_factor
+        self._unet = UNetGraph(parts.unet)
+        self._encoder = EncoderGraph(parts.vae, parts.vae_scaling_factor)
+        self._decoder = DecoderGraph(parts.vae, parts.vae_scaling_factor)
 
     @torch.inference_mode()
     def unet(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor
              ) -> torch.Tensor:
-        return self.parts.unet(sample, timestep, encoder_hidden_states, return_dict=False)[0]
+        return self._unet(sample, timestep, encoder_hidden_states)
 
     @torch.inference_mode()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        return _encode_latents(self.parts.vae, images.to(self.dtype)) * self._scale
+        return self._encoder(images.to(self.dtype))
 
     @torch.inference_mode()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.parts.vae.decode(latents / self._scale, return_dict=False)[0]
+        return self._decoder(latents)
