@@ -10,6 +10,7 @@ fails the manifest check and the entry is rebuilt (never silently reused).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -27,7 +28,6 @@ CACHE_FORMAT = 1  # bump when the folder layout or export wrappers change meanin
 MANIFEST = "manifest.json"
 _CONTENT_HASH_LIMIT = 64 * 1024 * 1024  # bytes: smaller model files are content-hashed, larger ones stat'ed
 _CONFIG_SUFFIXES = {".json", ".txt", ".yaml", ".yml", ".model"}
-_VERIFIED: set[tuple[str, int, int, str]] = set()  # files already hashed in this process, by size+mtime
 
 
 class CacheError(RuntimeError):
@@ -172,13 +172,15 @@ def check_entry(folder: Path, key: CacheKey) -> str | None:
         size = path.stat().st_size
         if size != meta["size"]:
             return f"{rel} is {size} bytes, expected {meta['size']} (truncated or replaced)"
-        stamp = (str(path), size, path.stat().st_mtime_ns, meta["sha256"])
-        if stamp in _VERIFIED:
-            continue
-        if _file_sha256(path) != meta["sha256"]:
+        if _sha256_for_stat(str(path), size, path.stat().st_mtime_ns) != meta["sha256"]:
             return f"{rel} content does not match its sha256 (corrupt)"
-        _VERIFIED.add(stamp)
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_for_stat(path: str, size: int, mtime_ns: int) -> str:
+    """A file's sha256, hashed once per (size, mtime) in a process: big engines are re-checked cheaply."""
+    return _file_sha256(Path(path))
 
 
 def manifest_files(folder: Path) -> Iterable[str]:
