@@ -193,17 +193,11 @@ def apply_mapping(data: dict[str, Any], cfg: RuntimeConfig, where: str) -> Runti
             continue
         if key not in TOP:
             raise _unknown(where, key, [*TOP, *(f"[{t}]" for t in TABLES)])
-        try:
-            setattr(cfg, key, TOP[key](value))
-        except ValueError as exc:
-            raise ConfigError(f"{where}: {key}: {exc}") from None
+        _checked_set(cfg, TOP, key, value, f"{where}: {key}")
     for key, value in data.get("osc", {}).items():
         if key not in OSC:
             raise _unknown(where, key, list(OSC), "osc")
-        try:
-            setattr(cfg.osc, key, OSC[key](value))
-        except ValueError as exc:
-            raise ConfigError(f"{where}: osc.{key}: {exc}") from None
+        _checked_set(cfg.osc, OSC, key, value, f"{where}: osc.{key}")
     for key, value in data.get("control", {}).items():
         if key not in SPECS:
             raise _unknown(where, key, list(SPECS), "control")
@@ -218,11 +212,16 @@ def set_value(cfg: RuntimeConfig, key: str, value: Any, flag: str | None = None)
     """Apply one top-level or ``osc.*`` setting (from a flag) with the same checks as the TOML file."""
     table, _, name = key.rpartition(".")
     checks, target = (OSC, cfg.osc) if table == "osc" else (TOP, cfg)
+    flag = flag or "--" + (f"osc-{name}" if table == "osc" else name).replace("_", "-")
+    _checked_set(target, checks, name, value, flag)
+
+
+def _checked_set(target: Any, checks: dict[str, Callable[[Any], Any]], name: str, value: Any, label: str) -> None:
+    """Check ``value`` with the key's checker and set it; a bad value becomes ``ConfigError("label: why")``."""
     try:
         setattr(target, name, checks[name](value))
     except ValueError as exc:
-        flag = flag or "--" + (f"osc-{name}" if table == "osc" else name).replace("_", "-")
-        raise ConfigError(f"{flag}: {exc}") from None
+        raise ConfigError(f"{label}: {exc}") from None
 
 
 def default_sink(source: str) -> str:

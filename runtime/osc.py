@@ -166,17 +166,18 @@ class OscControl:
         params = self.state.params
         msgs = [build_message(f"{self.prefix}/state/{s.name}", encode_value(getattr(params, s.name)))
                 for s in SCHEMA]
-        stats = self.stats()
-        msgs += [build_message(f"{self.prefix}/stats/{n}", [float(stats.get(n, 0.0))]) for n in STAT_NAMES]
+        msgs += self._stats_messages()
         if not as_bundle:
             return msgs
         bundle = build_bundle(msgs)
         return [bundle] if len(bundle) <= 65000 else msgs  # huge prompt lists: send one by one
 
-    def telemetry_datagram(self) -> bytes:
+    def _stats_messages(self) -> list[bytes]:
         stats = self.stats()
-        return build_bundle([build_message(f"{self.prefix}/stats/{n}", [float(stats.get(n, 0.0))])
-                             for n in STAT_NAMES])
+        return [build_message(f"{self.prefix}/stats/{n}", [float(stats.get(n, 0.0))]) for n in STAT_NAMES]
+
+    def telemetry_datagram(self) -> bytes:
+        return build_bundle(self._stats_messages())
 
     def send_telemetry(self) -> None:
         if self.settings.telemetry is not None:
