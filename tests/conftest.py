@@ -110,3 +110,17 @@ def wait_until(cond, timeout: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.01)
+
+
+def fail_import(monkeypatch, module: str, error: BaseException) -> None:
+    """Make ``import module`` raise ``error`` for the rest of the test (a missing or broken extra)."""
+    import builtins
+
+    real = builtins.__import__
+
+    def guarded(name, *args, **kwargs):
+        if name == module:
+            raise error
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", guarded)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import builtins
-
 import pytest
 import torch
 
 from runtime.backends import select
 from runtime.backends.base import Backend
 from runtime.backends.errors import BackendUnavailable
+from tests.conftest import fail_import
 
 
 @pytest.mark.parametrize(
@@ -43,14 +42,7 @@ def test_torch_backend_by_name(tiny_parts):
 
 
 def test_onnxruntime_requested_but_missing_names_the_extra(tiny_parts, monkeypatch):
-    real = builtins.__import__
-
-    def no_ort(name, *args, **kwargs):
-        if name == "onnxruntime":
-            raise ModuleNotFoundError("No module named 'onnxruntime'")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_ort)
+    fail_import(monkeypatch, "onnxruntime", ModuleNotFoundError("No module named 'onnxruntime'"))
     with pytest.raises(BackendUnavailable, match=r"pip install 'dreamwire\[onnx\]'"):
         select.make_backend("onnxruntime", tiny_parts)
 

@@ -108,16 +108,9 @@ def test_binding_plan_outside_profile_says_how_to_fix():
 
 
 def test_tensorrt_backend_without_tensorrt_names_the_extra(tiny_parts, monkeypatch):
-    import builtins
+    from tests.conftest import fail_import
 
-    real = builtins.__import__
-
-    def broken(name, *args, **kwargs):
-        if name == "tensorrt":
-            raise OSError("libnvonnxparser.so.10: cannot open shared object file")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", broken)
+    fail_import(monkeypatch, "tensorrt", OSError("libnvonnxparser.so.10: cannot open shared object file"))
     from runtime.backends.select import make_backend, tensorrt_importable
 
     assert not tensorrt_importable()
