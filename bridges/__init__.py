@@ -1,1 +1,1 @@
-"""Frame transports: each module is one source/sink plugin behind :mod:`bridges.base`."""
+"""Frame transports, one plugin per file behind the Source/Sink protocol of :mod:`dreamwire.bridges.base`."""

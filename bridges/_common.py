@@ -1,39 +1,29 @@
-"""Small helpers the transport bridges share: quiet retry logging, rate limits, pixel packing.
+"""Small helpers the transport bridges share: pacing, retry timers, layout checks, pixel packing.
 
-Live rigs run for hours with senders that come and go, so a bridge must say
-"waiting for X" once, "connected" once and "lost X" once, not every frame; and
-it must retry on a timer rather than on every call. Pixel packing lives here
-because both NDI and Spout want 4-byte pixels in BGRA or RGBA order.
+Live rigs run for hours with senders that come and go, so a bridge must retry
+on a timer rather than on every call (and log state changes once, with
+:class:`dreamwire.logs.StateLog`). Pixel packing lives here because both NDI
+and Spout want 4-byte pixels in BGRA or RGBA order.
 """
 
 from __future__ import annotations
 
-import logging
+import re
 import time
 from typing import Any, TypeVar
 
 import numpy as np
 
-from bridges.base import BridgeError, as_numpy
+from dreamwire.bridges.base import LAYOUTS, BridgeError, as_numpy
 
-LAYOUTS = ("RGB", "RGBA", "BGR", "BGRA")
 _Bridge = TypeVar("_Bridge", bound="OpenClose")
+_FPS = re.compile(r"^(.*?)@(\d+(?:\.\d+)?)$")
 
 
-class StateLog:
-    """Logs a line only when the named state changes (waiting -> connected -> lost ...)."""
-
-    def __init__(self, logger: logging.Logger) -> None:
-        self._logger = logger
-        self.state: str | None = None
-
-    def enter(self, state: str, message: str, level: int = logging.INFO) -> bool:
-        """Switch to ``state``; log ``message`` if that is a change. Returns whether it changed."""
-        if state == self.state:
-            return False
-        self.state = state
-        self._logger.log(level, message)
-        return True
+def split_fps(rest: str) -> tuple[str, float | None]:
+    """``"clip.mp4@24"`` -> ``("clip.mp4", 24.0)``; no ``@FPS`` suffix -> ``(rest, None)``."""
+    m = _FPS.match(rest)
+    return (m.group(1), float(m.group(2))) if m else (rest, None)
 
 
 class Pacer:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import importlib
 import re
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from bridges.base import BridgeError
+from dreamwire.bridges.base import BridgeError
 
 LOOPBACK = "127.0.0.1"
 
@@ -144,3 +145,20 @@ class Target:
         if self.address:
             return f"{self.name or 'source'} at {self.address}"
         return repr(self.name) if self.name else "the first NDI source found"
+
+
+def list_senders(timeout: float = 1.0) -> list[str]:
+    """Full names (``MACHINE (Name)``) of the NDI sources visible within ``timeout`` seconds."""
+    lib = load()
+    acquire(lib)
+    finder = None
+    try:
+        finder = make_finder(lib, discovery_ips(None))
+        deadline = time.monotonic() + max(0.0, timeout)
+        while (left := deadline - time.monotonic()) > 0:
+            lib.find_wait_for_sources(finder, max(1, int(left * 1000)))
+        return sorted({name for name, _ in sources(lib, finder)})
+    finally:
+        if finder is not None:
+            lib.find_destroy(finder)
+        release(lib)

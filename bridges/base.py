@@ -2,17 +2,20 @@
 
 A bridge only moves pixels: it hands the loop :class:`Frame` objects in a
 layout it names (RGB/RGBA/BGR/BGRA uint8, any size) and takes them back.
-Format conversion and resizing happen once, in :mod:`runtime.imageops`, on
-the engine's device.
+Format conversion and resizing happen once, in :mod:`dreamwire.live.imageops`,
+on the engine's device.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+LAYOUTS = ("RGB", "RGBA", "BGR", "BGRA")
+"""The pixel layouts a :class:`Frame` may carry (uint8, interleaved)."""
 
 
 class BridgeError(RuntimeError):
@@ -27,8 +30,10 @@ class Frame:
     ``capture_time`` is ``time.monotonic()`` when the source got it, so
     latency = send time - capture time within the process. ``timecode`` is the
     source's own clock (NDI: 100 ns units), passed through untouched so hosts
-    can sync. ``source_id`` on an output frame is the id of the input frame it
-    was made from.
+    can sync, and ``frame_rate`` the rate the source declared (N, D), which an
+    NDI sink passes on. ``sender`` names the sender it came from (NDI, Spout).
+    ``source_id`` on an output frame is the id of the input frame it was made
+    from.
     """
 
     pixels: Any
@@ -37,7 +42,8 @@ class Frame:
     capture_time: float
     timecode: int | None = None
     source_id: int | None = None
-    meta: dict = field(default_factory=dict)
+    frame_rate: tuple[int, int] | None = None
+    sender: str | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -79,12 +85,12 @@ class Sink(Protocol):
 # scheme -> "module:SourceClass", "module:SinkClass"; modules import lazily so a missing
 # optional extra (ndi, spout) only matters when that bridge is asked for.
 REGISTRY: dict[str, tuple[str | None, str | None]] = {
-    "pattern": ("bridges.pattern:PatternSource", None),
-    "images": ("bridges.images:ImageFolderSource", "bridges.images:ImageFolderSink"),
-    "video": ("bridges.video:VideoSource", None),
-    "null": (None, "bridges.null:NullSink"),
-    "ndi": ("bridges.ndi:NDISource", "bridges.ndi:NDISink"),
-    "spout": ("bridges.spout:SpoutSource", "bridges.spout:SpoutSink"),
+    "pattern": ("dreamwire.bridges.pattern:PatternSource", None),
+    "images": ("dreamwire.bridges.images:ImageFolderSource", "dreamwire.bridges.images:ImageFolderSink"),
+    "video": ("dreamwire.bridges.video:VideoSource", None),
+    "null": (None, "dreamwire.bridges.null:NullSink"),
+    "ndi": ("dreamwire.bridges.ndi:NDISource", "dreamwire.bridges.ndi:NDISink"),
+    "spout": ("dreamwire.bridges.spout:SpoutSource", "dreamwire.bridges.spout:SpoutSink"),
 }
 
 
@@ -102,20 +108,20 @@ def _load(target: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def make_source(uri: str, **options: Any) -> Source:
+def _make(uri: str, role: int, what: str, options: dict[str, Any]) -> Any:
     scheme, rest = parse_uri(uri)
-    target = REGISTRY[scheme][0]
+    target = REGISTRY[scheme][role]
     if target is None:
-        raise BridgeError(f"{scheme!r} cannot be a source")
+        raise BridgeError(f"{scheme!r} cannot be a {what}")
     return _load(target)(rest, **options)
+
+
+def make_source(uri: str, **options: Any) -> Source:
+    return _make(uri, 0, "source", options)
 
 
 def make_sink(uri: str, **options: Any) -> Sink:
-    scheme, rest = parse_uri(uri)
-    target = REGISTRY[scheme][1]
-    if target is None:
-        raise BridgeError(f"{scheme!r} cannot be a sink")
-    return _load(target)(rest, **options)
+    return _make(uri, 1, "sink", options)
 
 
 def as_numpy(pixels: Any) -> np.ndarray:

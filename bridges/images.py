@@ -8,27 +8,23 @@ result without any other software.
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from bridges._common import Pacer
-from bridges.base import BridgeError, Frame, as_numpy
+from dreamwire.bridges._common import Pacer, split_fps
+from dreamwire.bridges.base import BridgeError, Frame, as_numpy
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-_FPS = re.compile(r"^(.*?)@(\d+(?:\.\d+)?)$")
 
 
 def _split(rest: str, what: str) -> tuple[Path, float | None]:
     if not rest.strip():
         raise BridgeError(f"images: needs a folder, e.g. images:./frames (as {what})")
-    m = _FPS.match(rest)
-    if m:
-        return Path(m.group(1)).expanduser(), float(m.group(2))
-    return Path(rest).expanduser(), None
+    path, fps = split_fps(rest)
+    return Path(path).expanduser(), fps
 
 
 def _to_rgb(frame: Frame) -> np.ndarray:

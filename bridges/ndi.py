@@ -1,20 +1,18 @@
 """NDI in and out (Linux, Windows, macOS) through ndi-python.
 
 ``ndi:NAME`` receives from a source, ``--sink ndi:NAME`` publishes one; see
-:class:`bridges._ndilib.Target` for the address forms. Why these choices:
+:class:`dreamwire.bridges._ndilib.Target` for the address forms. Why these choices:
 
 * ndi-python, not cyndilib: it exposes ``extra_ips``, source URLs and
   ``recv_connect``, which discovery without mDNS and reconnecting need;
   cyndilib hides them (see docs/bridges.md).
 * The receiver asks the SDK for BGRA/RGBA (``RECV_COLOR_FORMAT_BGRX_BGRA``),
   so UYVY never reaches Python; the SDK converts on its own threads.
-* No background thread: every :meth:`NDISource.read` first checks the
-  connection and, paced by ``retry_interval``, re-resolves the name and calls
-  ``recv_connect`` again (a receiver whose sender appeared later never
-  connects by itself). A lost sender therefore costs ``None`` reads, never an
-  exception, and the loop holds its last output.
-* ``read`` returns the newest frame and drops older queued ones
-  (``latest=True``): a diffusion loop slower than the input should not lag.
+* No background thread: each :meth:`NDISource.read` checks the connection
+  and, every ``retry_interval``, re-resolves the name and calls ``recv_connect``
+  (a receiver whose sender appeared later never connects by itself). A lost
+  sender costs ``None`` reads, never an exception; the loop holds its output.
+* ``read`` returns the newest frame and drops older queued ones (``latest``).
 """
 
 from __future__ import annotations
@@ -26,12 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from bridges import _ndilib
-from bridges._common import Every, FourChannelPacker, OpenClose, StateLog, check_layout, host_pixels
-from bridges._ndilib import Target
-from bridges.base import BridgeError, Frame
+from dreamwire.bridges import _ndilib
+from dreamwire.bridges._common import Every, FourChannelPacker, OpenClose, check_layout, host_pixels
+from dreamwire.bridges._ndilib import Target, list_senders
+from dreamwire.bridges.base import BridgeError, Frame
+from dreamwire.logs import StateLog
 
-log = logging.getLogger("dreamwire.bridges.ndi")
+__all__ = ["NDISink", "NDISource", "list_senders"]
+
+log = logging.getLogger(__name__)
 
 _COLOR_FORMATS = {"BGRA": "RECV_COLOR_FORMAT_BGRX_BGRA", "RGBA": "RECV_COLOR_FORMAT_RGBX_RGBA"}
 _BANDWIDTHS = {"highest": "RECV_BANDWIDTH_HIGHEST", "lowest": "RECV_BANDWIDTH_LOWEST"}
@@ -47,38 +48,12 @@ _SENT = {("BGRA", True): "FOURCC_VIDEO_TYPE_BGRA", ("BGRA", False): "FOURCC_VIDE
 _MAX_DRAIN = 64
 
 
-def list_senders(timeout: float = 1.0) -> list[str]:
-    """Full names (``MACHINE (Name)``) of the NDI sources visible within ``timeout`` seconds."""
-    lib = _ndilib.load()
-    _ndilib.acquire(lib)
-    finder = None
-    try:
-        finder = _ndilib.make_finder(lib, _ndilib.discovery_ips(None))
-        deadline = time.monotonic() + max(0.0, timeout)
-        while (left := deadline - time.monotonic()) > 0:
-            lib.find_wait_for_sources(finder, max(1, int(left * 1000)))
-        return sorted({name for name, _ in _ndilib.sources(lib, finder)})
-    finally:
-        if finder is not None:
-            lib.find_destroy(finder)
-        _ndilib.release(lib)
-
-
 class NDISource(OpenClose):
     """Receives an NDI stream as BGRA (default) or RGBA frames; reconnects by itself."""
 
-    def __init__(
-        self,
-        rest: str = "",
-        *,
-        extra_ips: str | list[str] | None = None,
-        layout: str = "BGRA",
-        bandwidth: str = "highest",
-        latest: bool = True,
-        receiver_name: str = "dreamwire",
-        retry_interval: float = 0.25,
-        refind_interval: float = 0.5,
-    ) -> None:
+    def __init__(self, rest: str = "", *, extra_ips: str | list[str] | None = None, layout: str = "BGRA",
+                 bandwidth: str = "highest", latest: bool = True, receiver_name: str = "dreamwire",
+                 retry_interval: float = 0.25, refind_interval: float = 0.5) -> None:
         self.target = Target.parse(rest)
         self.layout = check_layout(layout)
         if self.layout not in _COLOR_FORMATS:
@@ -185,12 +160,10 @@ class NDISource(OpenClose):
         if not alpha:
             pixels[..., 3] = 255
         self._frame_id += 1
-        meta = {"ndi_timestamp": int(video.timestamp), "frame_rate": (int(video.frame_rate_N),
-                                                                         int(video.frame_rate_D))}
-        if self._connected_to is not None:
-            meta["ndi_source"] = self._connected_to[0]
         return Frame(pixels=np.ascontiguousarray(pixels), layout=layout, frame_id=self._frame_id,
-                     capture_time=time.monotonic(), timecode=int(video.timecode), meta=meta)
+                     capture_time=time.monotonic(), timecode=int(video.timecode),
+                     frame_rate=(int(video.frame_rate_N), int(video.frame_rate_D)),
+                     sender=self._connected_to[0] if self._connected_to is not None else None)
 
     # connecting ----------------------------------------------------------------------------
     def _maintain(self) -> None:
@@ -247,14 +220,8 @@ class NDISink(OpenClose):
 
     live = True  # the loop repeats the last output while the source is silent
 
-    def __init__(
-        self,
-        rest: str = "",
-        *,
-        groups: str | None = None,
-        fps: float = 30.0,
-        clock_video: bool = False,
-    ) -> None:
+    def __init__(self, rest: str = "", *, groups: str | None = None, fps: float = 30.0,
+                 clock_video: bool = False) -> None:
         self.name = rest.strip() or "dreamwire"
         self._lib = _ndilib.load()
         self._groups = groups
@@ -302,8 +269,8 @@ class NDISink(OpenClose):
         video.data = pixels  # the binding keeps only a pointer: hold the array until the next frame
         self._keep = pixels
         video.FourCC = getattr(lib, _SENT[(order, alpha)])
-        rate = frame.meta.get("frame_rate")
-        if not (isinstance(rate, (tuple, list)) and len(rate) == 2 and rate[0] > 0 and rate[1] > 0):
+        rate = frame.frame_rate
+        if not (rate is not None and len(rate) == 2 and rate[0] > 0 and rate[1] > 0):
             rate = self._rate
         video.frame_rate_N, video.frame_rate_D = int(rate[0]), int(rate[1])
         video.timecode = lib.SEND_TIMECODE_SYNTHESIZE if frame.timecode is None else int(frame.timecode)

@@ -6,7 +6,7 @@ figures include the device-to-host copy every real output pays.
 
 from __future__ import annotations
 
-from bridges.base import BridgeError, Frame, as_numpy
+from dreamwire.bridges.base import BridgeError, Frame, as_numpy
 
 
 class NullSink:

@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from bridges._common import Pacer
-from bridges.base import BridgeError, Frame
+from dreamwire.bridges._common import Pacer
+from dreamwire.bridges.base import BridgeError, Frame
 
 _URI = re.compile(r"^(?:(\d+)x(\d+))?(?:@(\d+(?:\.\d+)?))?$")
 

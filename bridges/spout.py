@@ -41,10 +41,11 @@ from typing import Any
 
 import numpy as np
 
-from bridges._common import Every, OpenClose, StateLog, check_layout, host_pixels
-from bridges.base import BridgeError, Frame
+from dreamwire.bridges._common import Every, OpenClose, check_layout, host_pixels
+from dreamwire.bridges.base import BridgeError, Frame
+from dreamwire.logs import StateLog
 
-log = logging.getLogger("dreamwire.bridges.spout")
+log = logging.getLogger(__name__)
 
 MAX_NAME = 255  # Spout keeps sender names in char[256]
 _GL_ENUMS = {"RGBA": "GL_RGBA", "BGRA": "GL_BGRA_EXT", "RGB": "GL_RGB", "BGR": "GL_BGR_EXT"}
@@ -218,8 +219,7 @@ class SpoutSource(_SpoutBridge):
             return None
         self._frame_id += 1
         return Frame(pixels=self._buffer.copy(), layout=self.layout, frame_id=self._frame_id,
-                     capture_time=time.monotonic(), timecode=None,
-                     meta={"spout_frame": int(receiver.getSenderFrame()), "spout_sender": self.sender})
+                     capture_time=time.monotonic(), timecode=None, sender=self.sender)
 
 
 class SpoutSink(_SpoutBridge):

@@ -7,7 +7,6 @@ with a message that says so instead of a deep import error.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from bridges._common import Pacer
-from bridges.base import BridgeError, Frame
-
-_FPS = re.compile(r"^(.*?)@(\d+(?:\.\d+)?)$")
+from dreamwire.bridges._common import Pacer, split_fps
+from dreamwire.bridges.base import BridgeError, Frame
 
 
 class VideoSource:
@@ -27,9 +24,9 @@ class VideoSource:
     def __init__(self, rest: str, *, fps: float | None = None) -> None:
         if not rest.strip():
             raise BridgeError("video: needs a file, e.g. video:clip.mp4")
-        m = _FPS.match(rest)
-        self.path = Path(m.group(1) if m else rest).expanduser()
-        self.fps = float(m.group(2)) if m else fps
+        path, given = split_fps(rest)
+        self.path = Path(path).expanduser()
+        self.fps = fps if given is None else given
         self.on_demand = self.fps == 0
         self._frames: Iterator[np.ndarray] | None = None
         self._reader: Any = None

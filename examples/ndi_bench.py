@@ -67,7 +67,7 @@ def echo_raw(seconds: float) -> None:
 
 def echo_dreamwire(seconds: float) -> None:
     """The runtime's path minus the model: NDISource.read -> NDISink.write."""
-    from bridges.ndi import NDISink, NDISource
+    from dreamwire.bridges.ndi import NDISink, NDISource
 
     with NDISource("@127.0.0.1:5961") as source, NDISink(ECHO_NAME) as sink:
         print("ready", flush=True)

@@ -1,6 +1,6 @@
-"""``python -m runtime`` is the ``dreamwire`` command."""
+"""``python -m dreamwire`` is the ``dreamwire`` command."""
 
-from runtime.cli import main
+from dreamwire.app.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -22,14 +22,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_dir() -> Path:
-    from runtime.models import ensure_tiny_model
+    from dreamwire.models.tiny import ensure_tiny_model
 
     return ensure_tiny_model()
 
 
 @pytest.fixture(scope="session")
 def tiny_parts(tiny_dir):
-    from runtime.models import load_model
+    from dreamwire.models.load import load_model
 
     return load_model(str(tiny_dir), device="cpu", dtype=torch.float32)
 
@@ -63,14 +63,14 @@ class CountingBackend:
 
 @pytest.fixture(scope="session")
 def torch_backend(tiny_parts):
-    from runtime.backends.torch_eager import TorchBackend
+    from dreamwire.backends.torch_eager import TorchBackend
 
     return TorchBackend(tiny_parts)
 
 
 @pytest.fixture(scope="session")
 def prompt_encoder(tiny_parts):
-    from runtime.prompts import PromptEncoder
+    from dreamwire.engine.prompts import PromptEncoder
 
     return PromptEncoder(tiny_parts.tokenizer, tiny_parts.text_encoder, "cpu", torch.float32)
 
@@ -78,8 +78,9 @@ def prompt_encoder(tiny_parts):
 @pytest.fixture
 def make_engine(tiny_parts, torch_backend, prompt_encoder):
     """``make_engine(params=..., counting=False, **EngineConfig fields)`` at 256x256 by default."""
-    from runtime.control import Params
-    from runtime.stream import EngineConfig, ModelInfo, StreamEngine
+    from dreamwire.control.params import Params
+    from dreamwire.engine.config import EngineConfig
+    from dreamwire.engine.stream import StreamEngine
 
     def make(params: Params | dict | None = None, counting: bool = False, model_info=None, **config):
         config.setdefault("width", 256)
@@ -87,7 +88,7 @@ def make_engine(tiny_parts, torch_backend, prompt_encoder):
         be = CountingBackend(torch_backend) if counting else torch_backend
         if isinstance(params, dict):
             params = Params(params)
-        return StreamEngine(be, prompt_encoder, model_info or ModelInfo.from_parts(tiny_parts),
+        return StreamEngine(be, prompt_encoder, model_info or tiny_parts.spec,
                             EngineConfig(**config), params)
 
     return make

@@ -174,7 +174,7 @@ def collect(source: Any, seconds: float, until: Callable[[list[dict]], bool] | N
         frame_id, quality = check_frame(as_bgra(frame.pixels, frame.layout))
         frames.append({"id": frame_id, "psnr": round(quality, 2), "size": list(frame.size), "layout": frame.layout,
                        "timecode": frame.timecode, "frame_id": frame.frame_id, "t": frame.capture_time,
-                       "dtype": str(frame.pixels.dtype), "meta_rate": list(frame.meta.get("frame_rate", []))})
+                       "dtype": str(frame.pixels.dtype), "meta_rate": list(frame.frame_rate or [])})
         if until and until(frames):
             break
     return frames
@@ -182,7 +182,7 @@ def collect(source: Any, seconds: float, until: Callable[[list[dict]], bool] | N
 
 def resolve_url(name: str, seconds: float = 3.0) -> str:
     """Data address of ``name``, found by loopback discovery (so it also works outside a namespace)."""
-    from bridges import _ndilib
+    from dreamwire.bridges import _ndilib
 
     lib = _ndilib.load()
     _ndilib.acquire(lib)
@@ -201,7 +201,7 @@ def resolve_url(name: str, seconds: float = 3.0) -> str:
 
 
 def scenario_source(_: argparse.Namespace) -> dict:
-    from bridges.ndi import NDISource, list_senders
+    from dreamwire.bridges.ndi import NDISource, list_senders
 
     name = unique("dw-src")
     sender = Sender(name, fps=60, seconds=8, sizes="256x256,192x320", switch_after=120)
@@ -220,8 +220,8 @@ def scenario_source(_: argparse.Namespace) -> dict:
 def scenario_sink(_: argparse.Namespace) -> dict:
     import NDIlib as ndi
 
-    from bridges.base import Frame
-    from bridges.ndi import NDISink
+    from dreamwire.bridges.base import Frame
+    from dreamwire.bridges.ndi import NDISink
 
     name = unique("dw-sink")
     results: list[dict] = []
@@ -293,7 +293,7 @@ class _Receiver:
 
 
 def scenario_reconnect(args: argparse.Namespace) -> dict:
-    from bridges.ndi import NDISource
+    from dreamwire.bridges.ndi import NDISource
 
     name = unique("dw-re")
     target = name if args.by == "name" else "@127.0.0.1:5961"
@@ -326,7 +326,7 @@ def scenario_reconnect(args: argparse.Namespace) -> dict:
 
 class LiveRecordingSink:
     """A live sink (like NDISink: the loop repeats its last output while the source is silent) that
-    records what each output was made of (not its pixels)."""
+    records what each output was made of (not its pixels); the loop's ``on_sent`` feeds it."""
 
     live = True
 
@@ -337,11 +337,13 @@ class LiveRecordingSink:
         pass
 
     def write(self, frame: Any) -> None:
+        pass
+
+    def observe(self, out: Any) -> None:
+        frame = out.frame
         self.outputs.append({"t": time.monotonic(), "frame_id": frame.frame_id, "source_id": frame.source_id,
-                             "timecode": frame.timecode, "capture_t": frame.capture_time,
-                             "held": bool(frame.meta.get("held", False)),
-                             "ndi_source": frame.meta.get("ndi_source"), "size": list(frame.size),
-                             "layout": frame.layout})
+                             "timecode": frame.timecode, "capture_t": frame.capture_time, "held": out.held,
+                             "ndi_source": frame.sender, "size": list(frame.size), "layout": frame.layout})
 
     def close(self) -> None:
         pass
@@ -369,11 +371,11 @@ def scenario_loop_reconnect(_: argparse.Namespace) -> dict:
     """
     import torch
 
-    from bridges.ndi import NDISource
-    from runtime.assemble import build_engine
-    from runtime.control import ControlState
-    from runtime.loop import FrameLoop, LoopOptions
-    from runtime.stream import EngineConfig
+    from dreamwire.app.assemble import build_engine
+    from dreamwire.bridges.ndi import NDISource
+    from dreamwire.engine.config import EngineConfig
+    from dreamwire.live.loop import FrameLoop, LoopOptions
+    from dreamwire.live.state import ControlState
 
     torch.set_num_threads(1)  # two shared cores: leave room for the NDI decoder and the senders
     started = time.monotonic()
@@ -383,7 +385,8 @@ def scenario_loop_reconnect(_: argparse.Namespace) -> dict:
     source = NDISource(name)  # found by name: discovery asks 127.0.0.1 first
     source.open()
     sink = LiveRecordingSink()
-    loop = FrameLoop(engine, source, sink, ControlState(), LoopOptions(hold_repeat=0.25)).start()
+    loop = FrameLoop(engine, source, sink, ControlState(), LoopOptions(hold_repeat=0.25),
+                     on_sent=sink.observe).start()
     first = second = None
     try:
         first = Sender(name, start=0, fps=30, seconds=30)

@@ -9,16 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime.backends.cache import (
-    MANIFEST,
-    CacheKey,
-    check_entry,
-    engines_dir,
-    ensure_entry,
-    folder_fingerprint,
-)
-from runtime.backends.profiles import BatchProfile, ResolutionProfile
-from runtime.backends.trt_plan import engine_key
+from dreamwire.backends.cache import MANIFEST, CacheKey, check_entry, engines_dir, ensure_entry, folder_fingerprint
+from dreamwire.backends.profiles import BatchProfile, ResolutionProfile
+from dreamwire.backends.trt_plan import engine_key
 
 BASE = CacheKey(component="unet", model_id="org/model", model_hash="abc", loras=(("lcm-lora", 1.0),),
                 dtype="float16@cuda", exporter="torchscript", opset=17, fmt="trt",
@@ -86,7 +79,7 @@ def test_engine_key_follows_profile_batch_guidance_trt_and_gpu():
 def test_onnx_key_follows_model_weights_lora_dtype_and_component(tiny_parts, tmp_path):
     import shutil
 
-    from runtime.backends.export import onnx_key
+    from dreamwire.backends.export import onnx_key
 
     base = onnx_key(tiny_parts, "unet")
     assert onnx_key(tiny_parts, "unet") == base
@@ -165,8 +158,8 @@ def test_truncated_onnx_export_is_rebuilt_and_runs(tiny_parts, tmp_path, monkeyp
     """End to end: truncate the real decoder graph in the cache; the backend re-exports it."""
     import torch
 
-    from runtime.backends.export import cached_onnx
-    from runtime.backends.onnxrt import OnnxRuntimeBackend
+    from dreamwire.backends.export import cached_onnx
+    from dreamwire.backends.onnxrt import OnnxRuntimeBackend
 
     monkeypatch.setenv("DREAMWIRE_CACHE", str(tmp_path))
     path = cached_onnx(tiny_parts, "decoder", height=128, width=128)
@@ -182,7 +175,7 @@ def test_truncated_onnx_export_is_rebuilt_and_runs(tiny_parts, tmp_path, monkeyp
 
 
 def test_taesd_changes_the_vae_keys_only(tiny_parts):
-    from runtime.backends.export import onnx_key
+    from dreamwire.backends.export import onnx_key
 
     with_taesd = dataclasses.replace(tiny_parts, taesd=str(Path(tiny_parts.source) / "vae"))
     assert onnx_key(with_taesd, "unet") == onnx_key(tiny_parts, "unet")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from runtime.backends import select
-from runtime.backends.base import Backend
-from runtime.backends.errors import BackendUnavailable
+from dreamwire.backends import select
+from dreamwire.backends.errors import BackendUnavailable
+from dreamwire.engine.backend import Backend
 from tests.conftest import fail_import
 
 
@@ -67,7 +67,7 @@ def test_compile_backend_smoke_matches_torch(tiny_parts, torch_backend):
 
 
 def test_auto_skips_exported_graphs_for_sizes_off_their_grid(tiny_parts, monkeypatch, caplog):
-    from runtime.stream import EngineConfig
+    from dreamwire.engine.config import EngineConfig
 
     monkeypatch.setattr(select, "onnxruntime_installed", lambda: True)
     be = select.make_backend("auto", tiny_parts, config=EngineConfig(width=264, height=256))

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from bridges.base import BridgeError, Frame, make_sink, make_source
-from bridges.images import ImageFolderSink, ImageFolderSource
-from bridges.null import NullSink
-from bridges.pattern import PatternSource, parse_pattern, pattern_frame
+from dreamwire.bridges.base import BridgeError, Frame, make_sink, make_source
+from dreamwire.bridges.images import ImageFolderSink, ImageFolderSource
+from dreamwire.bridges.null import NullSink
+from dreamwire.bridges.pattern import PatternSource, parse_pattern, pattern_frame
 
 
 def test_pattern_is_deterministic_and_moves():

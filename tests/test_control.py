@@ -6,7 +6,10 @@ import threading
 
 import pytest
 
-from runtime.control import SCHEMA, ControlError, ControlState, Params, validate
+from dreamwire.control.kinds import ControlError
+from dreamwire.control.params import Params, validate
+from dreamwire.control.schema import SCHEMA
+from dreamwire.live.state import ControlState
 
 
 def test_every_default_validates():
@@ -90,5 +93,10 @@ def test_concurrent_bundles_never_interleave():
 
 
 def test_effective_t_index_prefers_explicit_list():
-    assert Params({"t_index_list": (5, 9)}).effective_t_index() == (5, 9)
-    assert len(Params({"steps": 3}).effective_t_index()) == 3
+    from dreamwire.engine.schedule import t_index_for
+
+    def effective(p: Params) -> tuple[int, ...]:
+        return t_index_for(p.strength, p.steps, p.t_index_list)
+
+    assert effective(Params({"t_index_list": (5, 9)})) == (5, 9)
+    assert len(effective(Params({"steps": 3}))) == 3

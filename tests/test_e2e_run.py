@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bridges.pattern import pattern_frame
-from runtime.osc_wire import build_message, parse_packet
+from dreamwire.bridges.pattern import pattern_frame
+from dreamwire.live.osc_wire import build_message, parse_packet
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def _free_port() -> int:
 
 def _start(tmp_path: Path, *args: str) -> subprocess.Popen:
     log = open(tmp_path / "run.log", "w")  # a file, not a pipe: a chatty run can never block on it
-    return subprocess.Popen([sys.executable, "-m", "runtime", "run", *args], stdout=log, stderr=subprocess.STDOUT,
+    return subprocess.Popen([sys.executable, "-m", "dreamwire", "run", *args], stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
@@ -61,7 +61,7 @@ class Client:
                 data = self.sock.recv(65535)
             except TimeoutError:
                 continue
-            return dict(parse_packet(data))
+            return {m.address: m.args for m in parse_packet(data)}
         raise AssertionError(f"no /dreamwire/status reply within {timeout} s")
 
     def close(self) -> None:

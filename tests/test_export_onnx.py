@@ -9,10 +9,10 @@ import torch
 
 pytest.importorskip("onnxruntime")  # a plain ModuleNotFoundError when the [onnx] extra is absent
 
-from runtime.backends.cache import engines_dir
-from runtime.backends.export import COMPONENTS, check_size, size_alignment
-from runtime.control import Params
-from runtime.stream import EngineConfig
+from dreamwire.backends.cache import engines_dir
+from dreamwire.backends.export import COMPONENTS, check_size
+from dreamwire.control.params import Params
+from dreamwire.engine.config import EngineConfig
 
 from .conftest import frames
 
@@ -27,7 +27,7 @@ def _rel_close(out: torch.Tensor, ref: torch.Tensor, rel: float = 1e-4) -> None:
 
 @pytest.fixture(scope="module")
 def ort_backend(tiny_parts):
-    from runtime.backends.onnxrt import OnnxRuntimeBackend
+    from dreamwire.backends.onnxrt import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(tiny_parts, width=256, height=256)
 
@@ -55,7 +55,7 @@ def test_onnxruntime_matches_torch_per_component(ort_backend, torch_backend, bat
 
 
 def _engines(backends, config, params):
-    from runtime.assemble import build_engine
+    from dreamwire.app.assemble import build_engine
 
     return [build_engine("tiny", backend=b, device="cpu", config=config, params=params, lcm_lora=None)
             for b in backends]
@@ -77,7 +77,7 @@ def test_full_engine_onnxruntime_matches_torch_frame_for_frame(guidance, steps):
 
 
 def test_resolution_change_inside_profile_reuses_export():
-    from runtime.assemble import build_engine
+    from dreamwire.app.assemble import build_engine
 
     build_engine("tiny", backend="onnxruntime", device="cpu", config=EngineConfig(width=256, height=256))
     before = sorted(p.name for p in engines_dir().iterdir() if not p.name.startswith("."))
@@ -87,7 +87,7 @@ def test_resolution_change_inside_profile_reuses_export():
 
 
 def test_exporter_is_chosen_explicitly(tiny_parts, tmp_path: Path, monkeypatch):
-    from runtime.backends import export
+    from dreamwire.backends import export
 
     seen = {}
     real = torch.onnx.export
@@ -103,15 +103,15 @@ def test_exporter_is_chosen_explicitly(tiny_parts, tmp_path: Path, monkeypatch):
 
 
 def test_sizes_off_the_model_grid_are_rejected_with_the_fix(tiny_parts):
-    assert size_alignment(tiny_parts) == 16  # VAE factor 8 x one UNet downsample
+    assert tiny_parts.spec.size_alignment == 16  # VAE factor 8 x one UNet downsample
     with pytest.raises(ValueError, match="multiples of 16"):
-        check_size(tiny_parts, 264, 256)
+        check_size(tiny_parts.spec, 264, 256)
 
 
 def test_build_engines_command_exports_into_the_cache(capsys):
-    from runtime.build import main
+    from dreamwire.app.cli import main
 
-    assert main(["--model", "tiny", "--resolution", "256x256", "--backend", "onnxruntime"]) == 0
+    assert main(["build-engines", "--model", "tiny", "--resolution", "256x256", "--backend", "onnxruntime"]) == 0
     out = capsys.readouterr().out
     assert "rough estimate" in out and "export ONNX" in out
     for comp in COMPONENTS:
@@ -119,15 +119,15 @@ def test_build_engines_command_exports_into_the_cache(capsys):
 
 
 def test_build_engines_rejects_resolution_outside_profile(capsys):
-    from runtime.build import main
+    from dreamwire.app.cli import main
 
-    assert main(["--model", "tiny", "--resolution", "1280x768", "--estimate-only"]) == 2
+    assert main(["build-engines", "--model", "tiny", "--resolution", "1280x768", "--estimate-only"]) == 2
     assert "--profile" in capsys.readouterr().err
 
 
 def test_compare_backends_reports_fps_and_components():
     """A smoke run of the CPU benchmark (2 frames): the figures in docs/benchmarks.md come from it."""
-    from runtime.bench_backends import compare_backends, format_table
+    from dreamwire.app.bench_backends import compare_backends, format_table
 
     r = compare_backends("tiny", size=128, frames=2, warmup=1, rounds=1)
     for name in ("torch", "onnxruntime"):

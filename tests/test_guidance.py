@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from runtime.control import Params
-from runtime.guidance import (
+from dreamwire.control.params import Params
+from dreamwire.engine.guidance import (
     Embeddings,
     FullGuidance,
     GuidanceInputs,
@@ -16,7 +16,7 @@ from runtime.guidance import (
     make_guidance,
     rcfg,
 )
-from runtime.schedule import alpha_beta, timestep_grid
+from dreamwire.engine.schedule import alpha_beta, timestep_grid
 from tests.conftest import frames
 
 
@@ -35,7 +35,7 @@ def test_rcfg_delta_blends_between_none_and_paper():
 def _inputs(tiny_parts, rows=2, new_rows=2, scale=4.0, delta=1.0):
     g = torch.Generator().manual_seed(1)
     t = torch.tensor([359, 99][:rows])
-    a, b = alpha_beta(tiny_parts.alphas_cumprod, t)
+    a, b = alpha_beta(tiny_parts.spec.alphas_cumprod, t)
     a, b = a.float().view(-1, 1, 1, 1), b.float().view(-1, 1, 1, 1)
     x = torch.randn(rows, 4, 32, 32, generator=g)
     z = torch.randn(rows, 4, 32, 32, generator=g)
@@ -116,8 +116,8 @@ def test_onetime_with_two_frames_still_adds_a_single_row(make_engine):
 def test_onetime_reference_for_other_new_frames_follows_the_newest_negative(tiny_parts, torch_backend,
                                                                           prompt_encoder):
     """f = 2: frame 0's reference is its own input shifted by the newest frame's negative direction."""
-    from runtime.guidance import OnetimeNegative
-    from runtime.schedule import predict_x0
+    from dreamwire.engine.guidance import OnetimeNegative
+    from dreamwire.engine.schedule import predict_x0
 
     emb, g = _emb(prompt_encoder), _inputs(tiny_parts, rows=2, new_rows=2)
     g = GuidanceInputs(**{**g.__dict__, "timesteps": torch.tensor([359, 359]), "a": g.a[:1].expand(2, 1, 1, 1),
@@ -139,7 +139,7 @@ def test_onetime_reference_is_negative_prediction(make_engine):
 
 
 def test_txt2img_rejects_rcfg():
-    from runtime.stream import EngineConfig
+    from dreamwire.engine.config import EngineConfig
 
     with pytest.raises(ValueError, match="needs an input image"):
         EngineConfig(mode="txt2img", guidance="self")

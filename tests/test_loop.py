@@ -9,11 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from bridges.base import Frame
-from bridges.pattern import PatternSource
-from runtime.control import ControlState
-from runtime.loop import FrameLoop, LatestSlot, LoopOptions, measure_overhead
-from runtime.stream import StepResult
+from dreamwire.app.overhead import measure_overhead
+from dreamwire.bridges.base import Frame
+from dreamwire.bridges.pattern import PatternSource
+from dreamwire.engine.stream import StepResult
+from dreamwire.live.loop import FrameLoop, LoopOptions
+from dreamwire.live.outputs import Output
+from dreamwire.live.slots import LatestSlot
+from dreamwire.live.state import ControlState
 from tests.conftest import wait_until
 
 
@@ -30,19 +33,22 @@ class FakeEngine:
         self.steps = 0
         self.updates: list = []
         self.params = None
+        self._history: list = []  # inputs of each call, newest last: the real engine's sources contract
 
     def update(self, params) -> set[str]:
         self.params = params
         self.updates.append(params)
         return set()
 
-    def step(self, images: torch.Tensor) -> StepResult:
+    def step(self, images: torch.Tensor, sources=None) -> StepResult:
         self.steps += 1
         if self.fail_every and self.steps % self.fail_every == 0:
             raise RuntimeError("simulated engine failure")
         if self.cost:
             time.sleep(self.cost)
-        return StepResult(images, skipped=False, delay=self.delay)
+        self._history.append(tuple(sources))
+        made_from = self._history[max(0, len(self._history) - 1 - self.delay)]
+        return StepResult(images, skipped=False, delay=self.delay, sources=made_from)
 
 
 class ListSource:
@@ -69,8 +75,11 @@ class ListSource:
 
 
 class RecordingSink:
+    """Records every frame written; ``observe`` (the loop's ``on_sent``) records what made each one."""
+
     def __init__(self, sleep: float = 0.0) -> None:
         self.frames: list[Frame] = []
+        self.outputs: list[Output] = []
         self.sleep = sleep
         self.closed = False
         self.got = threading.Event()
@@ -83,6 +92,9 @@ class RecordingSink:
             time.sleep(self.sleep)
         self.frames.append(frame)
         self.got.set()
+
+    def observe(self, out: Output) -> None:
+        self.outputs.append(out)
 
     def close(self) -> None:
         self.closed = True
@@ -101,21 +113,22 @@ def test_outputs_name_their_input_frame_and_keep_its_size_and_layout():
     # BGRA, odd size: converted to the engine's 64x64 and back to 37x53 BGRA.
     rng = np.random.default_rng(0)
     inputs = [Frame(rng.integers(0, 255, (37, 53, 4), dtype=np.uint8), "BGRA", i, time.monotonic(),
-                    timecode=1000 + i, meta={"frame_rate": (30, 1)}) for i in range(6)]
+                    timecode=1000 + i, frame_rate=(30, 1)) for i in range(6)]
     engine = FakeEngine(delay=1, cost=0.02)  # slower than the sink, so no output is dropped either
     sink = RecordingSink()
-    loop = FrameLoop(engine, ListSource(inputs), sink, ControlState(), LoopOptions(max_frames=6)).start()
+    loop = FrameLoop(engine, ListSource(inputs), sink, ControlState(), LoopOptions(max_frames=6),
+                     on_sent=sink.observe).start()
     assert loop.wait(20)
     loop.stop()
     assert [f.frame_id for f in sink.frames] == list(range(6))
     # stream batch delay 1: output k comes from input k-1 (the first from input 0, primed)
     assert [f.source_id for f in sink.frames] == [0, 0, 1, 2, 3, 4]
-    for out in sink.frames:
+    for sent, out in zip(sink.outputs, sink.frames):
+        assert sent.frame is out and sent.delay == 1
         assert out.layout == "BGRA" and out.size == (37, 53)
         assert out.capture_time == inputs[out.source_id].capture_time
-        assert out.meta["delay"] == 1
         assert out.timecode == 1000 + out.source_id  # the source's own clock passes through
-        assert out.meta["frame_rate"] == (30, 1)  # and so does what the source said about the frame
+        assert out.frame_rate == (30, 1)  # and so does what the source said about the frame
     assert loop.stats.frames_out == 6 and loop.stats.errors == 0
     assert sink.closed
 
@@ -134,7 +147,7 @@ def test_control_changes_apply_between_steps_and_pause_bypass_work():
     state = ControlState()
     engine = FakeEngine()
     sink = RecordingSink()
-    loop = FrameLoop(engine, PatternSource("64x64@200"), sink, state).start()
+    loop = FrameLoop(engine, PatternSource("64x64@200"), sink, state, on_sent=sink.observe).start()
     try:
         wait_until(lambda: len(sink.frames) >= 3)
         state.apply({"strength": 0.7})
@@ -146,8 +159,8 @@ def test_control_changes_apply_between_steps_and_pause_bypass_work():
         assert engine.steps == steps  # paused: the engine does no work
         assert len(sink.frames) <= n + 1  # at most the frame already in flight
         state.apply({"pause": False, "bypass": True})
-        wait_until(lambda: sink.frames[-1].meta.get("bypass"))
-        out = sink.frames[-1]
+        wait_until(lambda: sink.outputs[-1].bypass)
+        out = sink.outputs[-1].frame
         assert out.source_id is not None and isinstance(out.pixels, np.ndarray)  # the input, untouched
     finally:
         loop.stop()
@@ -235,7 +248,7 @@ def test_measure_overhead_reports_the_figures(make_engine, frames):
 
 def test_frame_buffer_of_two_sends_every_frame_in_order_with_its_source(make_engine):
     """f = 2 frames per engine call: both outputs go out, in order, each naming the input it came from."""
-    from runtime.control import Params
+    from dreamwire.control.params import Params
 
     engine = make_engine(Params({"t_index_list": (32, 45)}), width=64, height=64, frames=2)
     frames = [Frame(np.full((48, 64, 3), 10 * i, np.uint8), "RGB", i, time.monotonic()) for i in range(8)]
@@ -258,11 +271,12 @@ def test_live_sink_gets_the_last_output_repeated_while_the_source_is_silent():
     frames = [Frame(np.full((32, 32, 3), 50, np.uint8), "RGB", i, time.monotonic()) for i in range(2)]
     sink = LiveSink()
     loop = FrameLoop(FakeEngine(size=32, delay=0), ListSource(frames), sink, ControlState(),
-                     LoopOptions(hold_repeat=0.05)).start()
+                     LoopOptions(hold_repeat=0.05), on_sent=sink.observe).start()
     wait_until(lambda: len(sink.frames) >= 6)  # 2 real outputs, then repeats of the last one
     loop.stop()
-    real = [f for f in sink.frames if not f.meta.get("held")]
-    held = [f for f in sink.frames if f.meta.get("held")]
+    assert len(sink.outputs) == len(sink.frames)
+    real = [o.frame for o in sink.outputs if not o.held]
+    held = [o.frame for o in sink.outputs if o.held]
     assert [f.source_id for f in real] == [0, 1]
     assert held and all(f.source_id == 1 for f in held)
     assert loop.stats.held == len(held) and loop.stats.frames_out == 2
@@ -280,7 +294,7 @@ def test_file_sinks_never_get_repeats():
 
 
 def test_txt2img_ignores_input_pixels_and_follows_their_size(make_engine):
-    from runtime.control import Params
+    from dreamwire.control.params import Params
 
     engine = make_engine(Params({"t_index_list": (0, 30)}), width=64, height=64, mode="txt2img", guidance="none")
     rng = np.random.default_rng(0)

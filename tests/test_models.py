@@ -7,14 +7,9 @@ import socket
 import pytest
 import torch
 
-from runtime.models import (
-    ModelLoadError,
-    _write_tiny_tokenizer,
-    build_tiny_model,
-    detect_kind,
-    load_model,
-    tiny_modules,
-)
+from dreamwire.models.load import detect_kind, load_model
+from dreamwire.models.parts import ModelLoadError
+from dreamwire.models.tiny import _write_tiny_tokenizer, build_tiny_model, tiny_modules
 
 
 @pytest.fixture
@@ -31,7 +26,7 @@ def test_tiny_model_saved_and_loaded_back_identically(tmp_path, no_network):
     vocab = _write_tiny_tokenizer(tmp_path / "tok")
     ref = tiny_modules(vocab, seed=3)
     parts = load_model(str(folder), device="cpu", dtype=torch.float32)
-    assert parts.kind == "lcm" and parts.prediction_type == "epsilon" and parts.vae_scale_factor == 8
+    assert parts.spec.kind == "lcm" and parts.spec.prediction_type == "epsilon" and parts.spec.vae_scale_factor == 8
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 4, 32, 32, generator=g)
@@ -48,8 +43,8 @@ def test_tiny_model_saved_and_loaded_back_identically(tmp_path, no_network):
 
 
 def test_engine_output_identical_across_two_loads(tmp_path, no_network):
-    from runtime.assemble import build_engine
-    from runtime.stream import EngineConfig
+    from dreamwire.app.assemble import build_engine
+    from dreamwire.engine.config import EngineConfig
 
     folder = build_tiny_model(tmp_path / "tiny")
     cfg = EngineConfig(width=128, height=128)
@@ -93,7 +88,7 @@ def test_v_prediction_is_read_from_config(tmp_path, no_network):
     cfg = json.loads(cfg_path.read_text())
     cfg["prediction_type"] = "v_prediction"
     cfg_path.write_text(json.dumps(cfg))
-    assert load_model(str(folder)).prediction_type == "v_prediction"
+    assert load_model(str(folder)).spec.prediction_type == "v_prediction"
 
 
 def test_taesd_replaces_vae(tmp_path, no_network):
@@ -137,14 +132,14 @@ def test_lcm_lora_is_fused_into_plain_sd_only(tmp_path, no_network):
     lora = _random_lora(folder, tmp_path / "lora")
     plain = load_model(str(folder), lcm_lora=None)
     fused = load_model(str(folder), lcm_lora=str(lora))
-    assert plain.kind == fused.kind == "sd" and fused.lcm_lora == str(lora) and plain.lcm_lora is None
+    assert plain.spec.kind == fused.spec.kind == "sd" and fused.lcm_lora == str(lora) and plain.lcm_lora is None
     names = [n for n, _ in fused.unet.named_parameters()]
     assert not any("lora" in n for n in names)  # fused and unloaded: plain weights, no adapter layers
     diff = max((a - b).abs().max().item() for a, b in zip(plain.unet.parameters(), fused.unet.parameters()))
     assert diff > 1e-3
     # An LCM model never gets LCM-LoRA, whatever is passed.
     lcm = load_model("tiny", lcm_lora=str(lora))
-    assert lcm.kind == "lcm" and lcm.lcm_lora is None
+    assert lcm.spec.kind == "lcm" and lcm.lcm_lora is None
 
 
 def test_missing_lcm_lora_is_a_clear_error(tmp_path, no_network):
@@ -156,13 +151,13 @@ def test_missing_lcm_lora_is_a_clear_error(tmp_path, no_network):
 
 def test_style_loras_fuse_at_their_scale_into_any_kind(tmp_path, no_network):
     """A user LoRA goes into LCM/turbo models too (unlike the original), scaled: half scale = half the delta."""
-    from runtime.models import parse_lora
+    from dreamwire.models.lora import parse_lora
 
     lora = _random_lora(_plain_sd_folder(tmp_path), tmp_path / "style")
     plain = load_model("tiny", lcm_lora=None)
     half = load_model("tiny", loras=[parse_lora(f"{lora}:0.5")])
     full = load_model("tiny", loras=[(str(lora), 1.0)])
-    assert half.kind == "lcm" and half.loras == ((str(lora), 0.5),) and half.lcm_lora is None
+    assert half.spec.kind == "lcm" and half.loras == ((str(lora), 0.5),) and half.lcm_lora is None
     deltas = [(h - p, f - p) for p, h, f in zip(plain.unet.parameters(), half.unet.parameters(),
                                                    full.unet.parameters())]
     assert max(d_full.abs().max().item() for _, d_full in deltas) > 1e-3
@@ -171,7 +166,7 @@ def test_style_loras_fuse_at_their_scale_into_any_kind(tmp_path, no_network):
 
 
 def test_lora_scale_parsing():
-    from runtime.models import parse_lora
+    from dreamwire.models.lora import parse_lora
 
     assert parse_lora("owner/style:0.7") == ("owner/style", 0.7)
     assert parse_lora("/loras/x.safetensors") == ("/loras/x.safetensors", 1.0)

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bridges import _ndilib
-from bridges._common import FourChannelPacker
-from bridges._ndilib import Target, match_source, stream_name
-from bridges.base import BridgeError, make_source
+from dreamwire.bridges import _ndilib
+from dreamwire.bridges._common import FourChannelPacker
+from dreamwire.bridges._ndilib import Target, match_source, stream_name
+from dreamwire.bridges.base import BridgeError, make_source
 
 HELPERS = Path(__file__).with_name("ndi_helpers.py")
 ROOT = HELPERS.parents[1]
@@ -196,7 +196,7 @@ def test_discovery_always_asks_loopback_first():
 
 
 def test_missing_ndi_python_is_a_clear_error(monkeypatch):
-    from bridges import ndi
+    from dreamwire.bridges import ndi
 
     monkeypatch.setitem(sys.modules, "NDIlib", None)
     with pytest.raises(BridgeError, match=r"pip install 'dreamwire\[ndi\]'"):
@@ -232,7 +232,7 @@ def test_rgb_frames_are_packed_as_x_formats_without_new_buffers():
 
 
 def test_received_frames_get_opaque_alpha_and_unusable_formats_are_dropped_once(monkeypatch, caplog):
-    from bridges import ndi
+    from dreamwire.bridges import ndi
 
     monkeypatch.setattr(ndi._ndilib, "load", lambda: types.SimpleNamespace())  # no runtime needed here
     source = ndi.NDISource("x")
@@ -245,7 +245,7 @@ def test_received_frames_get_opaque_alpha_and_unusable_formats_are_dropped_once(
 
     frame = source._to_frame(video("FOURCC_VIDEO_TYPE_RGBX"))
     assert frame.layout == "RGBA" and (frame.pixels[..., 3] == 255).all()
-    assert (frame.timecode, frame.meta["frame_rate"], frame.frame_id) == (123, (30000, 1001), 1)
+    assert (frame.timecode, frame.frame_rate, frame.frame_id) == (123, (30000, 1001), 1)
     caplog.set_level("ERROR", logger="dreamwire.bridges.ndi")
     assert source._to_frame(video("FOURCC_VIDEO_TYPE_UYVY", 2)) is None
     assert source._to_frame(video("FOURCC_VIDEO_TYPE_UYVY", 2)) is None

@@ -15,13 +15,15 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.tcp_client import SimpleTCPClient
 from pythonosc.udp_client import SimpleUDPClient
 
-from bridges.pattern import PatternSource
-from runtime.control import SCHEMA, SPECS, ControlState, Params
-from runtime.docs import osc_markdown
-from runtime.loop import FrameLoop
-from runtime.osc import OscControl, OscSettings
-from runtime.osc_wire import build_message, parse_packet
-from runtime.telemetry import STAT_NAMES, Stats
+from dreamwire.app.docs import osc_markdown
+from dreamwire.bridges.pattern import PatternSource
+from dreamwire.control.params import Params
+from dreamwire.control.schema import SCHEMA, SPECS
+from dreamwire.live.loop import FrameLoop
+from dreamwire.live.osc_server import OscControl, OscSettings
+from dreamwire.live.osc_wire import build_message, parse_packet
+from dreamwire.live.state import ControlState
+from dreamwire.live.telemetry import STAT_NAMES, Stats
 from tests.conftest import wait_until
 
 SENDER = ("127.0.0.1", 50000)
@@ -52,7 +54,7 @@ class Listener:
                 continue
             except OSError:
                 return
-            self.messages.extend(parse_packet(data))
+            self.messages.extend((m.address, m.args) for m in parse_packet(data))
 
     def errors(self) -> list[tuple[str, list]]:
         return [m for m in list(self.messages) if m[0] == "/dreamwire/error"]
@@ -192,7 +194,7 @@ def test_status_answers_the_senders_own_port_with_state_and_stats():
         data, _ = client._sock.recvfrom(65535)
     finally:
         osc.close()
-    got = dict(parse_packet(data))
+    got = {m.address: m.args for m in parse_packet(data)}
     assert got["/dreamwire/state/prompt"] == ["status check"]
     assert {f"/dreamwire/state/{s.name}" for s in SCHEMA} <= set(got)
     assert {f"/dreamwire/stats/{n}" for n in ("fps", "engine_ms", "latency_ms", "dropped", "skip_rate")} <= set(got)
@@ -265,7 +267,9 @@ class CountingSink:
 
     def write(self, frame) -> None:
         self.frames += 1
-        self.params.append(frame.meta.get("params"))
+
+    def observe(self, out) -> None:  # the loop's on_sent: the parameters each sent frame was made with
+        self.params.append(out.params)
 
     def close(self) -> None:
         pass
@@ -284,9 +288,9 @@ class RecordingEngine:
     def update(self, params):
         return self.inner.update(params)
 
-    def step(self, images):
+    def step(self, images, sources=None):
         self.seen.append((self.inner.params.prompt, self.inner.params.seed))
-        return self.inner.step(images)
+        return self.inner.step(images, sources)
 
 
 def test_bundle_lands_on_one_engine_step(make_engine):
@@ -296,7 +300,7 @@ def test_bundle_lands_on_one_engine_step(make_engine):
     stats = Stats()
     sink = CountingSink()
     osc = OscControl(state, stats.snapshot, OscSettings(port=0, telemetry=None, tcp=False)).start()
-    loop = FrameLoop(engine, PatternSource("64x64@0"), sink, state, stats=stats).start()
+    loop = FrameLoop(engine, PatternSource("64x64@0"), sink, state, stats=stats, on_sent=sink.observe).start()
     rng = random.Random(3)
     pairs = [("alpha", 11), ("beta", 22)]
     try:
@@ -386,9 +390,9 @@ def test_fuzz_keeps_running_and_reports_every_bad_message(make_engine, listener)
 
 
 def test_osc_docs_are_generated_from_the_schema():
-    """Acceptance 8: docs/osc.md lists every address with type, range and default (python -m runtime.docs)."""
+    """Acceptance 8: docs/osc.md lists every address with type, range and default (python -m dreamwire.app.docs)."""
     text = (Path(__file__).resolve().parent.parent / "docs" / "osc.md").read_text(encoding="utf-8")
-    assert text == osc_markdown(), "docs/osc.md is stale: run `python -m runtime.docs`"
+    assert text == osc_markdown(), "docs/osc.md is stale: run `python -m dreamwire.app.docs docs`"
     for spec in SCHEMA:
         row = next(line for line in text.splitlines() if line.startswith(f"| `/dreamwire/{spec.name}` |"))
         assert spec.type_label in row and spec.range_label in row

@@ -8,7 +8,7 @@ import pytest
 import torch
 from diffusers import LCMScheduler
 
-from runtime.schedule import (
+from dreamwire.engine.schedule import (
     add_noise,
     alpha_beta,
     boundary_scalings,

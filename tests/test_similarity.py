@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from runtime.control import Params
-from runtime.similarity import SimilarityFilter, cosine_similarity, skip_probability
+from dreamwire.control.params import Params
+from dreamwire.engine.similarity import SimilarityFilter, cosine_similarity, skip_probability
 from tests.conftest import frames
 
 

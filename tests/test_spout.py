@@ -14,8 +14,8 @@ import threading
 import numpy as np
 import pytest
 
-from bridges.base import BridgeError, Frame, make_sink, make_source
-from bridges.spout import SpoutSink, SpoutSource, list_senders
+from dreamwire.bridges.base import BridgeError, Frame, make_sink, make_source
+from dreamwire.bridges.spout import SpoutSink, SpoutSource, list_senders
 from tests.fakes.spoutgl import GL_BGR_EXT, GL_RGBA, make_spoutgl
 
 
@@ -54,7 +54,7 @@ def test_connect_reads_the_named_sender_in_rgba_and_bgra(fake):
     np.testing.assert_array_equal(got.pixels, image)
     assert got_bgra is not None and got_bgra.layout == "BGRA"
     np.testing.assert_array_equal(got_bgra.pixels, image[..., [2, 1, 0, 3]])
-    assert got.frame_id == 1 and got.timecode is None and got.meta["spout_sender"] == "TD out"
+    assert got.frame_id == 1 and got.timecode is None and got.sender == "TD out"
 
 
 def test_receive_follows_the_spoutgl_protocol(fake):

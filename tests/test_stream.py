@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from runtime.control import Params
+from dreamwire.control.params import Params
 from tests.conftest import frames
 
 T_INDEX = {1: (35,), 2: (32, 45), 4: (18, 26, 35, 45)}
@@ -116,7 +116,7 @@ def test_live_change_is_visible_next_output_and_never_warm_up(make_engine, label
     live = make_engine(base, guidance=guidance, counting=True)
     unchanged = make_engine(base, guidance=guidance)
     fresh = make_engine(new, guidance=guidance)
-    n_new = len(new.effective_t_index())
+    n_new = fresh.steps
 
     for k, img in enumerate(inputs):
         if k == c:
@@ -169,3 +169,35 @@ def test_wrong_input_shape_is_a_clear_error(make_engine):
     e = make_engine()
     with pytest.raises(ValueError, match="expected images of shape"):
         e.step(torch.zeros(1, 3, 128, 128))
+
+
+@pytest.mark.parametrize("f", [1, 2])
+def test_each_output_names_the_inputs_it_was_made_from(make_engine, f):
+    """``StepResult.sources`` follows the latents: delay n-1, frame 0 while priming drains, and the
+    kept slots when the step count changes (shrink keeps the newest, growing from 1 repeats the last)."""
+    e = make_engine(Params({"t_index_list": (20, 32, 45)}), frames=f, guidance="none", width=64, height=64)
+    img = frames(1, f=f, size=64)[0]
+
+    def step(k: int) -> tuple:
+        return e.step(img, sources=[(k, j) for j in range(f)]).sources
+
+    got = [step(k) for k in range(5)]  # n = 3: delay 2, frame 0 for the first three outputs
+    assert [s[0][0] for s in got] == [0, 0, 0, 1, 2]
+    assert all([j for _, j in s] == list(range(f)) for s in got)
+    e.update(e.params.replace(t_index_list=(32, 45)))  # n 3 -> 2: the newest in-flight frame stays
+    assert step(5)[0][0] == 4
+    e.update(e.params.replace(t_index_list=(45,)))  # n 2 -> 1: no delay
+    assert step(6)[0][0] == 6
+    e.update(e.params.replace(t_index_list=(32, 45)))  # n 1 -> 2: the last output fills the new slot
+    assert step(7)[0][0] == 6 and step(8)[0][0] == 7
+    with pytest.raises(ValueError, match="source tags"):
+        e.step(img, sources=[(9, 0)] * (f + 1))
+
+
+def test_a_skipped_step_repeats_the_sources_of_the_last_output(make_engine):
+    e = make_engine(Params({"t_index_list": (45,), "similarity_filter": True, "similarity_threshold": 0.5}),
+                    guidance="none", width=64, height=64)
+    img = frames(1, size=64)[0]
+    first = e.step(img, sources=["a"])
+    again = e.step(img, sources=["b"])
+    assert not first.skipped and again.skipped and again.sources == ("a",)

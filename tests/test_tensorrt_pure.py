@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from runtime.backends.errors import BackendUnavailable
-from runtime.backends.profiles import BatchProfile, ResolutionProfile, unet_batch
-from runtime.backends.trt_plan import NetDims, binding_plan, component_batches, output_shape, profile_shapes
+from dreamwire.backends.errors import BackendUnavailable
+from dreamwire.backends.profiles import BatchProfile, ResolutionProfile, unet_batch
+from dreamwire.backends.trt_plan import binding_plan, component_batches, output_shape, profile_shapes
+from dreamwire.engine.spec import ModelSpec
 
-SD = NetDims(latent_channels=4, out_channels=4, vae_factor=8, text_tokens=77, text_dim=1024)
+SD = ModelSpec(kind="turbo", alphas_cumprod=torch.zeros(1000), latent_channels=4, out_channels=4, vae_scale_factor=8,
+               text_tokens=77, text_dim=1024)
 
 
 def _tensorrt():
@@ -111,7 +113,7 @@ def test_tensorrt_backend_without_tensorrt_names_the_extra(tiny_parts, monkeypat
     from tests.conftest import fail_import
 
     fail_import(monkeypatch, "tensorrt", OSError("libnvonnxparser.so.10: cannot open shared object file"))
-    from runtime.backends.select import make_backend, tensorrt_importable
+    from dreamwire.backends.select import make_backend, tensorrt_importable
 
     assert not tensorrt_importable()
     with pytest.raises(BackendUnavailable, match=r"dreamwire\[tensorrt\]"):
@@ -119,7 +121,7 @@ def test_tensorrt_backend_without_tensorrt_names_the_extra(tiny_parts, monkeypat
 
 
 def test_build_estimate_is_positive_and_grows_with_profile():
-    from runtime.build import estimate
+    from dreamwire.app.build import estimate
 
     small = estimate(865_000_000, 2_400_000, ResolutionProfile.parse("512"), BatchProfile(steps=1))  # static
     big = estimate(865_000_000, 2_400_000, ResolutionProfile(maximum=1024), BatchProfile(steps=4))
@@ -132,10 +134,10 @@ def test_build_estimate_is_positive_and_grows_with_profile():
 
 def test_tensorrt_engine_matches_torch_on_gpu(tmp_path, monkeypatch):
     _tensorrt()
-    from runtime.backends.tensorrt import TensorRTBackend
-    from runtime.backends.torch_eager import TorchBackend
-    from runtime.models import load_model
-    from runtime.stream import EngineConfig
+    from dreamwire.backends.tensorrt import TensorRTBackend
+    from dreamwire.backends.torch_eager import TorchBackend
+    from dreamwire.engine.config import EngineConfig
+    from dreamwire.models.load import load_model
 
     monkeypatch.setenv("DREAMWIRE_CACHE", str(tmp_path))
     parts = load_model("tiny", device="cuda", dtype=torch.float16, lcm_lora=None)
@@ -192,7 +194,7 @@ def _fake_trt(monkeypatch):
 def test_engine_runner_binds_once_per_shape_and_copies_outputs(monkeypatch, tmp_path):
     from types import SimpleNamespace
 
-    from runtime.backends import tensorrt as trt_mod
+    from dreamwire.backends import tensorrt as trt_mod
 
     trt = _fake_trt(monkeypatch)
     box: list = []
@@ -221,7 +223,7 @@ def test_engine_runner_binds_once_per_shape_and_copies_outputs(monkeypatch, tmp_
 
 
 def test_build_plan_sets_fp16_and_the_profile(monkeypatch, tmp_path):
-    from runtime.backends import tensorrt as trt_mod
+    from dreamwire.backends import tensorrt as trt_mod
 
     trt = _fake_trt(monkeypatch)
     builder = trt.Builder.return_value
@@ -247,7 +249,7 @@ def test_ensure_engines_builds_once_and_exports_only_when_building(tiny_parts, m
     import dataclasses
     from types import SimpleNamespace
 
-    from runtime.backends import tensorrt as trt_mod
+    from dreamwire.backends import tensorrt as trt_mod
 
     _fake_trt(monkeypatch)
     monkeypatch.setenv("DREAMWIRE_CACHE", str(tmp_path))

@@ -1,5 +1,2 @@
-"""Interchangeable executors for the three networks the engine runs per frame."""
-
-from runtime.backends.base import Backend
-
-__all__ = ["Backend"]
+"""The backends layer: interchangeable executors (torch, compile, onnxruntime, tensorrt) of the engine's
+three networks, behind :class:`dreamwire.engine.backend.Backend`; ONNX export and the engine cache."""

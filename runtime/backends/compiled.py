@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from runtime.backends.cudagraph import CudaGraphRunner
-from runtime.backends.graphs import DecoderGraph, EncoderGraph, UNetGraph
-from runtime.models import ModelParts
+from dreamwire.backends.cudagraph import CudaGraphRunner
+from dreamwire.backends.graphs import DecoderGraph, EncoderGraph, UNetGraph
+from dreamwire.models.parts import ModelParts
 
 RECOMPILE_LIMIT = 64  # distinct shapes: batch per step count x resolutions, all legitimately static
 
@@ -37,8 +37,8 @@ class CompiledBackend:
         setattr(cfg, attr, max(getattr(cfg, attr), RECOMPILE_LIMIT))
         modules = {
             "unet": UNetGraph(parts.unet),
-            "encoder": EncoderGraph(parts.vae, parts.vae_scaling_factor),
-            "decoder": DecoderGraph(parts.vae, parts.vae_scaling_factor),
+            "encoder": EncoderGraph(parts.vae, parts.spec.vae_scaling_factor),
+            "decoder": DecoderGraph(parts.vae, parts.spec.vae_scaling_factor),
         }
         # "reduce-overhead" would add torch's own CUDA graphs on top of ours; keep one mechanism.
         compile_mode = mode or "default"  # max-autotune would add many minutes of tuning per shape

@@ -43,10 +43,6 @@ class CudaGraphRunner:
         self.copy_output = copy_output
         self._graphs: dict[Signature, _Captured] = {}
 
-    @property
-    def captured(self) -> int:
-        return len(self._graphs)
-
     def __call__(self, *args: torch.Tensor) -> torch.Tensor:
         sig = signature(args)
         entry = self._graphs.get(sig)

@@ -1,6 +1,6 @@
 """ONNX export of the three networks the engine runs: UNet, VAE encoder, VAE decoder.
 
-The graphs take exactly the tensors the :class:`~runtime.backends.base.Backend`
+The graphs take exactly the tensors the :class:`~dreamwire.backends.base.Backend`
 protocol passes (encode/decode include the VAE scaling factor), so an ONNX or
 TensorRT backend is a drop-in for the torch one. Batch, height and width are
 dynamic axes: one export serves every resolution and step count of a profile.
@@ -18,9 +18,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from runtime.backends.cache import CacheKey, ensure_entry, model_fingerprint
-from runtime.backends.graphs import DecoderGraph, EncoderGraph, UNetGraph
-from runtime.models import ModelParts
+from dreamwire.backends.cache import CacheKey, ensure_entry, model_fingerprint
+from dreamwire.backends.graphs import DecoderGraph, EncoderGraph, UNetGraph
+from dreamwire.engine.spec import ModelSpec
+from dreamwire.models.parts import ModelParts
 
 EXPORTER = "torchscript"
 OPSET = 17
@@ -63,22 +64,10 @@ GRAPH_IO: dict[str, GraphIO] = {
 }
 
 
-def text_tokens(parts: ModelParts) -> int:
-    return int(getattr(parts.tokenizer, "model_max_length", 77) or 77)
-
-
-def size_alignment(parts: ModelParts) -> int:
-    """Pixel multiple every side must have: VAE factor x the UNet's total downsampling.
-
-    The traced UNet fixes diffusers' "odd size" upsampling branch at export
-    time, so sizes off this grid would fail inside the graph rather than here.
-    """
-    downs = len(parts.unet.config.block_out_channels) - 1
-    return parts.vae_scale_factor * 2**downs
-
-
-def check_size(parts: ModelParts, width: int, height: int) -> None:
-    align = size_alignment(parts)
+def check_size(spec: ModelSpec, width: int, height: int) -> None:
+    """Traced graphs fix diffusers' "odd size" upsampling branch at export time, so sizes off the model's
+    grid would fail inside the graph; say so here instead."""
+    align = spec.size_alignment
     if width % align or height % align:
         raise ValueError(f"{width}x{height}: exported graphs of this model need sides that are multiples of "
                          f"{align} px; pick another resolution or use --backend torch")
@@ -87,27 +76,26 @@ def check_size(parts: ModelParts, width: int, height: int) -> None:
 def graph_and_inputs(parts: ModelParts, component: str, *, batch: int = 2, height: int = 512, width: int = 512
                      ) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
     """The wrapper module and example inputs (on the parts' device and dtype) for one component."""
-    dev, dt = parts.unet.device, parts.unet.dtype
-    s = parts.vae_scale_factor
-    lat = (batch, parts.latent_channels, height // s, width // s)
+    dev, dt, spec = parts.unet.device, parts.unet.dtype, parts.spec
+    s = spec.vae_scale_factor
+    lat = (batch, spec.latent_channels, height // s, width // s)
     if component == "unet":
-        dim = int(parts.unet.config.cross_attention_dim)
         args = (torch.randn(lat, device=dev, dtype=dt),
                 torch.full((batch,), 500.0, device=dev, dtype=torch.float32),
-                torch.randn(batch, text_tokens(parts), dim, device=dev, dtype=dt))
+                torch.randn(batch, spec.text_tokens, spec.text_dim, device=dev, dtype=dt))
         return UNetGraph(parts.unet), args
     if component == "encoder":
-        return EncoderGraph(parts.vae, parts.vae_scaling_factor), (
+        return EncoderGraph(parts.vae, parts.spec.vae_scaling_factor), (
             torch.rand(batch, 3, height, width, device=dev, dtype=dt) * 2 - 1,)
     if component == "decoder":
-        return DecoderGraph(parts.vae, parts.vae_scaling_factor), (torch.randn(lat, device=dev, dtype=dt),)
+        return DecoderGraph(parts.vae, parts.spec.vae_scaling_factor), (torch.randn(lat, device=dev, dtype=dt),)
     raise ValueError(f"unknown component {component!r}; expected one of {COMPONENTS}")
 
 
 def export_onnx(parts: ModelParts, component: str, path: Path, *, batch: int = 2, height: int = 512,
                 width: int = 512) -> Path:
     """Trace one component to ``path`` with dynamic batch/height/width axes (legacy exporter, opset 17)."""
-    check_size(parts, width, height)
+    check_size(parts.spec, width, height)
     module, args = graph_and_inputs(parts, component, batch=batch, height=height, width=width)
     io = GRAPH_IO[component]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +124,7 @@ def onnx_key(parts: ModelParts, component: str, *, model_hash: str | None = None
 
     The VAE components hash the TAESD source too when one replaced the VAE.
     """
-    h = model_hash or model_fingerprint(parts.source)
+    h = model_hash or parts.fingerprint or model_fingerprint(parts.source)
     if component != "unet" and parts.taesd:
         h = f"{h}+taesd:{parts.taesd}@{model_fingerprint(parts.taesd)}"
     if loras is None:

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from runtime.backends.errors import BackendUnavailable
-from runtime.backends.export import COMPONENTS, GRAPH_IO, cached_onnx, check_size
-from runtime.models import ModelParts
+from dreamwire.backends.errors import BackendUnavailable
+from dreamwire.backends.export import COMPONENTS, GRAPH_IO, cached_onnx, check_size
+from dreamwire.models.parts import ModelParts
 
 _NP = {torch.float32: np.float32, torch.float16: np.float16}
 
@@ -72,13 +72,13 @@ class OnnxRuntimeBackend:
     def __init__(self, parts: ModelParts, *, width: int = 512, height: int = 512, threads: int | None = None,
                  spinning: bool = False, paths: dict[str, Path] | None = None) -> None:
         ort = import_onnxruntime()
-        check_size(parts, width, height)
+        check_size(parts.spec, width, height)
         self.device = parts.unet.device
         self.dtype = parts.unet.dtype
         self._np = _NP[self.dtype]
-        self._out_channels = int(parts.unet.config.out_channels)
-        self._latent_channels = parts.latent_channels
-        self._s = parts.vae_scale_factor
+        self._out_channels = parts.spec.out_channels
+        self._latent_channels = parts.spec.latent_channels
+        self._s = parts.spec.vae_scale_factor
         paths = paths or {c: cached_onnx(parts, c, height=height, width=width) for c in COMPONENTS}
         self.paths = paths
         self._sessions = {c: make_session(ort, paths[c], self.device, threads, spinning) for c in COMPONENTS}

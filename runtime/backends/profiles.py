@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runtime.guidance import GUIDANCE_MODES, make_guidance
+from dreamwire.control.schema import MAX_STEPS
+from dreamwire.engine.guidance import GUIDANCE_MODES, make_guidance
 
-MAX_STEPS = 8  # mirrors runtime.stream.MAX_STEPS and the 'steps' parameter's upper bound
 LATENT_ALIGN = 64  # pixels: SD's 3 downsamples x VAE factor 8 need multiples of 64
 
 
@@ -128,9 +128,3 @@ class BatchProfile:
 
     def label(self) -> str:
         return f"f{self.frames}-{self.guidance}-b{self.minimum}-{self.opt}-{self.maximum}"
-
-
-def latent(pixels: int, factor: int = 8) -> int:
-    if pixels % factor:
-        raise ValueError(f"{pixels} px is not a multiple of the VAE factor {factor}")
-    return pixels // factor

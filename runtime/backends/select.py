@@ -13,10 +13,10 @@ import logging
 
 import torch
 
-from runtime.backends.base import Backend
-from runtime.backends.errors import BackendUnavailable
-from runtime.models import ModelParts
-from runtime.stream import EngineConfig
+from dreamwire.backends.errors import BackendUnavailable
+from dreamwire.engine.backend import Backend
+from dreamwire.engine.config import EngineConfig
+from dreamwire.models.parts import ModelParts
 
 BACKENDS = ("torch", "compile", "onnxruntime", "tensorrt")
 log = logging.getLogger(__name__)
@@ -48,9 +48,7 @@ def _auto(parts: ModelParts, config: EngineConfig) -> str:
     """``default_backend``, except that exported graphs are skipped for sizes they cannot trace."""
     name = default_backend(parts.unet.device)
     if name in ("onnxruntime", "tensorrt"):
-        from runtime.backends.export import size_alignment
-
-        align = size_alignment(parts)
+        align = parts.spec.size_alignment
         if config.width % align or config.height % align:
             fallback = "compile" if parts.unet.device.type == "cuda" else "torch"
             log.warning("backend auto: %dx%d is not a multiple of %d px, which exported graphs need; using %s",
@@ -70,19 +68,19 @@ def make_backend(name: str, parts: ModelParts, config: EngineConfig | None = Non
     if name == "auto":
         name = _auto(parts, config)
     if name == "torch":
-        from runtime.backends.torch_eager import TorchBackend
+        from dreamwire.backends.torch_eager import TorchBackend
 
         return TorchBackend(parts, **options)
     if name == "compile":
-        from runtime.backends.compiled import CompiledBackend
+        from dreamwire.backends.compiled import CompiledBackend
 
         return CompiledBackend(parts, **options)
     if name == "onnxruntime":
-        from runtime.backends.onnxrt import OnnxRuntimeBackend
+        from dreamwire.backends.onnxrt import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(parts, width=config.width, height=config.height, **options)
     if name == "tensorrt":
-        from runtime.backends.tensorrt import TensorRTBackend
+        from dreamwire.backends.tensorrt import TensorRTBackend
 
         return TensorRTBackend(parts, config, **options)
     raise ValueError(f"unknown backend {name!r}; expected one of: auto, {', '.join(BACKENDS)}")

@@ -2,7 +2,7 @@
 
 Engines are built once per (model, LoRAs, resolution profile, batch profile,
 dtype, TensorRT version, GPU) with fp16 and one dynamic optimization profile
-(see :mod:`runtime.backends.trt_plan`), so resolution or step-count changes
+(see :mod:`dreamwire.backends.trt_plan`), so resolution or step-count changes
 inside the profile reuse the same engine. Per input shape the runner
 allocates its I/O buffers once, sets shapes and addresses, then each call is
 copy-in, ``execute_async_v3`` (optionally a CUDA graph replay), copy-out.
@@ -22,13 +22,14 @@ from typing import Any
 
 import torch
 
-from runtime.backends.cache import ensure_entry, gpu_signature
-from runtime.backends.errors import BackendUnavailable
-from runtime.backends.export import COMPONENTS, cached_onnx, check_size, onnx_key, text_tokens
-from runtime.backends.profiles import MAX_STEPS, BatchProfile, ResolutionProfile
-from runtime.backends.trt_plan import BindingPlan, NetDims, ProfileShapes, binding_plan, engine_key, profile_shapes
-from runtime.models import ModelParts
-from runtime.stream import EngineConfig
+from dreamwire.backends.cache import ensure_entry, gpu_signature
+from dreamwire.backends.errors import BackendUnavailable
+from dreamwire.backends.export import COMPONENTS, cached_onnx, check_size, onnx_key
+from dreamwire.backends.profiles import MAX_STEPS, BatchProfile, ResolutionProfile
+from dreamwire.backends.trt_plan import BindingPlan, ProfileShapes, binding_plan, engine_key, profile_shapes
+from dreamwire.engine.config import EngineConfig
+from dreamwire.engine.spec import ModelSpec
+from dreamwire.models.parts import ModelParts
 
 log = logging.getLogger(__name__)
 PLAN_FILE = "engine.plan"
@@ -42,12 +43,6 @@ def import_tensorrt() -> Any:
             f"backend 'tensorrt' needs TensorRT 10 with its CUDA libraries: pip install 'dreamwire[tensorrt]' "
             f"on a machine with an NVIDIA GPU ({type(exc).__name__}: {exc})") from exc
     return tensorrt
-
-
-def net_dims(parts: ModelParts) -> NetDims:
-    return NetDims(latent_channels=parts.latent_channels, out_channels=int(parts.unet.config.out_channels),
-                   vae_factor=parts.vae_scale_factor, text_tokens=text_tokens(parts),
-                   text_dim=int(parts.unet.config.cross_attention_dim))
 
 
 # --- building ---------------------------------------------------------------------------------
@@ -123,7 +118,7 @@ def ensure_engines(parts: ModelParts, spec: EngineSpec, *,
     trt = import_tensorrt()
     if parts.unet.device.type != "cuda":
         raise BackendUnavailable("backend 'tensorrt' needs the model on a CUDA device (--device cuda)")
-    dims = net_dims(parts)
+    dims = parts.spec
     gpu = gpu_signature(parts.unet.device)
     plans = {}
     for comp in components:
@@ -155,7 +150,7 @@ class _Bound:
 class EngineRunner:
     """One deserialized engine and its execution context; I/O buffers allocated once per shape."""
 
-    def __init__(self, trt: Any, plan: Path, component: str, dims: NetDims, profile: ProfileShapes,
+    def __init__(self, trt: Any, plan: Path, component: str, dims: ModelSpec, profile: ProfileShapes,
                  device: torch.device, *, cuda_graph: bool = False) -> None:
         self.trt, self.component, self.dims, self.profile = trt, component, dims, profile
         self.device, self.cuda_graph = device, cuda_graph
@@ -229,7 +224,7 @@ class TensorRTBackend:
         config = config or EngineConfig()
         if parts.unet.device.type != "cuda":
             raise BackendUnavailable("backend 'tensorrt' needs the model on a CUDA device (--device cuda)")
-        check_size(parts, config.width, config.height)
+        check_size(parts.spec, config.width, config.height)
         res = profile or ResolutionProfile.around(config.width, config.height)
         res.check(config.width, config.height)
         batch = BatchProfile(frames=config.frames, guidance=config.guidance, steps=min(steps, max_steps),
@@ -238,7 +233,7 @@ class TensorRTBackend:
         self.device = parts.unet.device
         self.dtype = parts.unet.dtype
         self.spec = spec
-        dims = net_dims(parts)
+        dims = parts.spec
         plans = ensure_engines(parts, spec)
         self._run = {c: EngineRunner(trt, plans[c], c, dims, profile_shapes(c, res, batch, dims), self.device,
                                      cuda_graph=cuda_graph) for c in COMPONENTS}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from runtime.backends.graphs import DecoderGraph, EncoderGraph, UNetGraph
-from runtime.models import ModelParts
+from dreamwire.backends.graphs import DecoderGraph, EncoderGraph, UNetGraph
+from dreamwire.models.parts import ModelParts
 
 
 class TorchBackend:
@@ -16,8 +16,8 @@ class TorchBackend:
         self.device = parts.unet.device
         self.dtype = parts.unet.dtype
         self._unet = UNetGraph(parts.unet)
-        self._encoder = EncoderGraph(parts.vae, parts.vae_scaling_factor)
-        self._decoder = DecoderGraph(parts.vae, parts.vae_scaling_factor)
+        self._encoder = EncoderGraph(parts.vae, parts.spec.vae_scaling_factor)
+        self._decoder = DecoderGraph(parts.vae, parts.spec.vae_scaling_factor)
 
     @torch.inference_mode()
     def unet(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor

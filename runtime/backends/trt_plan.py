@@ -1,7 +1,7 @@
 """Pure shape logic for TensorRT engines: optimization profiles, binding plans, engine cache keys.
 
 Nothing here imports TensorRT or needs a GPU, so all of it is unit-tested on
-CPU; :mod:`runtime.backends.tensorrt` only turns these plans into API calls.
+CPU; :mod:`dreamwire.backends.tensorrt` only turns these plans into API calls.
 """
 
 from __future__ import annotations
@@ -9,22 +9,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from runtime.backends.cache import CacheKey
-from runtime.backends.export import GRAPH_IO
-from runtime.backends.profiles import BatchProfile, ResolutionProfile
+from dreamwire.backends.cache import CacheKey
+from dreamwire.backends.export import GRAPH_IO
+from dreamwire.backends.profiles import BatchProfile, ResolutionProfile
+from dreamwire.engine.spec import ModelSpec
 
 Shape = tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class NetDims:
-    """The model facts that fix tensor shapes besides batch and resolution."""
-
-    latent_channels: int = 4
-    out_channels: int = 4
-    vae_factor: int = 8
-    text_tokens: int = 77
-    text_dim: int = 1024
 
 
 @dataclass(frozen=True)
@@ -38,8 +28,8 @@ class ProfileShapes:
         return len(shape) == len(lo) and all(a <= s <= b for a, s, b in zip(lo, shape, hi))
 
 
-def _input_shape(component: str, name: str, batch: int, height: int, width: int, d: NetDims) -> Shape:
-    h, w = height // d.vae_factor, width // d.vae_factor
+def _input_shape(component: str, name: str, batch: int, height: int, width: int, d: ModelSpec) -> Shape:
+    h, w = height // d.vae_scale_factor, width // d.vae_scale_factor
     table: dict[tuple[str, str], Shape] = {
         ("unet", "sample"): (batch, d.latent_channels, h, w),
         ("unet", "timestep"): (batch,),
@@ -57,7 +47,7 @@ def component_batches(component: str, batch: BatchProfile) -> tuple[int, int, in
     return 1, batch.frames, batch.frames
 
 
-def profile_shapes(component: str, res: ResolutionProfile, batch: BatchProfile, dims: NetDims) -> ProfileShapes:
+def profile_shapes(component: str, res: ResolutionProfile, batch: BatchProfile, dims: ModelSpec) -> ProfileShapes:
     """The optimization profile of one component: the smallest, typical and largest call it must take."""
     b_lo, b_opt, b_hi = component_batches(component, batch)
     out = {}
@@ -70,14 +60,14 @@ def profile_shapes(component: str, res: ResolutionProfile, batch: BatchProfile, 
     return ProfileShapes(out)
 
 
-def output_shape(component: str, first_input: Shape, dims: NetDims) -> Shape:
+def output_shape(component: str, first_input: Shape, dims: ModelSpec) -> Shape:
     """The output shape implied by the first input's shape (what the I/O buffer must hold)."""
     b, _, h, w = first_input
     if component == "unet":
         return (b, dims.out_channels, h, w)
     if component == "encoder":
-        return (b, dims.latent_channels, h // dims.vae_factor, w // dims.vae_factor)
-    return (b, 3, h * dims.vae_factor, w * dims.vae_factor)
+        return (b, dims.latent_channels, h // dims.vae_scale_factor, w // dims.vae_scale_factor)
+    return (b, 3, h * dims.vae_scale_factor, w * dims.vae_scale_factor)
 
 
 @dataclass(frozen=True)
@@ -93,7 +83,7 @@ class BindingPlan:
         return tuple(n for n, _ in self.inputs + self.outputs)
 
 
-def binding_plan(component: str, input_shapes: tuple[Shape, ...], dims: NetDims,
+def binding_plan(component: str, input_shapes: tuple[Shape, ...], dims: ModelSpec,
                  profile: ProfileShapes | None = None) -> BindingPlan:
     """Bind the call's inputs by name; raise with the fix if a shape is outside the engine's profile."""
     io = GRAPH_IO[component]

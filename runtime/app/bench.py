@@ -6,20 +6,54 @@ alternates its two sides round by round and reports medians and their ratio.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
-from runtime.assemble import build_engine, default_device
-from runtime.control import Params
-from runtime.stream import EngineConfig, StreamEngine
+from dreamwire.backends.select import BACKENDS
+from dreamwire.control.params import Params
+from dreamwire.control.settings import boolean, choice, integer, setting, text
+from dreamwire.engine.config import EngineConfig
+from dreamwire.engine.stream import StreamEngine
 
 T_INDEX = {1: (35,), 2: (32, 45), 3: (25, 35, 45), 4: (18, 26, 35, 45)}
+
+
+def _names(v: object) -> str:
+    names = [x.strip() for x in text(v).split(",") if x.strip()]
+    for n in names:
+        choice(BACKENDS)(n.split(":")[0])
+    return ",".join(names)
+
+
+@dataclass
+class BenchOptions:
+    """``dreamwire bench`` options."""
+
+    model: str = setting("tiny", "model to time (tiny, a hub id or a folder)", text)
+    size: int = setting(256, "square resolution in pixels", integer(64, 4096), parse=int)
+    backend: str = setting("torch", "engine backend for the engine comparisons", choice(BACKENDS), choices=BACKENDS)
+    device: str | None = setting(None, "torch device", text, default_doc="cuda when available, else cpu")
+    rounds: int = setting(5, "alternating rounds per comparison", integer(1, 1000), parse=int)
+    per_round: int = setting(4, "engine steps per round", integer(1, 1000), parse=int)
+    compare: str | None = setting(None, "also compare whole-engine backends, e.g. torch,onnxruntime (first = "
+                                  "baseline)", _names, metavar="B1,B2")
+    compare_frames: int = setting(40, "frames per backend for --compare", integer(1, 100000), parse=int)
+    overhead: bool = setting(False, "also measure the live loop's overhead over the engine (pattern in, null out)",
+                             boolean)
+    gpu: bool = setting(False, "run the offline GPU benchmark instead: sd-turbo UNet + TAESD architectures with "
+                        "random weights, per backend", boolean)
+    gpu_backends: str = setting("torch,compile,tensorrt", "backends for --gpu", _names, metavar="B1,B2")
+    gpu_steps: str = setting("1,4", "step counts (UNet batch per frame) for --gpu", text, metavar="N,N")
+    warmup: int = setting(10, "untimed calls before timing, for --gpu", integer(0, 10000), parse=int)
+    iters: int = setting(50, "timed calls per figure, for --gpu", integer(1, 100000), parse=int)
+    fp32: bool = setting(False, "float32 instead of float16 for --gpu (e.g. a CPU dry run)", boolean)
+    json: bool = setting(False, "print JSON instead of tables", boolean)
 
 
 def _sync(device: torch.device) -> None:
@@ -55,6 +89,8 @@ def ab(make_a: Callable[[], StreamEngine], make_b: Callable[[], StreamEngine], i
 
 def run(model: str = "tiny", size: int = 256, backend: str = "torch", device: str | None = None,
         rounds: int = 5, per_round: int = 4, steps: tuple[int, ...] = (1, 2, 4)) -> dict:
+    from dreamwire.app.assemble import build_engine, default_device
+
     dev = torch.device(device) if device else default_device()
     results: dict = {"model": model, "size": size, "backend": backend, "device": str(dev),
                      "machine": _machine(dev), "date": time.strftime("%Y-%m-%d")}
@@ -114,37 +150,25 @@ def format_results(r: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="dreamwire bench", description=__doc__)
-    ap.add_argument("--model", default="tiny")
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--backend", default="torch")
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--per-round", type=int, default=4)
-    ap.add_argument("--compare", metavar="B1,B2", help="also compare whole-engine backends, e.g. torch,onnxruntime")
-    ap.add_argument("--overhead", action="store_true",
-                    help="also measure the live loop's overhead over the engine (pattern in, null out)")
-    ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = ap.parse_args(argv)
-    r = run(args.model, args.size, args.backend, args.device, args.rounds, args.per_round)
-    text = [format_results(r)]
-    if args.compare:
-        from runtime.bench_backends import compare_backends, format_table
+def main(o: BenchOptions) -> int:
+    if o.gpu:
+        from dreamwire.app.bench_gpu import run_gpu
 
-        r["backends"] = compare_backends(args.model, args.size, backends=tuple(args.compare.split(",")),
-                                         device=args.device or "cpu")
-        text += ["", format_table(r["backends"])]
-    if args.overhead:
-        from runtime.loop import measure_overhead
+        return run_gpu(o)
+    r = run(o.model, o.size, o.backend, o.device, o.rounds, o.per_round)
+    text_out = [format_results(r)]
+    if o.compare:
+        from dreamwire.app.bench_backends import compare_backends, format_table
 
-        o = r["overhead"] = measure_overhead(args.model, width=args.size, height=args.size, device=args.device,
-                                             backend=args.backend)
-        text += ["", f"Loop overhead: wall {o['wall_ms_per_frame']:.2f} ms/frame vs engine "
-                     f"{o['engine_ms_per_step']:.2f} ms/step: {100 * o['overhead']:+.1f}%"]
-    print(json.dumps(r, indent=2) if args.json else "\n".join(text))
+        r["backends"] = compare_backends(o.model, o.size, o.compare_frames, backends=tuple(o.compare.split(",")),
+                                         device=o.device or "cpu")
+        text_out += ["", format_table(r["backends"])]
+    if o.overhead:
+        from dreamwire.app.overhead import measure_overhead
+
+        ov = r["overhead"] = measure_overhead(o.model, width=o.size, height=o.size, device=o.device,
+                                              backend=o.backend)
+        text_out += ["", f"Loop overhead: wall {ov['wall_ms_per_frame']:.2f} ms/frame vs engine "
+                         f"{ov['engine_ms_per_step']:.2f} ms/step: {100 * ov['overhead']:+.1f}%"]
+    print(json.dumps(r, indent=2) if o.json else "\n".join(text_out))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -2,15 +2,12 @@
 
 Backends are timed in alternating rounds and each figure is the median over
 rounds, so a noisy neighbour on a shared machine slows all of them alike and
-a burst of load in one round does not skew the result. ``compare_backends``
-is the function ``runtime/bench.py`` can call; ``main`` is a small CLI:
-``python -m runtime.bench_backends --model tiny --size 256 --frames 40``.
+a burst of load in one round does not skew the result. ``dreamwire bench
+--compare torch,onnxruntime`` runs :func:`compare_backends`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
 from collections import defaultdict
@@ -18,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from runtime.stream import EngineConfig
+from dreamwire.engine.config import EngineConfig
 
 
 class TimedBackend:
@@ -64,8 +61,8 @@ def compare_backends(model: str = "tiny", size: int = 256, frames: int = 40,
     where speedup is each backend's fps over the first backend's. ``options`` maps a backend name
     (or ``name:label`` to compare settings of one backend) to its constructor options.
     """
-    from runtime.assemble import build_engine
-    from runtime.control import Params
+    from dreamwire.app.assemble import build_engine
+    from dreamwire.control.params import Params
 
     cfg = EngineConfig(width=size, height=size, guidance=guidance)
     params = Params({"steps": steps, "similarity_filter": False})
@@ -119,24 +116,3 @@ def format_table(result: dict) -> str:
                      f"{r['encode_ms']:.1f} | {r['decode_ms']:.1f} | {r['other_ms']:.1f} | "
                      f"{result['speedup'][name]:.2f}x |")
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="dreamwire-bench-backends", description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="tiny")
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--frames", type=int, default=40)
-    ap.add_argument("--steps", type=int, default=2)
-    ap.add_argument("--guidance", default="self")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--backends", default="torch,onnxruntime", help="comma-separated; the first is the baseline")
-    ap.add_argument("--json", action="store_true", help="print the raw result as JSON")
-    args = ap.parse_args(argv)
-    result = compare_backends(args.model, args.size, args.frames, args.backends.split(","), steps=args.steps,
-                              guidance=args.guidance, device=args.device)
-    print(json.dumps(result, indent=1) if args.json else format_table(result))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

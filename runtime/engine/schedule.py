@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 import torch
 
-PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+from dreamwire.control.schema import T_INDEX_GRID
+from dreamwire.engine.spec import PREDICTION_TYPES
 
 
-def timestep_grid(num_train_timesteps: int = 1000, original_steps: int = 50) -> list[int]:
+def timestep_grid(num_train_timesteps: int = 1000, original_steps: int = T_INDEX_GRID) -> list[int]:
     """The discrete timesteps that ``t_index_list`` indexes, newest-noise first.
 
     This is LCM's schedule with ``set_timesteps(original_steps)``: with the SD
@@ -88,7 +89,7 @@ def lcm_denoise(
     return c_out * predict_x0(x, model_output, a, b, prediction_type) + c_skip * x
 
 
-def strength_to_t_index(strength: float, steps: int, grid: int = 50) -> tuple[int, ...]:
+def strength_to_t_index(strength: float, steps: int, grid: int = T_INDEX_GRID) -> tuple[int, ...]:
     """Map a 0..1 strength onto ``steps`` ascending grid indices, exactly as diffusers' LCM img2img does.
 
     ``LCMScheduler.set_timesteps(steps, strength=s)`` keeps the noisiest
@@ -104,6 +105,14 @@ def strength_to_t_index(strength: float, steps: int, grid: int = 50) -> tuple[in
     s = min(max(float(strength), 0.0), 1.0)
     kept = max(int(grid * s), steps)
     return tuple(grid - kept + (i * kept) // steps for i in range(steps))
+
+
+def t_index_for(strength: float, steps: int, t_index_list: tuple[int, ...], grid: int = T_INDEX_GRID
+                ) -> tuple[int, ...]:
+    """The t_index_list in force: the explicit list when given, else the strength/steps mapping."""
+    if t_index_list:
+        return tuple(t_index_list)
+    return strength_to_t_index(strength, steps, grid)
 
 
 @dataclass(frozen=True)
@@ -137,7 +146,7 @@ def step_constants(
     frames: int,
     *,
     num_train_timesteps: int = 1000,
-    original_steps: int = 50,
+    original_steps: int = T_INDEX_GRID,
     timestep_scaling: float = 10.0,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from runtime.schedule import output_for_x0, predict_x0
+from dreamwire.engine.schedule import output_for_x0, predict_x0
 
 UNetFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 GUIDANCE_MODES = ("none", "full", "self", "onetime")
@@ -73,28 +73,31 @@ def _rows(emb: torch.Tensor, n: int) -> torch.Tensor:
     return emb.expand(n, -1, -1)
 
 
-class NoGuidance:
-    name = "none"
+class _Strategy:
+    """Defaults: one UNet row per latent row, nothing derived from the negative prompt between calls."""
+
+    name = ""
     needs_input_latent = False
 
     def negative_changed(self) -> None:
-        """Nothing is derived from the negative prompt between calls."""
+        """Called when the negative prompt changes; only strategies that cache something from it care."""
 
     def batch_size(self, rows: int, new_rows: int) -> int:
+        """UNet rows for a call on ``rows`` latent rows, ``new_rows`` of them new frames."""
         return rows
+
+
+class NoGuidance(_Strategy):
+    name = "none"
 
     def __call__(self, unet: UNetFn, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, None]:
         return unet(g.x, g.timesteps, _rows(emb.cond, len(g.x))), None
 
 
-class FullGuidance:
+class FullGuidance(_Strategy):
     """True CFG: a second, negative-prompt pass on every row (2x the UNet batch)."""
 
     name = "full"
-    needs_input_latent = False
-
-    def negative_changed(self) -> None:
-        """Nothing is derived from the negative prompt between calls."""
 
     def batch_size(self, rows: int, new_rows: int) -> int:
         return 2 * rows
@@ -121,17 +124,11 @@ def _with_reference(
     return rcfg(cond, virtual, g.scale, g.delta), ref
 
 
-class SelfNegative:
+class SelfNegative(_Strategy):
     """RCFG self-negative: the reference is each frame's own input latent; one pass."""
 
     name = "self"
     needs_input_latent = True
-
-    def negative_changed(self) -> None:
-        """Nothing is derived from the negative prompt between calls."""
-
-    def batch_size(self, rows: int, new_rows: int) -> int:
-        return rows
 
     def __call__(self, unet: UNetFn, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, torch.Tensor]:
         cond = unet(g.x, g.timesteps, _rows(emb.cond, len(g.x)))
@@ -139,7 +136,7 @@ class SelfNegative:
         return _with_reference(cond, ref_new, g)
 
 
-class OnetimeNegative:
+class OnetimeNegative(_Strategy):
     """RCFG onetime-negative: one extra row runs the negative prompt on the newest frame at step 0.
 
     Its x0 prediction becomes the reference for every later step of that

@@ -1,12 +1,8 @@
-"""OSC control: python-osc sockets in, validated :class:`ControlState` changes out, replies and telemetry back.
+"""OSC sockets: python-osc's UDP server and an OSC 1.1 TCP server in front of :class:`OscHandler`.
 
-A live show needs every bad message to be *reported* and none to change
-anything. Datagrams are parsed strictly by :mod:`runtime.osc_wire` first;
-python-osc's :class:`Dispatcher` (``strict_timing=False``, so a future
-timetag never sleeps the server) only matches addresses. Every message of a
-packet is decoded and validated, and the packet's changes go to
-:meth:`ControlState.apply` in one call: a bundle lands on one engine step, or
-(if any message is bad) not at all.
+Transport only: each datagram goes to the handler, errors are counted,
+logged (rate-limited, so a flood cannot stall I/O) and sent to the telemetry
+target as ``/dreamwire/error``, and status replies go back to the sender.
 """
 
 from __future__ import annotations
@@ -15,66 +11,67 @@ import logging
 import socket
 import socketserver
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pythonosc import slip
-from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 
-from runtime.control import SCHEMA, ControlError, ControlState, ParamSpec
-from runtime.osc_wire import (
-    DEFAULT_TELEMETRY_PORT,
-    OscInputError,
-    build_bundle,
-    build_message,
-    decode_args,
-    encode_value,
-    parse_packet,
-)
-from runtime.telemetry import STAT_NAMES
+from dreamwire.control.settings import boolean, integer, number, setting, text
+from dreamwire.live.osc_handler import DEFAULT_PREFIX, OscHandler
+from dreamwire.live.osc_wire import build_bundle
+from dreamwire.live.state import ControlState
+from dreamwire.logs import Throttle
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 7766
-DEFAULT_PREFIX = "/dreamwire"
+DEFAULT_TELEMETRY_PORT = 7767
 MAX_DATAGRAM = 65535  # IPv4 UDP payload limit is 65,507; python-osc's default is 8,192
-class _RateLimitedLog:
-    """At most ``per_s`` warnings a second; the rest are summed into one line, so a flood can't stall I/O."""
-
-    def __init__(self, per_s: int = 10) -> None:
-        self.per_s = per_s
-        self._window = 0.0
-        self._count = 0
-        self._suppressed = 0
-
-    def warn(self, msg: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._window >= 1.0:
-            if self._suppressed:
-                log.warning("... %d more OSC errors in the last second", self._suppressed)
-            self._window, self._count, self._suppressed = now, 0, 0
-        self._count += 1
-        if self._count <= self.per_s:
-            log.warning(msg, *args)
-        else:
-            self._suppressed += 1
+MAX_STATUS_BUNDLE = 65000
 
 
-# --- the server -------------------------------------------------------------------------------------
+def parse_target(v: Any) -> tuple[str, int] | None:
+    """``"HOST:PORT"`` -> ``(host, port)``; ``"off"`` -> ``None``. Raises ValueError with a clear message."""
+    v = text(v)
+    if v.strip().lower() in ("off", "none", ""):
+        return None
+    host, sep, port = v.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT (e.g. 127.0.0.1:{DEFAULT_TELEMETRY_PORT}) or 'off', got {v!r}")
+    return host, int(port)
+
+
+def parse_allow(v: Any) -> tuple[str, ...]:
+    if isinstance(v, str):
+        v = [x for x in v.replace(",", " ").split() if x]
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
+        raise ValueError(f"expected a list of sender IP addresses, got {v!r}")
+    return tuple(v)
+
+
+def parse_prefix(v: Any) -> str:
+    v = text(v).rstrip("/")
+    if not v.startswith("/") or " " in v:
+        raise ValueError(f"expected an OSC address prefix like /dreamwire, got {v!r}")
+    return v
 
 
 @dataclass
 class OscSettings:
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    prefix: str = DEFAULT_PREFIX
-    allow: tuple[str, ...] = ()  # sender IPs allowed; empty = anyone who can reach the bind address
-    telemetry: tuple[str, int] | None = ("127.0.0.1", DEFAULT_TELEMETRY_PORT)
-    tcp: bool = True
-    telemetry_period: float = 1.0
+    """The ``[osc]`` table of the config file and the ``--osc-*`` flags."""
+
+    host: str = setting("127.0.0.1", "OSC bind address; 0.0.0.0 opts in to the network", text)
+    port: int = setting(DEFAULT_PORT, "OSC UDP (and TCP) port; 0 picks a free one", integer(0, 65535), parse=int)
+    prefix: str = setting(DEFAULT_PREFIX, "OSC address prefix", parse_prefix)
+    allow: tuple[str, ...] = setting((), "only accept OSC from these sender addresses (empty: anyone who can "
+                                     "reach the bind address)", parse_allow, metavar="IP[,IP...]")
+    telemetry: tuple[str, int] | None = setting(
+        ("127.0.0.1", DEFAULT_TELEMETRY_PORT), "where stats and errors go, HOST:PORT or 'off'", parse_target,
+        flag="--telemetry", metavar="HOST:PORT", default_doc=f"127.0.0.1:{DEFAULT_TELEMETRY_PORT}")
+    tcp: bool = setting(True, "also listen for OSC 1.1 over TCP (SLIP framing) on the same port", boolean)
+    telemetry_period: float = setting(1.0, "seconds between telemetry pushes", number(0.05, 3600.0), parse=float)
 
 
 class OscControl:
@@ -83,124 +80,65 @@ class OscControl:
     def __init__(self, state: ControlState, stats: Callable[[], Mapping[str, float]],
                  settings: OscSettings | None = None) -> None:
         self.state = state
-        self.stats = stats
         self.settings = settings or OscSettings()
-        self.prefix = self.settings.prefix.rstrip("/")
-        self.dispatcher = Dispatcher(strict_timing=False)  # routing and address patterns only
-        for spec in SCHEMA:
-            for name in (spec.name, *spec.aliases):
-                self.dispatcher.map(f"{self.prefix}/{name}", self._param_handler(spec))
-        self.dispatcher.map(f"{self.prefix}/status", lambda _addr, *args: ("status", args))
+        self.handler = OscHandler(state, stats, self.settings.prefix)
+        self.prefix = self.handler.prefix
         self.errors = 0
         self.applied = 0
         self.rejected_senders = 0
         self._count_lock = threading.Lock()
-        self._log = _RateLimitedLog()
+        self._log = Throttle(log, burst=10, window=1.0)
         self._tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._udp: BlockingOSCUDPServer | None = None
         self._tcp: socketserver.ThreadingTCPServer | None = None
         self._threads: list[threading.Thread] = []
-
-    @staticmethod
-    def _param_handler(spec: ParamSpec) -> Callable[..., tuple[str, str, Any]]:
-        def handler(_address: str, *args: Any) -> tuple[str, str, Any]:
-            return ("set", spec.name, decode_args(spec, list(args)))
-
-        return handler
-
-    # --- packet -> effects (socket-free, so tests can call it directly) -----------------------------
 
     def handle_packet(self, dgram: bytes, sender: tuple[str, int], bundle_replies: bool = True) -> list[bytes]:
         """Apply one datagram; return the reply packets for the sender (status answers).
 
         ``bundle_replies=False`` answers with plain messages: python-osc's TCP client cannot read bundles.
         """
-        try:
-            messages = parse_packet(dgram)
-        except OscInputError as exc:
-            self._error(exc.address, exc.reason, sender)
-            return []
-        changes: dict[str, Any] = {}
-        bad = 0
-        want_status = False
-        for address, args in messages:
-            try:
-                if len(address) > 256 or sum(address.count(c) for c in "*?[{") > 8:
-                    raise ControlError("address pattern too long or too many wildcards")
-                handlers = list(self.dispatcher.handlers_for_address(address))
-                if not handlers:
-                    raise ControlError(f"unknown address; see docs/osc.md (parameters live under {self.prefix}/)")
-                for h in handlers:
-                    result = h.callback(address, *args)
-                    if result[0] == "status":
-                        if result[1]:
-                            raise ControlError(f"status takes no arguments, got {len(result[1])}")
-                        want_status = True
-                    else:
-                        changes[result[1]] = result[2]
-            except ControlError as exc:
-                bad += 1
-                self._error(address, str(exc), sender)
-            except Exception as exc:  # a decoding bug must cost one message, never the server thread
-                bad += 1
-                log.exception("OSC message %s could not be handled", address)
-                self._error(address, f"internal error: {exc}", sender)
-        if bad:
-            if len(messages) > 1:
-                log.info("OSC bundle from %s rejected as a whole (%d bad of %d messages)", sender[0], bad,
-                         len(messages))
-            return []
-        if changes:
-            try:
-                self.state.apply(changes)
-            except ControlError as exc:
-                self._error(messages[0][0], str(exc), sender)
-                return []
+        outcome = self.handler.handle(dgram)
+        for address, reason in outcome.errors:
+            self.error(address, reason, sender)
+        if outcome.applied:
             with self._count_lock:
                 self.applied += 1
-            log.debug("OSC %s applied %s", sender, changes)
-        return self.status_datagrams(bundle_replies) if want_status else []
+        return self.status_datagrams(bundle_replies) if outcome.status else []
 
     def status_datagrams(self, as_bundle: bool = True) -> list[bytes]:
-        """``/dreamwire/state/<name>`` per parameter and ``/dreamwire/stats/<name>`` per statistic."""
-        params = self.state.params
-        msgs = [build_message(f"{self.prefix}/state/{s.name}", encode_value(getattr(params, s.name)))
-                for s in SCHEMA]
-        msgs += self._stats_messages()
+        """Every ``state`` and ``stats`` message, as one bundle when it fits a datagram."""
+        msgs = self.handler.state_messages() + self.handler.stats_messages()
         if not as_bundle:
             return msgs
         bundle = build_bundle(msgs)
-        return [bundle] if len(bundle) <= 65000 else msgs  # huge prompt lists: send one by one
-
-    def _stats_messages(self) -> list[bytes]:
-        stats = self.stats()
-        return [build_message(f"{self.prefix}/stats/{n}", [float(stats.get(n, 0.0))]) for n in STAT_NAMES]
+        return [bundle] if len(bundle) <= MAX_STATUS_BUNDLE else msgs  # huge prompt lists: send one by one
 
     def telemetry_datagram(self) -> bytes:
-        return build_bundle(self._stats_messages())
+        return build_bundle(self.handler.stats_messages())
 
     def send_telemetry(self) -> None:
         if self.settings.telemetry is not None:
             self._tx.sendto(self.telemetry_datagram(), self.settings.telemetry)
 
-    def _error(self, address: str, reason: str, sender: tuple[str, int]) -> None:
+    def error(self, address: str, reason: str, sender: tuple[str, int]) -> None:
+        """Count, log and report one rejected packet or message."""
         with self._count_lock:
             self.errors += 1
-        self._log.warn("OSC from %s:%s rejected: %s: %s", sender[0], sender[1], address or "(packet)", reason)
+        self._log.log("OSC from %s:%s rejected: %s: %s", sender[0], sender[1], address or "(packet)", reason)
         if self.settings.telemetry is None:
             return
         try:
-            self._tx.sendto(build_message(f"{self.prefix}/error", [address or "(packet)", reason]),
-                            self.settings.telemetry)
+            self._tx.sendto(self.handler.error_message(address, reason), self.settings.telemetry)
         except OSError as exc:
-            self._log.warn("cannot send OSC error to telemetry target %s: %s", self.settings.telemetry, exc)
+            self._log.log("cannot send OSC error to telemetry target %s: %s", self.settings.telemetry, exc)
 
     def allowed(self, sender: tuple[str, int]) -> bool:
         if not self.settings.allow or sender[0] in self.settings.allow:
             return True
         with self._count_lock:
             self.rejected_senders += 1
-        self._log.warn("OSC from %s ignored: not in --osc-allow", sender[0])
+        self._log.log("OSC from %s ignored: not in --osc-allow", sender[0])
         return False
 
     # --- sockets ----------------------------------------------------------------------------------
@@ -268,7 +206,7 @@ class _UDPServer(BlockingOSCUDPServer):
     max_packet_size = MAX_DATAGRAM
 
     def __init__(self, address: tuple[str, int], control: OscControl) -> None:
-        super().__init__(address, control.dispatcher)
+        super().__init__(address, control.handler.dispatcher)
         self.RequestHandlerClass = _UDPHandler
         self.control = control
         try:
@@ -299,7 +237,7 @@ class _TCPHandler(socketserver.BaseRequestHandler):
             buf += chunk
             *frames, buf = buf.split(slip.END)
             if len(buf) > 4 * MAX_DATAGRAM:
-                control._error("", "TCP packet too long or missing SLIP END", self.client_address)
+                control.error("", "TCP packet too long or missing SLIP END", self.client_address)
                 buf = b""
             for framed in frames:
                 if not framed:
@@ -307,7 +245,7 @@ class _TCPHandler(socketserver.BaseRequestHandler):
                 try:
                     packet = slip.decode(framed)
                 except slip.ProtocolError:
-                    control._error("", "invalid SLIP framing", self.client_address)
+                    control.error("", "invalid SLIP framing", self.client_address)
                     continue
                 for reply in control.handle_packet(packet, self.client_address, bundle_replies=False):
                     try:
@@ -325,5 +263,3 @@ class _TCPServer(socketserver.ThreadingTCPServer):
         self.control = control
         super().__init__(address, _TCPHandler)
 
-
-__all__ = ["DEFAULT_PORT", "DEFAULT_PREFIX", "MAX_DATAGRAM", "OscControl", "OscSettings"]

@@ -26,79 +26,45 @@ denoised and output k equals the sequential result for frame max(0, k-(n-1)).
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from runtime.backends.base import Backend
-from runtime.control import Params
-from runtime.guidance import Embeddings, GuidanceInputs, make_guidance
-from runtime.models import ModelParts
-from runtime.prompts import PromptEncoder
-from runtime.schedule import StepConstants, add_noise, lcm_denoise, step_constants
-from runtime.similarity import SimilarityFilter
+from dreamwire.control.params import Params
+from dreamwire.control.schema import MAX_STEPS
+from dreamwire.engine.backend import Backend
+from dreamwire.engine.config import EngineConfig
+from dreamwire.engine.guidance import Embeddings, GuidanceInputs, make_guidance
+from dreamwire.engine.noise import NoiseBank
+from dreamwire.engine.prompts import PromptEncoder
+from dreamwire.engine.schedule import StepConstants, add_noise, lcm_denoise, step_constants, t_index_for
+from dreamwire.engine.similarity import SimilarityFilter
+from dreamwire.engine.spec import ModelSpec
 
-BATCHING = ("stream", "sequential")
-MODES = ("img2img", "txt2img")
-MAX_STEPS = 8
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """What fixes the engine's shapes; changing it means a new engine, unlike :class:`Params`."""
-
-    width: int = 512
-    height: int = 512
-    frames: int = 1  # frame_buffer_size f: frames per call
-    guidance: str = "self"
-    mode: str = "img2img"
-    batching: str = "stream"
-    filter_seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.width % 8 or self.height % 8 or self.width < 64 or self.height < 64:
-            raise ValueError(f"resolution {self.width}x{self.height}: both sides must be multiples of 8, >= 64")
-        if self.frames < 1:
-            raise ValueError("frames (frame_buffer_size) must be >= 1")
-        if self.batching not in BATCHING:
-            raise ValueError(f"batching must be one of {BATCHING}, got {self.batching!r}")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.mode == "txt2img" and self.guidance in ("self", "onetime"):
-            raise ValueError(f"guidance {self.guidance!r} needs an input image; use 'none' or 'full' in txt2img")
-        make_guidance(self.guidance)  # validates the name
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """The model facts the engine's math needs, independent of how the networks run."""
-
-    alphas_cumprod: torch.Tensor
-    prediction_type: str
-    num_train_timesteps: int = 1000
-    original_steps: int = 50
-    timestep_scaling: float = 10.0
-    latent_channels: int = 4
-    vae_scale_factor: int = 8
-
-    @classmethod
-    def from_parts(cls, parts: ModelParts) -> ModelInfo:
-        return cls(parts.alphas_cumprod, parts.prediction_type, parts.num_train_timesteps, parts.original_steps,
-                   parts.timestep_scaling, parts.latent_channels, parts.vae_scale_factor)
+Sources = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
 class StepResult:
-    """One call's output: (f,3,H,W) images in [-1, 1] on the engine's device."""
+    """One call's output: (f,3,H,W) images in [-1, 1] on the engine's device.
+
+    ``sources`` names, for each output image, the input it was made from: the
+    tag passed to :meth:`StreamEngine.step` with that frame ``delay`` calls
+    ago (or the first frame, while the primed buffer drains). The engine is
+    the one that knows which frame left the stream batch, so callers keep no
+    history of their own.
+    """
 
     images: torch.Tensor
     skipped: bool
     delay: int  # how many calls ago the input that produced these images went in
+    sources: Sources = ()
 
 
 class StreamEngine:
-    def __init__(self, backend: Backend, prompts: PromptEncoder, model: ModelInfo,
+    def __init__(self, backend: Backend, prompts: PromptEncoder, model: ModelSpec,
                  config: EngineConfig | None = None, params: Params | None = None) -> None:
         self.backend = backend
         self.prompts = prompts
@@ -108,15 +74,18 @@ class StreamEngine:
         self.dtype = backend.dtype
         self.guidance = make_guidance(self.config.guidance)
         self.filter = SimilarityFilter(seed=self.config.filter_seed)
-        self._noise_cache: OrderedDict[tuple[tuple[int, float], ...], torch.Tensor] = OrderedDict()
+        s = model.vae_scale_factor
+        self.latent_size = (self.config.height // s, self.config.width // s)
+        self._noise = NoiseBank((MAX_STEPS * self.config.frames, model.latent_channels, *self.latent_size),
+                                self.device, self.dtype)
         self._params: Params | None = None
         self._x0: torch.Tensor | None = None
         self._ref: torch.Tensor | None = None
+        self._tags: list[Sources] = []  # the input tags of each in-flight step slot, newest first
         self._last: torch.Tensor | None = None
+        self._last_tags: Sources = ()
         self._last_latent: torch.Tensor | None = None  # clean latent of the last output (stream mode)
         self._last_ref: torch.Tensor | None = None
-        self.unet_calls = 0
-        self.calls = 0
         self.update(params or Params())
 
     # --- live parameters ---------------------------------------------------------------------
@@ -147,8 +116,8 @@ class StreamEngine:
             if old is not None and "negative_prompt" in changed:
                 self.guidance.negative_changed()
         if changed & {"seed", "seed_blend"}:
-            self.noise = self._noise_for(params)
-        t_index = params.effective_t_index()
+            self.noise = self._noise.get(params.seed_blend or ((params.seed, 1.0),))
+        t_index = t_index_for(params.strength, params.steps, params.t_index_list, self.model.original_steps)
         if old is None or t_index != self.consts.t_index:
             self._set_schedule(t_index)
         self.filter.threshold = params.similarity_threshold
@@ -159,62 +128,46 @@ class StreamEngine:
 
     def _set_schedule(self, t_index: tuple[int, ...]) -> None:
         f = self.config.frames
+        m = self.model
         old_n = self.consts.steps if self._x0 is not None else None
         self.consts: StepConstants = step_constants(
-            self.model.alphas_cumprod, t_index, f,
-            num_train_timesteps=self.model.num_train_timesteps, original_steps=self.model.original_steps,
-            timestep_scaling=self.model.timestep_scaling, device=self.device, dtype=self.dtype,
+            m.alphas_cumprod, t_index, f, num_train_timesteps=m.num_train_timesteps, original_steps=m.original_steps,
+            timestep_scaling=m.timestep_scaling, device=self.device, dtype=self.dtype,
         )
         if old_n is None or old_n == len(t_index):
             return
+        k = len(t_index) - 1
         if old_n == 1:
             # Nothing in flight, but the last output is a clean estimate of the latest frame:
             # seed every new slot with it (re-noised next call) instead of re-priming, so growing n
             # costs no extra UNet calls and the next output is that frame taken one step further.
-            k = len(t_index) - 1
             self._x0 = self._last_latent.repeat(k, 1, 1, 1)
             self._ref = self._last_ref.repeat(k, 1, 1, 1) if self._last_ref is not None else None
+            self._tags = [self._last_tags] * k
             return
         # Keep frames by age: new slot j takes old slot min(j, old_n - 2), newest first.
-        pick = torch.tensor([min(j, old_n - 2) for j in range(len(t_index) - 1)], dtype=torch.long)
-        rows = (pick[:, None] * f + torch.arange(f)).reshape(-1).to(self.device)
+        keep = [min(j, old_n - 2) for j in range(k)]
+        rows = (torch.tensor(keep, dtype=torch.long)[:, None] * f + torch.arange(f)).reshape(-1).to(self.device)
         self._x0 = self._x0.index_select(0, rows)
         if self._ref is not None:
             self._ref = self._ref.index_select(0, rows)
-
-    def _noise_for(self, params: Params) -> torch.Tensor:
-        pairs = params.seed_blend or ((params.seed, 1.0),)
-        hit = self._noise_cache.get(pairs)
-        if hit is None:
-            shape = (MAX_STEPS * self.config.frames, self.model.latent_channels, *self.latent_size)
-            parts = []
-            for seed, _ in pairs:
-                gen = torch.Generator("cpu").manual_seed(int(seed))
-                parts.append(torch.randn(shape, generator=gen, dtype=torch.float32))
-            weights = torch.tensor([w for _, w in pairs], dtype=torch.float32)
-            # A weighted sum of independent unit Gaussians, rescaled back to unit variance.
-            mixed = sum(w * p for w, p in zip(weights, parts)) / weights.square().sum().sqrt()
-            hit = mixed.to(self.device, self.dtype)
-            self._noise_cache[pairs] = hit
-            if len(self._noise_cache) > 8:
-                self._noise_cache.popitem(last=False)
-        return hit
-
-    @property
-    def latent_size(self) -> tuple[int, int]:
-        s = self.model.vae_scale_factor
-        return self.config.height // s, self.config.width // s
+        self._tags = [self._tags[j] for j in keep]
 
     # --- frames ------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def step(self, images: torch.Tensor | None = None) -> StepResult:
+    def step(self, images: torch.Tensor | None = None, sources: Sequence[Any] | None = None) -> StepResult:
         """Advance the stream by one call.
 
         ``images`` is (f,3,H,W) in [-1, 1] on the engine's device for img2img,
-        ``None`` for txt2img.
+        ``None`` for txt2img. ``sources`` are f opaque tags for the new frames
+        (the loop passes its input frames); the result names the ones its
+        images came from.
         """
         f = self.config.frames
+        tags: Sources = tuple(sources) if sources is not None else (None,) * f
+        if len(tags) != f:
+            raise ValueError(f"expected {f} source tags, got {len(tags)}")
         img2img = self.config.mode == "img2img"
         if img2img:
             if images is None or images.shape != (f, 3, self.config.height, self.config.width):
@@ -223,19 +176,23 @@ class StreamEngine:
                                  f"got {got}")
             # The filter never skips before a first output exists: it has no reference frame yet.
             if self.params.similarity_filter and self.filter.should_skip(images):
-                return StepResult(self._last, skipped=True, delay=self.delay)
-        self.calls += 1
+                return StepResult(self._last, skipped=True, delay=self.delay, sources=self._last_tags)
         z = self.backend.encode(images.to(self.dtype)) if img2img else None
         c = self.consts
         x_new = add_noise(z, self.noise[:f], c.a[:f], c.b[:f]) if img2img else self.noise[:f]
         if self.config.batching == "sequential":
             latent = self._sequential(x_new, z, c.steps)[0]
+            out_tags = tags
         else:
             if self._x0 is None:
                 _, self._x0, self._ref = self._sequential(x_new, z, c.steps - 1)
+                self._tags = [tags] * (c.steps - 1)
             latent = self._stream(x_new, z)
+            self._tags.insert(0, tags)
+            out_tags = self._tags.pop()
         self._last = self.backend.decode(latent)
-        return StepResult(self._last, skipped=False, delay=self.delay)
+        self._last_tags = out_tags
+        return StepResult(self._last, skipped=False, delay=self.delay, sources=out_tags)
 
     def _guided_denoise(self, x: torch.Tensor, rows: slice, new_rows: int, z: torch.Tensor | None,
                         ref_inflight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -246,13 +203,9 @@ class StreamEngine:
             ref_inflight=ref_inflight, scale=self.params.guidance_scale, delta=self.params.delta,
             prediction_type=self.model.prediction_type,
         )
-        out, ref = self.guidance(self._unet, self.embeddings, g)
+        out, ref = self.guidance(self.backend.unet, self.embeddings, g)
         den = lcm_denoise(x, out, g.a, g.b, c.c_skip[rows], c.c_out[rows], self.model.prediction_type)
         return den, ref
-
-    def _unet(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        self.unet_calls += 1
-        return self.backend.unet(sample, timestep, cond)
 
     def _sequential(self, x: torch.Tensor, z: torch.Tensor | None, steps: int
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

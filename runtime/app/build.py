@@ -9,13 +9,16 @@ run`` with the same model/profile starts immediately.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from runtime.backends.profiles import MAX_STEPS, BatchProfile, ResolutionProfile
+from dreamwire.app.config import RuntimeConfig
+from dreamwire.backends.profiles import BatchProfile, ResolutionProfile
+from dreamwire.control.schema import MAX_STEPS
+from dreamwire.control.settings import boolean, choice, integer, number, same_as, setting, text
+from dreamwire.engine.guidance import GUIDANCE_MODES
 
 # Ballpark costs (a desktop GPU; CPU export ~3x slower); printed as estimates, never relied on.
 _EXPORT_S_PER_GPARAM = 25.0
@@ -58,71 +61,75 @@ def parse_resolution(text: str) -> tuple[int, int]:
     return int(w), int(h or w)
 
 
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="dreamwire build-engines", description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="tiny", help="hub id, local diffusers folder, or 'tiny'")
-    ap.add_argument("--resolution", default="512x512", help="WxH the show runs at (the profile's optimum)")
-    ap.add_argument("--profile", default="256-1024",
-                    help="pixel range one engine serves, MIN-MAX[/STEP]; resolution changes inside need no rebuild")
-    ap.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto",
-                    help="what to build for: TensorRT engines (CUDA) or ONNX graphs only")
-    ap.add_argument("--frames", type=int, default=1, help="frames per call (frame_buffer_size)")
-    ap.add_argument("--guidance", default="self", choices=("none", "full", "self", "onetime"))
-    ap.add_argument("--steps", type=int, default=2, help="typical step count (the batch TensorRT tunes for)")
-    ap.add_argument("--max-steps", type=int, default=MAX_STEPS, help="largest step count the engine accepts")
-    ap.add_argument("--taesd", default=None, help="TAESD id or folder replacing the VAE")
-    ap.add_argument("--lcm-lora", default=None, help="LCM-LoRA for plain SD models ('none' to skip)")
-    ap.add_argument("--lora", dest="loras", action="append", default=[], metavar="PATH[:SCALE]",
-                    help="style LoRA fused into the engines (as with dreamwire run --lora); repeat for several")
-    ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    ap.add_argument("--fp32", action="store_true", help="build without TensorRT fp16 kernels")
-    ap.add_argument("--workspace-gb", type=float, default=None, help="TensorRT builder workspace limit")
-    ap.add_argument("--estimate-only", action="store_true", help="print the estimate and exit")
-    return ap
+TARGETS = ("auto", "tensorrt", "onnxruntime")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+@dataclass
+class BuildOptions:
+    """``dreamwire build-engines`` options; the model options are the same as ``dreamwire run``'s."""
+
+    model: str = same_as(RuntimeConfig, "model")
+    taesd: str | None = same_as(RuntimeConfig, "taesd")
+    lcm_lora: str = same_as(RuntimeConfig, "lcm_lora")
+    loras: tuple[tuple[str, float], ...] = same_as(RuntimeConfig, "loras")
+    device: str | None = same_as(RuntimeConfig, "device")
+    frame_buffer: int = same_as(RuntimeConfig, "frame_buffer")
+    resolution: str = setting("512x512", "WxH the show runs at (the profile's optimum)", text)
+    profile: str = setting("256-1024", "pixel range one engine serves, MIN-MAX[/STEP]; resolution changes inside "
+                           "need no rebuild", text)
+    backend: str = setting("auto", "what to build for: TensorRT engines (CUDA) or ONNX graphs only",
+                           choice(TARGETS), choices=TARGETS)
+    guidance: str = setting("self", "guidance method the engines serve", choice(GUIDANCE_MODES),
+                            choices=GUIDANCE_MODES)
+    steps: int = setting(2, "typical step count (the batch TensorRT tunes for)", integer(1, MAX_STEPS), parse=int)
+    max_steps: int = setting(MAX_STEPS, "largest step count the engine accepts", integer(1, MAX_STEPS), parse=int)
+    fp32: bool = setting(False, "build without TensorRT fp16 kernels", boolean)
+    workspace_gb: float | None = setting(None, "TensorRT builder workspace limit in GB", number(0.1, 1024.0),
+                                         parse=float, default_doc="TensorRT's default")
+    estimate_only: bool = setting(False, "print the estimate and exit", boolean)
+
+
+def main(o: BuildOptions) -> int:
     try:
-        return _run(args)
+        return _run(o)
     except (ValueError, RuntimeError, OSError) as exc:  # ModelLoadError, BackendUnavailable, CacheError, ...
         print(f"dreamwire build-engines: error: {exc}", file=sys.stderr)
         return 2
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: Any) -> int:
     import torch
     from tqdm import tqdm
 
-    from runtime.backends.select import tensorrt_importable
+    from dreamwire.backends.select import tensorrt_importable
 
     width, height = parse_resolution(args.resolution)
     res = ResolutionProfile.parse(args.profile, opt=max(width, height))
     res.check(width, height)
-    batch = BatchProfile(frames=args.frames, guidance=args.guidance, steps=min(args.steps, args.max_steps),
+    batch = BatchProfile(frames=args.frame_buffer, guidance=args.guidance, steps=min(args.steps, args.max_steps),
                          max_steps=args.max_steps)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     target = args.backend
     if target == "auto":
         target = "tensorrt" if device.type == "cuda" and tensorrt_importable() else "onnxruntime"
     if target == "tensorrt":
-        from runtime.backends.tensorrt import import_tensorrt
+        from dreamwire.backends.tensorrt import import_tensorrt
 
         import_tensorrt()  # fail before loading gigabytes of weights
         if device.type != "cuda":
             raise ValueError("TensorRT engines need --device cuda")
     else:
-        from runtime.backends.onnxrt import import_onnxruntime
+        from dreamwire.backends.onnxrt import import_onnxruntime
 
         import_onnxruntime()
 
-    from runtime.models import DEFAULT_LCM_LORA, load_model, parse_lora
+    from dreamwire.models.load import load_model
 
     dtype = torch.float16 if device.type == "cuda" else torch.float32
-    lora = None if args.lcm_lora == "none" else (args.lcm_lora or DEFAULT_LCM_LORA)
+    lora = None if args.lcm_lora.lower() == "none" else args.lcm_lora
     t0 = time.perf_counter()
     with tqdm(total=1, desc="load model", unit="stage", leave=True) as bar:
-        parts = load_model(args.model, taesd=args.taesd, lcm_lora=lora, loras=[parse_lora(x) for x in args.loras],
+        parts = load_model(args.model, taesd=args.taesd, lcm_lora=lora, loras=args.loras,
                            device=device, dtype=dtype)
         bar.update()
     n_unet = sum(p.numel() for p in parts.unet.parameters())
@@ -133,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
     print("\n".join(est.lines(target)))
     if args.estimate_only:
         return 0
-    from runtime.backends.export import COMPONENTS, cached_onnx
+    from dreamwire.backends.export import COMPONENTS, cached_onnx
 
     for comp in COMPONENTS:
         with tqdm(total=1, desc=f"export {comp}", unit="stage") as bar:
@@ -150,8 +157,8 @@ def _build_trt(parts, res: ResolutionProfile, batch: BatchProfile, *, fp16: bool
                ) -> None:
     from tqdm import tqdm
 
-    from runtime.backends.export import COMPONENTS
-    from runtime.backends.tensorrt import EngineSpec, ensure_engines
+    from dreamwire.backends.export import COMPONENTS
+    from dreamwire.backends.tensorrt import EngineSpec, ensure_engines
 
     spec = EngineSpec(res, batch, fp16=fp16, workspace_gb=workspace_gb)
     for comp in COMPONENTS:
@@ -164,7 +171,3 @@ def _build_trt(parts, res: ResolutionProfile, batch: BatchProfile, *, fp16: bool
 
             path = ensure_engines(parts, spec, progress=progress, components=(comp,))[comp]
         print(f"  {comp}: {path}")
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

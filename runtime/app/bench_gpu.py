@@ -1,16 +1,15 @@
 """GPU benchmark, offline: sd-turbo UNet + TAESD architectures with random weights, fp16, per backend.
 
-No download: the UNet comes from the config shipped in ``runtime/configs``
+No download: the UNet comes from the config shipped in ``dreamwire/configs``
 and TAESD is ``AutoencoderTiny()``'s defaults (its real layout), so timings
 match the real models'. Each backend runs encode, decode and the UNet at the
 stream batch for 1 and 4 steps (RCFG self, one frame per call: batch = steps);
 a frame costs encode + one batched UNet call + decode. Run it with
-``examples/gpu_bench.sh`` or ``python -m runtime.bench_gpu``.
+``examples/gpu_bench.sh`` or ``dreamwire bench --gpu``.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -18,19 +17,22 @@ import time
 from collections.abc import Callable, Sequence
 from importlib import resources
 from types import SimpleNamespace
+from typing import Any
 
 import torch
 
-from runtime.backends.cache import register_model_hash
-from runtime.backends.profiles import ResolutionProfile
-from runtime.models import ModelParts
-from runtime.stream import EngineConfig
+from dreamwire.backends.errors import BackendUnavailable
+from dreamwire.backends.profiles import ResolutionProfile
+from dreamwire.backends.select import make_backend
+from dreamwire.engine.config import EngineConfig
+from dreamwire.engine.spec import ModelSpec
+from dreamwire.models.parts import ModelParts
 
 SOURCE = "bench:sd-turbo-unet+taesd-random"
 
 
 def sd_turbo_config() -> dict:
-    return json.loads(resources.files("runtime").joinpath("configs/sd_turbo_unet.json").read_text("utf-8"))
+    return json.loads(resources.files("dreamwire").joinpath("configs/sd_turbo_unet.json").read_text("utf-8"))
 
 
 def random_parts(device: torch.device, dtype: torch.dtype, seed: int = 0) -> ModelParts:
@@ -42,14 +44,13 @@ def random_parts(device: torch.device, dtype: torch.dtype, seed: int = 0) -> Mod
     with torch.device(device):
         unet = UNet2DConditionModel.from_config(cfg).to(dtype).eval().requires_grad_(False)
         vae = AutoencoderTiny().to(dtype).eval().requires_grad_(False)
-    register_model_hash(SOURCE, hashlib.sha256(f"{json.dumps(cfg, sort_keys=True)}|{seed}".encode()).hexdigest()[:24])
-    return ModelParts(
-        source=SOURCE, kind="turbo", unet=unet, vae=vae, text_encoder=None,
-        tokenizer=SimpleNamespace(model_max_length=77), scheduler_config={}, prediction_type="epsilon",
-        alphas_cumprod=torch.linspace(0.999, 0.005, 1000), num_train_timesteps=1000, original_steps=50,
-        timestep_scaling=10.0, latent_channels=4, vae_scale_factor=8,
-        vae_scaling_factor=float(vae.config.scaling_factor),
-    )
+    spec = ModelSpec(kind="turbo", alphas_cumprod=torch.linspace(0.999, 0.005, 1000), latent_channels=4,
+                     out_channels=int(cfg["out_channels"]), vae_scale_factor=8,
+                     vae_scaling_factor=float(vae.config.scaling_factor), text_tokens=77,
+                     text_dim=int(cfg["cross_attention_dim"]), unet_downsamples=len(cfg["block_out_channels"]) - 1)
+    fingerprint = hashlib.sha256(f"{json.dumps(cfg, sort_keys=True)}|{seed}".encode()).hexdigest()[:24]
+    return ModelParts(source=SOURCE, spec=spec, unet=unet, vae=vae, text_encoder=None,
+                      tokenizer=SimpleNamespace(model_max_length=77), fingerprint=fingerprint)
 
 
 def time_ms(fn: Callable[[], torch.Tensor], device: torch.device, warmup: int, iters: int) -> float:
@@ -78,8 +79,6 @@ def backend_options(name: str, size: int, max_steps: int) -> dict:
 
 
 def bench_backend(name: str, parts: ModelParts, size: int, steps: Sequence[int], warmup: int, iters: int) -> dict:
-    from runtime.backends.select import make_backend
-
     dev, dt = parts.unet.device, parts.unet.dtype
     t0 = time.perf_counter()
     be = make_backend(name, parts, config=EngineConfig(width=size, height=size, guidance="self"),
@@ -117,44 +116,27 @@ def format_table(results: dict, steps: Sequence[int]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="dreamwire-bench-gpu", description=__doc__.splitlines()[0])
-    ap.add_argument("--backends", default="torch,compile,tensorrt")
-    ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--steps", default="1,4", help="comma-separated step counts (UNet batch per frame)")
-    ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--iters", type=int, default=50)
-    ap.add_argument("--device", default="cuda")
-    ap.add_argument("--fp32", action="store_true", help="float32 instead of float16 (e.g. a CPU dry run)")
-    ap.add_argument("--json", default=None, help="also write the results to this JSON file")
-    args = ap.parse_args(argv)
-    device = torch.device(args.device)
+def run_gpu(o: Any) -> int:
+    """``dreamwire bench --gpu``: every backend in ``o.gpu_backends`` on the random sd-turbo parts."""
+    device = torch.device(o.device or "cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
-        print("bench_gpu: no CUDA device; pass --device cpu --fp32 for a (slow) dry run", file=sys.stderr)
+        print("dreamwire bench --gpu: no CUDA device; pass --device cpu --fp32 for a (slow) dry run", file=sys.stderr)
         return 2
-    steps = [int(s) for s in args.steps.split(",")]
-    parts = random_parts(device, torch.float32 if args.fp32 else torch.float16)
+    steps = [int(s) for s in o.gpu_steps.split(",")]
+    parts = random_parts(device, torch.float32 if o.fp32 else torch.float16)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"device: {gpu}; torch {torch.__version__}; {args.size}x{args.size}; steps {steps}; "
+    print(f"device: {gpu}; torch {torch.__version__}; {o.size}x{o.size}; steps {steps}; "
           f"UNet {sum(p.numel() for p in parts.unet.parameters()) / 1e6:.0f}M params (random weights)")
-    from runtime.backends.errors import BackendUnavailable
-
     results: dict[str, dict] = {}
-    for name in args.backends.split(","):
+    for name in o.gpu_backends.split(","):
         print(f"-- {name}: building/compiling and timing ...", flush=True)
         try:
-            results[name] = bench_backend(name, parts, args.size, steps, args.warmup, args.iters)
+            results[name] = bench_backend(name, parts, o.size, steps, o.warmup, o.iters)
         except BackendUnavailable as exc:  # e.g. TensorRT not installed: reported in the table, not hidden
             results[name] = {"error": str(exc).split(" (")[0]}
         print(json.dumps(results[name]), flush=True)
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    print(format_table(results, steps))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"device": gpu, "size": args.size, "steps": steps, "results": results}, fh, indent=1)
+    print(json.dumps({"device": gpu, "size": o.size, "steps": steps, "results": results}, indent=1) if o.json
+          else format_table(results, steps))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

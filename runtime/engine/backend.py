@@ -1,4 +1,4 @@
-"""The one narrow interface every backend (torch, compile, onnxruntime, tensorrt) implements.
+"""The one narrow interface the engine needs from a backend (torch, compile, onnxruntime, tensorrt).
 
 The engine only ever calls these three functions, so swapping a backend can
 change speed but never the math; tests compare backends output for output.

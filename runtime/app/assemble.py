@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from runtime.backends.select import make_backend
-from runtime.control import Params
-from runtime.models import DEFAULT_LCM_LORA, load_model
-from runtime.prompts import PromptEncoder
-from runtime.stream import EngineConfig, ModelInfo, StreamEngine
+from dreamwire.backends.select import make_backend
+from dreamwire.control.params import Params
+from dreamwire.engine.config import EngineConfig
+from dreamwire.engine.prompts import PromptEncoder
+from dreamwire.engine.stream import StreamEngine
+from dreamwire.models.load import load_model
+from dreamwire.models.lora import DEFAULT_LCM_LORA
 
 
 def default_device() -> torch.device:
@@ -34,4 +36,4 @@ def build_engine(
     parts = load_model(model, taesd=taesd, lcm_lora=lcm_lora, loras=loras, device=device, dtype=dtype)
     be = make_backend(backend, parts, config=config, **(backend_options or {}))
     prompts = PromptEncoder(parts.tokenizer, parts.text_encoder, device, dtype)
-    return StreamEngine(be, prompts, ModelInfo.from_parts(parts), config, params)
+    return StreamEngine(be, prompts, parts.spec, config, params)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-LAYOUTS = ("RGB", "RGBA", "BGR", "BGRA")
+from dreamwire.bridges.base import LAYOUTS
 
 
 def _rgb_order(layout: str) -> list[int]:

@@ -1,0 +1,1 @@
+"""The live layer: the frame loop, control state, OSC (wire, handler, server) and telemetry."""

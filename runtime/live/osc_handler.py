@@ -1,0 +1,145 @@
+"""OSC messages -> typed commands -> one atomic :class:`ControlState` change, and status messages back.
+
+No sockets here: :meth:`OscHandler.handle` takes a datagram and returns an
+:class:`Outcome`, so every rule is tested without the network. python-osc's
+:class:`Dispatcher` (``strict_timing=False``, so a future timetag never
+sleeps) only matches addresses and patterns; each route turns a message into
+a typed command through its parameter's kind. Every message of a packet is
+decoded first and the packet's changes go to :meth:`ControlState.apply` in
+one call: a bundle lands on one engine step, or (if any message is bad) not
+at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pythonosc.dispatcher import Dispatcher
+
+from dreamwire.control.kinds import ControlError
+from dreamwire.control.schema import SCHEMA, ParamSpec
+from dreamwire.live.osc_wire import Message, OscInputError, build_message, parse_packet
+from dreamwire.live.state import ControlState
+from dreamwire.live.telemetry import STAT_NAMES
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "/dreamwire"
+MAX_ADDRESS = 256
+MAX_WILDCARDS = 8
+
+
+@dataclass(frozen=True)
+class SetParam:
+    name: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class StatusRequest:
+    """The sender wants every current value back."""
+
+
+Command = SetParam | StatusRequest
+
+
+@dataclass
+class Outcome:
+    """What one packet did: the (address, reason) errors to report, whether it changed the state,
+    and whether the sender asked for a status reply."""
+
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    applied: bool = False
+    status: bool = False
+
+
+class OscHandler:
+    def __init__(self, state: ControlState, stats: Callable[[], Mapping[str, float]],
+                 prefix: str = DEFAULT_PREFIX) -> None:
+        self.state = state
+        self.stats = stats
+        self.prefix = prefix.rstrip("/")
+        self.dispatcher = Dispatcher(strict_timing=False)
+        for spec in SCHEMA:
+            route = self._param_route(spec)
+            for name in (spec.name, *spec.aliases):
+                self.dispatcher.map(f"{self.prefix}/{name}", route)
+        self.dispatcher.map(f"{self.prefix}/status", self._status_route)
+
+    @staticmethod
+    def _param_route(spec: ParamSpec) -> Callable[..., Command]:
+        def route(_address: str, *args: Any) -> Command:
+            return SetParam(spec.name, spec.kind.read_osc(spec.name, args))
+
+        return route
+
+    @staticmethod
+    def _status_route(_address: str, *args: Any) -> Command:
+        if args:
+            raise ControlError(f"status takes no arguments, got {len(args)}")
+        return StatusRequest()
+
+    def commands(self, message: Message) -> list[Command]:
+        """The commands one message asks for (a pattern may match several); raises ControlError."""
+        address = message.address
+        if len(address) > MAX_ADDRESS or sum(address.count(c) for c in "*?[{") > MAX_WILDCARDS:
+            raise ControlError("address pattern too long or too many wildcards")
+        handlers = list(self.dispatcher.handlers_for_address(address))
+        if not handlers:
+            raise ControlError(f"unknown address; see docs/osc.md (parameters live under {self.prefix}/)")
+        return [h.callback(address, *message.args) for h in handlers]
+
+    def handle(self, dgram: bytes) -> Outcome:
+        """Decode every message of ``dgram``, then apply all its changes together or none of them."""
+        out = Outcome()
+        try:
+            messages = parse_packet(dgram)
+        except OscInputError as exc:
+            out.errors.append((exc.address, exc.reason))
+            return out
+        changes: dict[str, Any] = {}
+        for message in messages:
+            try:
+                for command in self.commands(message):
+                    if isinstance(command, StatusRequest):
+                        out.status = True
+                    else:
+                        changes[command.name] = command.value
+            except ControlError as exc:
+                out.errors.append((message.address, str(exc)))
+            except Exception as exc:  # a decoding bug must cost one message, never the server thread
+                log.exception("OSC message %s could not be handled", message.address)
+                out.errors.append((message.address, f"internal error: {exc}"))
+        if out.errors:
+            if len(messages) > 1:
+                log.info("OSC bundle rejected as a whole (%d bad of %d messages)", len(out.errors), len(messages))
+            out.status = False
+            return out
+        if changes:
+            try:
+                self.state.apply(changes)
+            except ControlError as exc:
+                out.errors.append((messages[0].address, str(exc)))
+                return out
+            out.applied = True
+            log.debug("OSC applied %s", changes)
+        return out
+
+    # --- replies --------------------------------------------------------------------------------------
+
+    def state_messages(self) -> list[bytes]:
+        """``<prefix>/state/<name>`` per parameter, each encoded by its kind."""
+        params = self.state.params
+        return [build_message(f"{self.prefix}/state/{s.name}", s.kind.to_osc(getattr(params, s.name)))
+                for s in SCHEMA]
+
+    def stats_messages(self) -> list[bytes]:
+        """``<prefix>/stats/<name>`` per statistic, one float each."""
+        stats = self.stats()
+        return [build_message(f"{self.prefix}/stats/{n}", [float(stats.get(n, 0.0))]) for n in STAT_NAMES]
+
+    def error_message(self, address: str, reason: str) -> bytes:
+        return build_message(f"{self.prefix}/error", [address or "(packet)", reason])

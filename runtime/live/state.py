@@ -1,0 +1,41 @@
+"""ControlState: the one place live parameters change, swapped whole so a bundle lands at once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from dreamwire.control.params import Params
+
+
+class ControlState:
+    """Thread-safe holder of the current :class:`Params`.
+
+    Writers (OSC, CLI) call :meth:`apply` with every change of one message or
+    bundle; the engine thread calls :meth:`snapshot` between steps. The version
+    number lets the engine tell cheaply whether anything changed.
+    """
+
+    def __init__(self, params: Params | None = None) -> None:
+        self._lock = threading.Lock()
+        self._params = params or Params()
+        self._version = 0
+
+    def apply(self, changes: Mapping[str, Any]) -> Params:
+        """Validate all changes, then swap them in together; on any error nothing changes."""
+        with self._lock:
+            new = self._params.replace(**changes)
+            if new != self._params:
+                self._params = new
+                self._version += 1
+            return new
+
+    def snapshot(self) -> tuple[int, Params]:
+        with self._lock:
+            return self._version, self._params
+
+    @property
+    def params(self) -> Params:
+        with self._lock:
+            return self._params

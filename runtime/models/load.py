@@ -1,0 +1,147 @@
+"""Loading a diffusion model's parts with ``from_pretrained``, and reading its :class:`ModelSpec`.
+
+Everything a user points ``--model`` at (hub id, local diffusers folder, or
+``tiny``) goes through :func:`load_model`, so the offline tiny model exercises
+exactly the loading code real weights use. The model kind (turbo / LCM /
+plain SD needing LCM-LoRA) is read from the scheduler config, never guessed
+from the name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dreamwire.engine.spec import ModelSpec
+from dreamwire.models.lora import DEFAULT_LCM_LORA, fuse_loras
+from dreamwire.models.parts import ModelLoadError, ModelParts
+from dreamwire.models.tiny import TINY, ensure_tiny_model
+
+log = logging.getLogger(__name__)
+
+
+def detect_kind(scheduler_config: dict) -> str:
+    """'lcm' for LCM-distilled models, 'turbo' for ADD-distilled (sd-turbo), else 'sd'.
+
+    sd-turbo and sdxl-turbo ship an Euler scheduler with ``timestep_spacing``
+    'trailing'; LCM-distilled models ship ``LCMScheduler``; anything else is a
+    plain SD model that needs LCM-LoRA for few-step sampling.
+    """
+    cls = scheduler_config.get("_class_name", "")
+    if cls == "LCMScheduler":
+        return "lcm"
+    if cls.startswith("Euler") and scheduler_config.get("timestep_spacing") == "trailing":
+        return "turbo"
+    return "sd"
+
+
+def _fail(model: str, exc: BaseException) -> ModelLoadError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ModelLoadError(
+        f"could not load model {model!r} ({reason[:200]}). Provide weights: a local diffusers folder "
+        f"(--model PATH), or a hub id already in the Hugging Face cache or reachable after "
+        f"`huggingface-cli login`; `--model tiny` runs offline with a built-in random-weight model."
+    )
+
+
+def _looks_local(model: str) -> bool:
+    """A hub id is ``owner/name``; anything else that looks like a path is treated as a folder."""
+    return model.startswith((".", "/", "~")) or model.count("/") != 1 or Path(model).is_dir()
+
+
+def check_source(model: str) -> None:
+    """Fail fast (before bridges open or weights load) on a local model folder that isn't there."""
+    if model != TINY and _looks_local(model) and not Path(model).expanduser().is_dir():
+        raise _fail(model, FileNotFoundError(f"no such folder: {model}"))
+
+
+def _load_config(cls: Any, model: str, subfolder: str | None) -> dict:
+    kwargs = {"subfolder": subfolder} if subfolder else {}
+    return dict(cls.load_config(model, **kwargs))
+
+
+def read_spec(kind: str, scheduler_config: dict, unet: Any, vae: Any, tokenizer: Any) -> ModelSpec:
+    """The model facts, from its configs as loaded (never from its name)."""
+    from diffusers import LCMScheduler
+
+    lcm = LCMScheduler.from_config(scheduler_config)
+    vae_blocks = vae.config.get("block_out_channels") or vae.config.get("encoder_block_out_channels")
+    return ModelSpec(
+        kind=kind,
+        alphas_cumprod=lcm.alphas_cumprod.clone(),
+        prediction_type=scheduler_config.get("prediction_type", "epsilon"),
+        num_train_timesteps=int(lcm.config.num_train_timesteps),
+        original_steps=int(lcm.config.original_inference_steps),
+        timestep_scaling=float(lcm.config.timestep_scaling),
+        latent_channels=int(unet.config.in_channels),
+        out_channels=int(unet.config.out_channels),
+        vae_scale_factor=2 ** (len(vae_blocks) - 1),
+        vae_scaling_factor=float(vae.config.get("scaling_factor", 1.0)),
+        text_tokens=int(getattr(tokenizer, "model_max_length", 77) or 77),
+        text_dim=int(unet.config.cross_attention_dim),
+        unet_downsamples=len(unet.config.block_out_channels) - 1,
+    )
+
+
+def load_model(
+    model: str = TINY,
+    *,
+    taesd: str | None = None,
+    lcm_lora: str | None = DEFAULT_LCM_LORA,
+    loras: Sequence[tuple[str, float]] = (),
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> ModelParts:
+    """Load UNet, VAE (or TAESD), text encoder, tokenizer and scheduler config.
+
+    ``taesd`` replaces the pipeline's VAE by an ``AutoencoderTiny`` from that id
+    or folder. ``lcm_lora`` is fused into plain SD models only (never into turbo
+    or LCM models); pass ``None`` to skip it. ``loras`` (path, scale) are the
+    user's style LoRAs, fused into every kind of model, turbo included.
+    """
+    import diffusers
+    from diffusers import LCMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    check_source(model)
+    source = str(ensure_tiny_model()) if model == TINY else model
+    source = str(Path(source).expanduser()) if _looks_local(source) else source
+    try:
+        index = _load_config(diffusers.DiffusionPipeline, source, None)
+        scheduler_config = _load_config(LCMScheduler, source, "scheduler")
+        unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype)
+        text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", torch_dtype=dtype)
+        tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer")
+        if taesd:
+            vae = diffusers.AutoencoderTiny.from_pretrained(taesd, torch_dtype=dtype)
+        else:
+            vae_cls = getattr(diffusers, index.get("vae", [None, "AutoencoderKL"])[1])
+            vae = vae_cls.from_pretrained(source, subfolder="vae", torch_dtype=dtype)
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise _fail(model, exc) from exc
+
+    kind = detect_kind(scheduler_config)
+    fused = lcm_lora if kind == "sd" and lcm_lora else None
+    if kind == "sd" and not fused:
+        log.warning("%s is a plain SD model and no LCM-LoRA was given: few-step output will be poor", model)
+    plan = ([(fused, 1.0, "LCM-LoRA")] if fused else []) + [(p, float(w), "LoRA") for p, w in loras]
+    if plan:
+        unet = fuse_loras(unet, vae, text_encoder, tokenizer, scheduler_config, plan, model)
+    for m in (unet, vae, text_encoder):
+        m.to(device=device).eval().requires_grad_(False)
+    return ModelParts(
+        source=source,
+        spec=read_spec(kind, scheduler_config, unet, vae, tokenizer),
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        lcm_lora=fused,
+        loras=tuple((p, w) for p, w, _ in plan),
+        taesd=taesd,
+    )
