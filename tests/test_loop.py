@@ -23,13 +23,15 @@ from tests.conftest import wait_until
 class FakeEngine:
     """The engine interface with controllable cost, delay and failures; output = input (in [-1, 1])."""
 
-    def __init__(self, size: int = 64, delay: int = 1, cost: float = 0.0, fail_every: int = 0) -> None:
+    def __init__(self, size: int = 64, delay: int = 1, cost: float = 0.0, fail_every: int = 0,
+                 fail_at: tuple[int, ...] = ()) -> None:
         self.config = type("C", (), {"width": size, "height": size})()
         self.device = torch.device("cpu")
         self.dtype = torch.float32
         self.delay = delay
         self.cost = cost
         self.fail_every = fail_every
+        self.fail_at = fail_at
         self.steps = 0
         self.updates: list = []
         self.params = None
@@ -42,7 +44,7 @@ class FakeEngine:
 
     def step(self, images: torch.Tensor, sources=None) -> StepResult:
         self.steps += 1
-        if self.fail_every and self.steps % self.fail_every == 0:
+        if (self.fail_every and self.steps % self.fail_every == 0) or self.steps in self.fail_at:
             raise RuntimeError("simulated engine failure")
         if self.cost:
             time.sleep(self.cost)
@@ -235,7 +237,7 @@ def test_real_engine_in_the_loop(make_engine):
     loop.stop()
     out = sink.frames[-1]
     assert out.size == (48, 80) and out.layout == "RGB"
-    assert isinstance(out.pixels, torch.Tensor) and out.pixels.dtype == torch.uint8
+    assert isinstance(out.pixels, np.ndarray) and out.pixels.dtype == np.uint8  # host pixels, for any sink
     assert loop.stats.engine_s_total > 0
 
 
@@ -307,4 +309,58 @@ def test_txt2img_ignores_input_pixels_and_follows_their_size(make_engine):
     loop.stop()
     assert all(f.size == (40, 56) for f in sink.frames)
     # Seeded, fixed noise and no input image: every frame is the same picture, whatever came in.
-    assert all(torch.equal(f.pixels, sink.frames[0].pixels) for f in sink.frames)
+    assert all(np.array_equal(f.pixels, sink.frames[0].pixels) for f in sink.frames)
+
+
+class FakeCudaEvent:
+    """A CUDA timing event stand-in: ``record`` stamps a shared clock; the 'GPU' has passed an event
+    from the second time it is queried on, as when the CPU runs one step ahead."""
+
+    clock = 0.0
+
+    def __init__(self) -> None:
+        self.t: float | None = None
+        self.queries = 0
+
+    def record(self) -> None:
+        FakeCudaEvent.clock += 0.005
+        self.t = FakeCudaEvent.clock
+
+    def query(self) -> bool:
+        self.queries += 1
+        return self.queries > 1
+
+    def elapsed_time(self, end: FakeCudaEvent) -> float:
+        return 1000.0 * (end.t - self.t)
+
+
+def test_step_timer_survives_a_step_that_raises():
+    """Issue 9 fault 3: a failed step left a (start, None) entry behind and broke every later read."""
+    from dreamwire.live.timing import StepTimer
+
+    timer = StepTimer(torch.device("cpu"), event_factory=FakeCudaEvent)
+    readings = []
+    for k in range(8):
+        try:
+            with timer.step():
+                if k == 3:
+                    raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        except RuntimeError:
+            pass
+        readings.append(timer.last)
+    assert readings[-1] == pytest.approx(0.005)  # steps after the failure are still timed
+    assert len(timer._pending) <= 1
+
+
+def test_loop_times_every_step_after_a_failed_one_on_cuda_events():
+    engine = FakeEngine(fail_at=(3,))
+    sink = RecordingSink()
+    from dreamwire.live.timing import StepTimer
+
+    loop = FrameLoop(engine, PatternSource("64x64@0"), sink, ControlState(), LoopOptions(max_frames=8),
+                     timer=StepTimer(torch.device("cpu"), event_factory=FakeCudaEvent)).start()
+    assert loop.wait(20)
+    loop.stop()
+    assert len(sink.frames) == 8 and loop.stats.errors == 1 and loop.stats.steps >= 8
+    assert loop._timer.last == pytest.approx(0.005)  # timing went on being read after the failure
+    assert loop.stats.engine_s_total > 0

@@ -201,3 +201,69 @@ def test_a_skipped_step_repeats_the_sources_of_the_last_output(make_engine):
     first = e.step(img, sources=["a"])
     again = e.step(img, sources=["b"])
     assert not first.skipped and again.skipped and again.sources == ("a",)
+
+
+class ShapeCountingBackend:
+    """A backend stand-in that 'captures' (as CUDA graphs or compiled kernels do) once per new input shape."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self.device, self.dtype = inner, "capturing", inner.device, inner.dtype
+        self.shapes: set[tuple] = set()
+
+    @property
+    def captures(self) -> int:
+        return len(self.shapes)
+
+    def _seen(self, method: str, *args) -> None:
+        self.shapes.add((method, *(tuple(a.shape) for a in args)))
+
+    def unet(self, sample, timestep, encoder_hidden_states):
+        self._seen("unet", sample, encoder_hidden_states)
+        return self.inner.unet(sample, timestep, encoder_hidden_states)
+
+    def encode(self, images):
+        self._seen("encode", images)
+        return self.inner.encode(images)
+
+    def decode(self, latents):
+        self._seen("decode", latents)
+        return self.inner.decode(latents)
+
+
+def _live_show(engine, f: int) -> None:
+    """What a performer does: steps 1 -> 4 -> 2 (and up to the maximum), prompts, negatives, strength."""
+    from dreamwire.control.schema import MAX_STEPS
+
+    p = engine.params
+    for change in ({"steps": 1}, {"steps": 4}, {"steps": 2}, {"negative_prompt": "fog"}, {"steps": MAX_STEPS},
+                   {"prompt": "ink"}, {"strength": 0.9, "steps": 3}, {"t_index_list": (5, 30)}):
+        p = p.replace(**change)
+        engine.update(p)
+        for img in frames(2, f=f, size=64):
+            engine.step(img)
+
+
+@pytest.mark.parametrize(("guidance", "f"), [("self", 1), ("full", 1), ("onetime", 1), ("onetime", 2)])
+def test_after_warm_up_a_live_show_makes_no_new_capture(tiny_parts, torch_backend, prompt_encoder, guidance, f):
+    """Issue 9 warm-up policy: every shape a live change can reach is run before ready."""
+    from dreamwire.engine.config import EngineConfig
+    from dreamwire.engine.stream import StreamEngine
+    from dreamwire.engine.warmup import warm_up
+
+    def engine() -> StreamEngine:
+        cfg = EngineConfig(width=64, height=64, frames=f, guidance=guidance)
+        be = ShapeCountingBackend(torch_backend)
+        return StreamEngine(be, prompt_encoder, tiny_parts.spec, cfg, Params({"guidance_scale": 1.5}))
+
+    cold = engine()
+    cold.step(frames(1, f=f, size=64)[0])
+    _live_show(cold, f)
+    assert cold.backend.captures > 3  # without warm-up the show itself triggers captures
+
+    warm = engine()
+    steps_done = []
+    warm_up(warm, progress=lambda n, total: steps_done.append((n, total)))
+    assert steps_done[-1] == (8, 8)
+    ready = warm.backend.captures
+    _live_show(warm, f)
+    assert warm.backend.captures == ready

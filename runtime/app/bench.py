@@ -9,14 +9,18 @@ from __future__ import annotations
 import json
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from dreamwire.app.random_models import ARCHS
 from dreamwire.backends.select import BACKENDS
 from dreamwire.control.params import Params
+from dreamwire.control.schema import MAX_STEPS
 from dreamwire.control.settings import boolean, choice, integer, setting, text
 from dreamwire.engine.config import EngineConfig
 from dreamwire.engine.stream import StreamEngine
@@ -31,6 +35,17 @@ def _names(v: object) -> str:
     return ",".join(names)
 
 
+def _counts(v: object) -> str:
+    text(v)
+    try:
+        counts = [int(x) for x in str(v).split(",")]
+    except ValueError:
+        raise ValueError(f"expected comma-separated step counts, got {v!r}") from None
+    for n in counts:
+        integer(1, MAX_STEPS)(n)
+    return ",".join(map(str, counts))
+
+
 @dataclass
 class BenchOptions:
     """``dreamwire bench`` options."""
@@ -43,17 +58,25 @@ class BenchOptions:
     per_round: int = setting(4, "engine steps per round", integer(1, 1000), parse=int)
     compare: str | None = setting(None, "also compare whole-engine backends, e.g. torch,onnxruntime (first = "
                                   "baseline)", _names, metavar="B1,B2")
-    compare_frames: int = setting(40, "frames per backend for --compare", integer(1, 100000), parse=int)
     overhead: bool = setting(False, "also measure the live loop's overhead over the engine (pattern in, null out)",
                              boolean)
-    gpu: bool = setting(False, "run the offline GPU benchmark instead: sd-turbo UNet + TAESD architectures with "
-                        "random weights, per backend", boolean)
-    gpu_backends: str = setting("torch,compile,tensorrt", "backends for --gpu", _names, metavar="B1,B2")
-    gpu_steps: str = setting("1,4", "step counts (UNet batch per frame) for --gpu", text, metavar="N,N")
-    warmup: int = setting(10, "untimed calls before timing, for --gpu", integer(0, 10000), parse=int)
-    iters: int = setting(50, "timed calls per figure, for --gpu", integer(1, 100000), parse=int)
-    fp32: bool = setting(False, "float32 instead of float16 for --gpu (e.g. a CPU dry run)", boolean)
+    report: str | None = setting(None, "measure every backend of --backends and write results.json, PNG plots "
+                                 "and summary.txt into this folder", text, metavar="DIR")
+    gpu: bool = setting(False, "the GPU validation run instead: sd-turbo UNet + TAESD architectures with random "
+                        "weights, fp16; correctness checks, then every backend's figures", boolean)
+    backends: str | None = setting(None, "backends measured by --report and --gpu", _names, metavar="B1,B2",
+                                   default_doc="torch,onnxruntime; with --gpu torch,compile,tensorrt")
+    steps: str = setting("1,2,4", "step counts measured by --report/--gpu", _counts, metavar="N,N")
+    frames: int = setting(40, "frames per measurement (--compare, --report, --gpu)", integer(1, 100000), parse=int)
+    finite_frames: int = setting(300, "frames checked for NaN/inf by --gpu", integer(1, 100000), parse=int)
+    gpu_arch: str = setting("sd-turbo", "architecture for --gpu (tiny: the same run in seconds, e.g. on a CPU)",
+                            choice(ARCHS), choices=ARCHS)
+    fp32: bool = setting(False, "float32 instead of float16 on CUDA", boolean)
     json: bool = setting(False, "print JSON instead of tables", boolean)
+
+    def __post_init__(self) -> None:
+        if self.backends is None:
+            self.backends = "torch,compile,tensorrt" if self.gpu else "torch,onnxruntime"
 
 
 def _sync(device: torch.device) -> None:
@@ -92,11 +115,21 @@ def run(model: str = "tiny", size: int = 256, backend: str = "torch", device: st
     from dreamwire.app.assemble import build_engine, default_device
 
     dev = torch.device(device) if device else default_device()
-    results: dict = {"model": model, "size": size, "backend": backend, "device": str(dev),
-                     "machine": _machine(dev), "date": time.strftime("%Y-%m-%d")}
     base = build_engine(model, backend=backend, config=EngineConfig(width=size, height=size, guidance="none"),
                         device=dev)
-    images = (torch.rand(1, 3, size, size, device=dev) * 2 - 1).to(base.dtype)
+    results: dict = {"model": model, "size": size, "backend": backend, "device": str(dev),
+                     "machine": _machine(dev), "date": time.strftime("%Y-%m-%d")}
+    results.update(compare_engines(base, size, rounds, per_round, steps))
+    return results
+
+
+def compare_engines(base: StreamEngine, size: int, rounds: int, per_round: int, steps: tuple[int, ...] = (1, 2, 4),
+                    filter_calls: int = 200) -> dict:
+    """Stream vs sequential per step count, RCFG self vs full CFG, and the similarity filter on a static
+    and a moving input, all on ``base``'s backend (engines differ only in their EngineConfig)."""
+    dev = base.device
+    images = (torch.rand(1, 3, size, size, device=dev, generator=torch.Generator(dev).manual_seed(0)) * 2 - 1)
+    images = images.to(base.dtype)
 
     def engine(**kw) -> StreamEngine:
         params = kw.pop("params")
@@ -110,21 +143,26 @@ def run(model: str = "tiny", size: int = 256, backend: str = "torch", device: st
                          lambda p=p: engine(params=p, guidance="none", batching="stream"),
                          images, rounds, per_round)
         rows.append({"n": n, "sequential_ms": seq, "stream_ms": stream, "speedup": seq / stream})
-    results["stream_vs_sequential"] = rows
-
     p = Params({"t_index_list": T_INDEX[2], "guidance_scale": 1.5})
     full, rcfg = ab(lambda: engine(params=p, guidance="full"), lambda: engine(params=p, guidance="self"),
                     images, rounds, per_round)
-    results["rcfg_self_vs_full"] = {"full_ms": full, "self_ms": rcfg, "speedup": full / rcfg}
+    filt = Params({"t_index_list": T_INDEX[2], "similarity_filter": True})
+    moving = [images.roll(8 * k, dims=-1) for k in range(8)]  # a scrolling picture: every frame differs
+    return {
+        "stream_vs_sequential": rows,
+        "rcfg_self_vs_full": {"full_ms": full, "self_ms": rcfg, "speedup": full / rcfg},
+        "similarity_static": _filter_run(engine(params=filt, guidance="none"), [images], filter_calls),
+        "similarity_moving": _filter_run(engine(params=filt, guidance="none"), moving, filter_calls),
+    }
 
-    filt = engine(params=Params({"t_index_list": T_INDEX[2], "similarity_filter": True}), guidance="none")
-    calls = 200
+
+def _filter_run(filt: StreamEngine, inputs: list[torch.Tensor], calls: int) -> dict:
+    _sync(filt.device)
     t0 = time.perf_counter()
-    skipped = sum(filt.step(images).skipped for _ in range(calls))
-    results["similarity_static"] = {"calls": calls, "skipped": skipped, "skip_fraction": skipped / calls,
-                                    "ms_per_call": (time.perf_counter() - t0) * 1e3 / calls,
-                                    "max_skip": filt.params.similarity_max_skip}
-    return results
+    skipped = sum(filt.step(inputs[k % len(inputs)]).skipped for k in range(calls))
+    _sync(filt.device)
+    return {"calls": calls, "skipped": skipped, "skip_fraction": skipped / calls,
+            "ms_per_call": (time.perf_counter() - t0) * 1e3 / calls, "max_skip": filt.params.similarity_max_skip}
 
 
 def _machine(dev: torch.device) -> str:
@@ -144,23 +182,34 @@ def format_results(r: dict) -> str:
     g = r["rcfg_self_vs_full"]
     lines += ["", f"RCFG self {g['self_ms']:.1f} ms vs full CFG {g['full_ms']:.1f} ms per frame (n=2): "
                   f"{g['speedup']:.2f}x"]
-    s = r["similarity_static"]
-    lines += [f"Similarity filter on a static input: {s['skipped']}/{s['calls']} engine calls skipped "
-              f"({s['skip_fraction']:.1%}, cap {s['max_skip']}), {s['ms_per_call']:.1f} ms per call on average"]
+    for kind in ("static", "moving"):
+        s = r[f"similarity_{kind}"]
+        lines += [f"Similarity filter on a {kind} input: {s['skipped']}/{s['calls']} engine calls skipped "
+                  f"({s['skip_fraction']:.1%}, cap {s['max_skip']}), {s['ms_per_call']:.1f} ms per call on average"]
     return "\n".join(lines)
 
 
 def main(o: BenchOptions) -> int:
-    if o.gpu:
-        from dreamwire.app.bench_gpu import run_gpu
+    if o.gpu and o.backends is not None and o.device in (None, "cuda") and not torch.cuda.is_available():
+        print("dreamwire bench --gpu: no CUDA device; --device cpu --gpu-arch tiny runs the same checks on a CPU",
+              file=sys.stderr)
+        return 2
+    if o.gpu or o.report:
+        from dreamwire.app.report import measure, summary, write
 
-        return run_gpu(o)
+        results = measure(o)
+        if o.report:
+            paths = write(results, Path(o.report))
+            print(summary(results) + "\n" + "\n".join(f"wrote {p}" for p in paths))
+        else:
+            print(json.dumps(results, indent=1, default=str) if o.json else summary(results))
+        return 0 if results["ok"] else 1
     r = run(o.model, o.size, o.backend, o.device, o.rounds, o.per_round)
     text_out = [format_results(r)]
     if o.compare:
         from dreamwire.app.bench_backends import compare_backends, format_table
 
-        r["backends"] = compare_backends(o.model, o.size, o.compare_frames, backends=tuple(o.compare.split(",")),
+        r["backends"] = compare_backends(o.model, o.size, o.frames, backends=tuple(o.compare.split(",")),
                                          device=o.device or "cpu")
         text_out += ["", format_table(r["backends"])]
     if o.overhead:
@@ -170,5 +219,5 @@ def main(o: BenchOptions) -> int:
                                               backend=o.backend)
         text_out += ["", f"Loop overhead: wall {ov['wall_ms_per_frame']:.2f} ms/frame vs engine "
                          f"{ov['engine_ms_per_step']:.2f} ms/step: {100 * ov['overhead']:+.1f}%"]
-    print(json.dumps(r, indent=2) if o.json else "\n".join(text_out))
+    print(json.dumps(r, indent=2, default=str) if o.json else "\n".join(text_out))
     return 0

@@ -51,6 +51,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 DEFAULT_SOURCE = "pattern"
 DEFAULT_IMAGES_SINK = "images:./dreamwire-out"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+WARM_UP = ("auto", "all", "off")
 BACKEND_NAMES = ("auto", *BACKENDS)
 
 
@@ -119,6 +120,9 @@ class RuntimeConfig:
                                  parse=int, metavar="N", default_doc="run until Ctrl-C")
     output_size: str = setting("input", "input: resize outputs back to each input's size; engine: leave them",
                                choice(OUTPUT_SIZES), choices=OUTPUT_SIZES)
+    warm_up: str = setting("auto", "compile/capture every shape a live change can reach (steps 1..8) before the "
+                           "runtime reports ready: all, off, or auto (all on CUDA, where backends capture "
+                           "graphs per shape)", choice(WARM_UP), choices=WARM_UP)
     log_level: str = setting("info", "log verbosity", choice(LOG_LEVELS), choices=LOG_LEVELS)
     report: bool = setting(False, "print the pipeline overhead (wall vs engine time per frame) on exit", boolean)
     osc: OscSettings = table(OscSettings, "OSC control and telemetry")

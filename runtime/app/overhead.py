@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+
 from dreamwire.bridges.null import NullSink
 from dreamwire.bridges.pattern import PatternSource
 from dreamwire.engine.config import EngineConfig
@@ -16,7 +18,7 @@ from dreamwire.live.telemetry import Stats
 
 def measure_overhead(model: str = "tiny", *, frames: int = 200, warmup: int = 10, width: int = 256,
                      height: int = 256, device: str | None = None, backend: str = "auto",
-                     engine: Any = None) -> dict[str, float]:
+                     engine: Any = None) -> dict[str, Any]:
     """Pipeline overhead of the live loop: (wall time per output frame - engine time per step) / engine time.
 
     Runs the engine between an on-demand ``pattern`` source and a ``null``
@@ -35,10 +37,13 @@ def measure_overhead(model: str = "tiny", *, frames: int = 200, warmup: int = 10
     sink.open()
     marks: dict[str, float] = {}
     stats = Stats()
+    latencies: list[float] = []
 
-    def on_sent(_: Output) -> None:
+    def on_sent(out: Output) -> None:
         if stats.frames_out == warmup:
             marks.update(t0=time.perf_counter(), e0=stats.engine_s_total, s0=stats.steps - stats.skipped)
+        elif stats.frames_out > warmup:
+            latencies.append(1000.0 * (time.monotonic() - out.frame.capture_time))
 
     loop = FrameLoop(engine, source, sink, ControlState(), LoopOptions(max_frames=warmup + frames),
                      stats=stats, on_sent=on_sent)
@@ -56,4 +61,13 @@ def measure_overhead(model: str = "tiny", *, frames: int = 200, warmup: int = 10
         "overhead": (wall - eng) / eng,
         "fps": 1.0 / wall,
         "dropped": float(stats.dropped_in + stats.dropped_out),
+        "latency_ms": latencies,
+        **{f"latency_{name}_ms": percentile(latencies, q) for name, q in PERCENTILES.items()},
     }
+
+
+PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else 0.0

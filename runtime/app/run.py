@@ -24,7 +24,9 @@ from dreamwire.app.config import RuntimeConfig, resolve
 from dreamwire.bridges.base import BridgeError, Sink, Source, make_sink, make_source, parse_uri
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.params import Params
+from dreamwire.control.schema import MAX_STEPS
 from dreamwire.engine.config import EngineConfig
+from dreamwire.engine.warmup import warm_up
 from dreamwire.live.loop import FrameLoop, LoopOptions
 from dreamwire.live.osc_server import OscControl
 from dreamwire.live.state import ControlState
@@ -164,6 +166,23 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
         return None
     state = ControlState(params)
     stats = Stats()
+    osc = _start_osc(cfg, state, stats, stack)
+    stack.callback(Ticker(cfg.osc.telemetry_period, osc.send_telemetry, "dreamwire-telemetry").start().stop)
+    if cfg.warm_up == "all" or (cfg.warm_up == "auto" and device.type == "cuda"):
+        _warm(engine)
+    stats.ready = True
+    print("dreamwire: ready", file=sys.stderr)
+    loop = FrameLoop(engine, source, sink, state, LoopOptions(max_frames=cfg.frames, output_size=cfg.output_size),
+                     stats)
+    stack.callback(loop.stop)
+    stack.callback(Ticker(1.0, _status_printer(stats), "dreamwire-status").start().stop)
+    loop.start()
+    while not stop.is_set() and not loop.finished.is_set():
+        stop.wait(0.2)
+    return stats
+
+
+def _start_osc(cfg: RuntimeConfig, state: ControlState, stats: Stats, stack: contextlib.ExitStack) -> OscControl:
     try:
         osc = OscControl(state, stats.snapshot, cfg.osc).start()
     except OSError as exc:
@@ -176,16 +195,15 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
     where = f"{cfg.osc.host}:{osc.port}" + (" (UDP+TCP)" if osc.tcp_port else " (UDP)")
     tele = "off" if cfg.osc.telemetry is None else "{}:{}".format(*cfg.osc.telemetry)
     print(f"dreamwire: OSC on {where} under {osc.prefix}/, telemetry to {tele}", file=sys.stderr)
-    loop = FrameLoop(engine, source, sink, state, LoopOptions(max_frames=cfg.frames, output_size=cfg.output_size),
-                     stats)
-    stack.callback(loop.stop)
-    for ticker in (Ticker(cfg.osc.telemetry_period, osc.send_telemetry, "dreamwire-telemetry"),
-                   Ticker(1.0, _status_printer(stats), "dreamwire-status")):
-        stack.callback(ticker.start().stop)
-    loop.start()
-    while not stop.is_set() and not loop.finished.is_set():
-        stop.wait(0.2)
-    return stats
+    return osc
+
+
+def _warm(engine: Any) -> None:
+    """Compile/capture every reachable shape now, with a progress bar, so no live change stalls the show."""
+    from tqdm import tqdm
+
+    with tqdm(total=MAX_STEPS, desc="dreamwire: warm-up (steps 1..8)", unit="steps", file=sys.stderr) as bar:
+        warm_up(engine, progress=lambda n, _total: bar.update(n - bar.n))
 
 
 def _status_printer(stats: Any) -> Callable[[], None]:

@@ -22,11 +22,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import torch
 
 from dreamwire.bridges.base import Frame, Sink, Source
@@ -37,15 +36,12 @@ from dreamwire.live.slots import LatestSlot
 from dreamwire.live.state import ControlState
 from dreamwire.live.telemetry import Stats
 from dreamwire.live.timing import StepTimer
+from dreamwire.live.transfer import PinnedRing, mark_done, thread_stream
 from dreamwire.logs import Throttle
 
 log = logging.getLogger(__name__)
 
 OUTPUT_SIZES = ("input", "engine")
-
-
-def _as_tensor(pixels: Any) -> torch.Tensor:
-    return pixels if isinstance(pixels, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(pixels))
 
 
 @dataclass
@@ -75,7 +71,7 @@ class FrameLoop:
 
     def __init__(self, engine: Any, source: Source, sink: Sink, control: ControlState,
                  options: LoopOptions | None = None, stats: Stats | None = None,
-                 on_sent: Callable[[Output], None] | None = None) -> None:
+                 on_sent: Callable[[Output], None] | None = None, timer: StepTimer | None = None) -> None:
         self.engine = engine
         self.source = source
         self.sink = sink
@@ -96,7 +92,8 @@ class FrameLoop:
         self._stopped = False
         self._closed: set[str] = set()
         self._close_lock = threading.Lock()
-        self._timer = StepTimer(torch.device(getattr(engine, "device", "cpu")))
+        self._device = torch.device(getattr(engine, "device", "cpu"))
+        self._timer = timer or StepTimer(self._device)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -169,66 +166,68 @@ class FrameLoop:
 
     def _engine_loop(self) -> None:
         report = Throttle(log, level=logging.ERROR)
-        version: int | None = None
-        params: Params = self.control.params
         per_call = int(getattr(getattr(self.engine, "config", None), "frames", 1))
+        upload = PinnedRing(self._device)
+        version: int | None = None
         batch: list[Frame] = []  # inputs gathered for the next call (frame_buffer_size > 1)
         seq = 0
         try:
-            while not self._stop.is_set():
-                frame = self._in.get(self.options.read_timeout)
-                if frame is None:
-                    continue
-                try:
-                    v, params = self.control.snapshot()
-                    if v != version:
-                        version = v  # set first: a failing update must not be retried every frame
-                        self.engine.update(params)
-                    if params.pause:
+            with thread_stream(self._device):
+                while not self._stop.is_set():
+                    frame = self._in.get(self.options.read_timeout)
+                    if frame is None:
                         continue
-                    if params.bypass:
-                        batch.clear()
-                        out: Output | PendingOutputs = Output(
-                            replace(frame, frame_id=seq, source_id=frame.frame_id), params, bypass=True)
-                        count = 1
-                    else:
-                        batch.append(frame)
-                        if len(batch) < per_call:
+                    try:
+                        v, params = self.control.snapshot()
+                        if v != version:
+                            version = v  # set first: a failing update must not be retried every frame
+                            self.engine.update(params)
+                        if params.pause:
                             continue
-                        inputs, batch = batch, []
-                        out = self._process(inputs, params, seq)
-                        count = len(inputs)
-                except Exception as exc:  # one bad frame or engine hiccup must not end a live show
-                    batch.clear()
-                    self._failed(report, "engine step", exc)
-                    continue
-                seq += count
-                if self._out.put(out):
-                    self.stats.drop("out")
+                        if params.bypass:
+                            batch.clear()
+                            out: Output | PendingOutputs = Output(
+                                replace(frame, frame_id=seq, source_id=frame.frame_id), params, bypass=True)
+                        else:
+                            batch.append(frame)
+                            if len(batch) < per_call:
+                                continue
+                            out, batch = self._process(batch, params, seq, upload), []
+                    except Exception as exc:  # one bad frame or engine hiccup must not end a live show
+                        batch.clear()
+                        self._failed(report, "engine step", exc)
+                        continue
+                    seq += per_call if isinstance(out, PendingOutputs) else 1
+                    if self._out.put(out):
+                        self.stats.drop("out")
         finally:
             self._engine_done.set()
 
-    def _process(self, frames: list[Frame], params: Params, seq: int) -> PendingOutputs:
+    def _process(self, frames: list[Frame], params: Params, seq: int, upload: PinnedRing) -> PendingOutputs:
         eng = self.engine
         size = (eng.config.height, eng.config.width)
         if getattr(eng.config, "mode", "img2img") == "txt2img":
             x = None  # the source only paces the stream and sets the output size
         else:
-            x = torch.cat([to_model_input(_as_tensor(f.pixels), f.layout, size, eng.device, eng.dtype)
+            x = torch.cat([to_model_input(upload.upload(f.pixels), f.layout, size, eng.device, eng.dtype)
                            for f in frames])
-        self._timer.begin()
-        result = eng.step(x, sources=frames)
-        self.stats.step(self._timer.end(), result.skipped, result.delay)
+        with self._timer.step():
+            result = eng.step(x, sources=frames)
+        self.stats.step(self._timer.last, result.skipped, result.delay)
         outs = [Output(Frame(None, f.layout, seq + i, src.capture_time, src.timecode, source_id=src.frame_id,
                              frame_rate=src.frame_rate, sender=src.sender),
                        params, skipped=result.skipped, delay=result.delay)
                 for i, (f, src) in enumerate(zip(frames, result.sources))]
         sizes = [f.size if self.options.output_size == "input" else None for f in frames]
-        return PendingOutputs(result.images, sizes, outs)
+        return PendingOutputs(result.images, sizes, outs, ready=mark_done(self._device))
 
     # --- send ----------------------------------------------------------------------------------
 
     def _send(self) -> None:
+        with thread_stream(self._device):
+            self._send_outputs(PinnedRing(self._device))
+
+    def _send_outputs(self, download: PinnedRing) -> None:
         report = Throttle(log, level=logging.ERROR)
         sent = 0
         hold = self.options.hold_repeat if getattr(self.sink, "live", False) else None
@@ -244,12 +243,7 @@ class FrameLoop:
                         self._repeat(last, report)
                         last_at = time.monotonic()
                     continue
-                try:
-                    outs = item.finish() if isinstance(item, PendingOutputs) else [item]
-                except Exception as exc:  # a conversion hiccup drops this output only
-                    self._failed(report, "output conversion", exc)
-                    continue
-                for out in outs:
+                for out in self._converted(item, download, report):
                     try:
                         self.sink.write(out.frame)
                     except Exception as exc:  # a sink hiccup drops this frame only
@@ -266,6 +260,23 @@ class FrameLoop:
                         return
         finally:
             self._close("sink")
+
+    def _converted(self, item: Output | PendingOutputs, download: PinnedRing, report: Throttle
+                   ) -> Iterator[Output]:
+        """The item's outputs with host pixels; a conversion failure drops the rest of that step's outputs."""
+        if isinstance(item, Output):
+            yield item
+            return
+        outs = item.finish(download.download)
+        while True:
+            try:
+                out = next(outs)
+            except StopIteration:
+                return
+            except Exception as exc:
+                self._failed(report, "output conversion", exc)
+                return
+            yield out
 
     def _repeat(self, out: Output, report: Throttle) -> None:
         """Send the last output again (``held``): the source is silent, the show goes on."""

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-STAT_NAMES = ("fps", "engine_ms", "latency_ms", "dropped", "skip_rate", "frames", "errors", "delay_frames")
+STAT_NAMES = ("fps", "engine_ms", "latency_ms", "dropped", "skip_rate", "frames", "errors", "delay_frames", "ready")
 """What ``/dreamwire/stats/<name>`` and the status line report (documented in docs/osc.md)."""
 
 STAT_DOCS = {
@@ -27,6 +27,7 @@ STAT_DOCS = {
     "frames": "output frames sent so far",
     "errors": "frames that failed in a bridge or the engine so far (each logged, loop kept going)",
     "delay_frames": "stream-batch delay: the output is from the input this many frames earlier (n-1)",
+    "ready": "1 once every shape a live change can reach is compiled/captured (warm-up done), else 0",
 }
 
 
@@ -53,6 +54,7 @@ class Stats:
         self.skipped = 0
         self.errors = 0
         self.delay_frames = 0
+        self.ready = False
         self.engine_s_total = 0.0
         self.first_out: float | None = None
         self.last_out: float | None = None
@@ -117,6 +119,7 @@ class Stats:
                 "frames": float(self.frames_out),
                 "errors": float(self.errors),
                 "delay_frames": float(self.delay_frames),
+                "ready": float(self.ready),
                 "dropped_in": float(self.dropped_in),
                 "dropped_out": float(self.dropped_out),
                 "frames_in": float(self.frames_in),

@@ -1,0 +1,81 @@
+"""Random-weight models with real architectures, for benchmarks and the GPU validation run, offline.
+
+Timing depends on architecture, not weights, so the GPU run needs no
+download: the UNet comes from the sd-turbo config shipped in
+``dreamwire/configs`` and TAESD is ``AutoencoderTiny()``'s defaults (its real
+layout). Text conditioning is a seeded random embedding per prompt instead
+of a CLIP pass (prompts are encoded once per change, never per frame, so
+they do not enter frame timings). ``arch="tiny"`` swaps in the tiny model's
+architecture so the same run finishes in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from collections.abc import Sequence
+from importlib import resources
+from types import SimpleNamespace
+
+import torch
+
+from dreamwire.engine.prompts import blend_embeddings
+from dreamwire.engine.spec import ModelSpec
+from dreamwire.models.parts import ModelParts
+
+ARCHS = ("sd-turbo", "tiny")
+
+
+def sd_turbo_config() -> dict:
+    return json.loads(resources.files("dreamwire").joinpath("configs/sd_turbo_unet.json").read_text("utf-8"))
+
+
+def _modules(arch: str) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
+    from diffusers import AutoencoderTiny, UNet2DConditionModel
+
+    if arch == "tiny":
+        from dreamwire.models.tiny import tiny_modules
+
+        mods = tiny_modules(vocab_size=520)
+        return mods["unet"], mods["vae"], dict(mods["unet"].config)
+    cfg = sd_turbo_config()
+    return UNet2DConditionModel.from_config(cfg), AutoencoderTiny(), cfg
+
+
+def random_parts(device: torch.device, dtype: torch.dtype, seed: int = 0, arch: str = "sd-turbo") -> ModelParts:
+    """ModelParts of architecture ``arch`` with random weights, deterministic in ``seed``."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet, vae, cfg = _modules(arch)
+    unet = unet.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    vae = vae.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    vae_blocks = vae.config.get("encoder_block_out_channels") or vae.config.get("block_out_channels")
+    spec = ModelSpec(kind="turbo", alphas_cumprod=torch.linspace(0.999, 0.005, 1000), latent_channels=4,
+                     out_channels=int(cfg["out_channels"]), vae_scale_factor=2 ** (len(vae_blocks) - 1),
+                     vae_scaling_factor=float(vae.config.scaling_factor), text_tokens=77,
+                     text_dim=int(cfg["cross_attention_dim"]), unet_downsamples=len(cfg["block_out_channels"]) - 1)
+    fingerprint = hashlib.sha256(f"{arch}|{json.dumps(cfg, sort_keys=True, default=str)}|{seed}".encode())
+    return ModelParts(source=f"random:{arch}", spec=spec, unet=unet, vae=vae, text_encoder=None,
+                      tokenizer=SimpleNamespace(model_max_length=77), fingerprint=fingerprint.hexdigest()[:24])
+
+
+class RandomPrompts:
+    """The :class:`~dreamwire.engine.prompts.PromptEncoder` interface with a seeded embedding per text."""
+
+    def __init__(self, spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> None:
+        self.shape = (1, spec.text_tokens, spec.text_dim)
+        self.device, self.dtype = device, dtype
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def encode(self, text: str) -> torch.Tensor:
+        hit = self._cache.get(text)
+        if hit is None:
+            gen = torch.Generator("cpu").manual_seed(zlib.crc32(text.encode("utf-8")))
+            hit = self._cache[text] = torch.randn(self.shape, generator=gen).to(self.device, self.dtype)
+        return hit
+
+    def encode_blend(self, pairs: Sequence[tuple[str, float]]) -> torch.Tensor:
+        return blend_embeddings([self.encode(t) for t, _ in pairs], [w for _, w in pairs])
