@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -87,11 +88,14 @@ def test_resolution_change_inside_profile_reuses_export():
 
 
 def test_exporter_is_chosen_explicitly(tiny_parts, tmp_path: Path, monkeypatch):
+    import functools
+
     from dreamwire.backends import export
 
     seen = {}
     real = torch.onnx.export
 
+    @functools.wraps(real)  # keeps the real signature visible, as the code inspects it
     def spy(*args, **kwargs):
         seen.update(kwargs)
         return real(*args, **kwargs)
@@ -100,6 +104,66 @@ def test_exporter_is_chosen_explicitly(tiny_parts, tmp_path: Path, monkeypatch):
     export.export_onnx(tiny_parts, "decoder", tmp_path / "d.onnx", height=128, width=128)
     assert seen["dynamo"] is False and seen["opset_version"] == 17
     assert seen["dynamic_axes"]["latents"] == {0: "batch", 2: "latent_height", 3: "latent_width"}
+
+
+def _declared_torch_floor() -> tuple[int, int]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    spec = next(d for d in project["project"]["dependencies"] if d.replace(" ", "").startswith("torch>="))
+    major, minor = spec.split(">=")[1].split(",")[0].split(".")[:2]
+    return int(major), int(minor)
+
+
+_REAL_EXPORT = torch.onnx.export
+
+
+def _export_before_2_4(model, args, f, export_params=True, verbose=False, training=None, input_names=None,
+                       output_names=None, operator_export_type=None, opset_version=None, do_constant_folding=True,
+                       dynamic_axes=None, keep_initializers_as_inputs=None, custom_opsets=None,
+                       export_modules_as_functions=False, autograd_inlining=True):
+    """``torch.onnx.export`` as torch < 2.4 declares it: the TorchScript exporter, and no ``dynamo`` argument
+    (it appeared in 2.4; /work/shared/notes/show-path-facts.md, measured on the 2.3.1 wheel)."""
+    return _REAL_EXPORT(model, args, f, dynamo=False, input_names=input_names, output_names=output_names,
+                        opset_version=opset_version, do_constant_folding=do_constant_folding,
+                        dynamic_axes=dynamic_axes)
+
+
+def test_export_works_with_the_declared_torch_floor(tiny_parts, tmp_path, monkeypatch):
+    """pyproject's torch floor is below 2.4, so export must work with 2.3's signature: no ``dynamo=``."""
+    import onnxruntime as ort
+
+    from dreamwire.backends import export
+
+    floor = _declared_torch_floor()
+    assert floor >= (2, 3)  # the floor this test simulates (older torch lacks more than this)
+    if floor >= (2, 4):
+        pytest.skip("the floor already has torch.onnx.export(dynamo=...)")
+    monkeypatch.setattr(torch.onnx, "export", _export_before_2_4)  # what `torch.onnx.export(...)` resolves to
+    path = export.export_onnx(tiny_parts, "decoder", tmp_path / "d.onnx", height=64, width=64)
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"latents": np.zeros((1, 4, 8, 8), np.float32)})[0]
+    assert out.shape == (1, 3, 64, 64)
+
+
+def test_tensorrt_exports_are_float32_even_from_an_fp16_model(tiny_parts, tmp_path):
+    import copy
+    import dataclasses
+
+    import onnx
+
+    from dreamwire.backends import export
+
+    half = dataclasses.replace(tiny_parts, unet=copy.deepcopy(tiny_parts.unet).half(),
+                               vae=copy.deepcopy(tiny_parts.vae).half())
+    path = export.export_onnx(half, "decoder", tmp_path / "d.onnx", height=64, width=64, dtype=torch.float32)
+    model = onnx.load(str(path))
+    assert {t.data_type for t in model.graph.initializer} == {onnx.TensorProto.FLOAT}
+    assert next(half.vae.parameters()).dtype == torch.float16  # the model itself is untouched
+    assert export.onnx_key(half, "decoder", dtype=torch.float32).dtype == "float32@cpu"
+    assert export.onnx_key(half, "decoder").dtype == "float16@cpu"
 
 
 def test_sizes_off_the_model_grid_are_rejected_with_the_fix(tiny_parts):

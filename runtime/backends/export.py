@@ -5,13 +5,24 @@ protocol passes (encode/decode include the VAE scaling factor), so an ONNX or
 TensorRT backend is a drop-in for the torch one. Batch, height and width are
 dynamic axes: one export serves every resolution and step count of a profile.
 
-The exporter is chosen explicitly (``dynamo=False``, TorchScript tracing):
-torch's default dynamo exporter needs ``onnxscript``, which is not a dependency.
+The exporter is TorchScript tracing, chosen explicitly: torch's newer dynamo
+exporter (the default from torch 2.9) needs ``onnxscript``, which is not a
+dependency. ``torch.onnx.export`` only grew its ``dynamo`` argument in torch 2.4
+(before that the TorchScript exporter was the only one), so the argument is
+passed exactly when the installed torch has it (:func:`export_kwargs`); that
+keeps the declared floor (``torch>=2.3`` in pyproject.toml) true for export.
+
+Exports are traced in the dtype asked for: onnxruntime runs the model's own
+dtype, TensorRT always starts from a float32 graph and chooses precision per
+layer itself (:mod:`dreamwire.backends.onnx_precision`).
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,13 +30,13 @@ import torch
 from torch import nn
 
 from dreamwire.backends.cache import CacheKey, ensure_entry, model_fingerprint
-from dreamwire.backends.graphs import DecoderGraph, EncoderGraph, UNetGraph
+from dreamwire.backends.graphs import NETWORKS, networks
 from dreamwire.engine.spec import ModelSpec
 from dreamwire.models.parts import ModelParts
 
 EXPORTER = "torchscript"
 OPSET = 17
-COMPONENTS = ("unet", "encoder", "decoder")
+COMPONENTS = NETWORKS
 ONNX_FILE = "model.onnx"
 
 
@@ -73,30 +84,43 @@ def check_size(spec: ModelSpec, width: int, height: int) -> None:
                          f"{align} px; pick another resolution or use --backend torch")
 
 
-def graph_and_inputs(parts: ModelParts, component: str, *, batch: int = 2, height: int = 512, width: int = 512
-                     ) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
-    """The wrapper module and example inputs (on the parts' device and dtype) for one component."""
-    dev, dt, spec = parts.unet.device, parts.unet.dtype, parts.spec
+def _in_dtype(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """``module`` itself, or a copy in ``dtype`` (an fp32 export of an fp16 model: upcasting weights is exact)."""
+    return module if module.dtype == dtype else copy.deepcopy(module).to(dtype)
+
+
+def graph_and_inputs(parts: ModelParts, component: str, *, batch: int = 2, height: int = 512, width: int = 512,
+                     dtype: torch.dtype | None = None) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """The wrapper module and example inputs (on the parts' device, in ``dtype``) for one component."""
+    if component not in COMPONENTS:
+        raise ValueError(f"unknown component {component!r}; expected one of {COMPONENTS}")
+    dev, dt, spec = parts.unet.device, dtype or parts.unet.dtype, parts.spec
+    if component == "unet":  # copy only the network being exported
+        module = networks(_in_dtype(parts.unet, dt), parts.vae, spec.vae_scaling_factor)[component]
+    else:
+        module = networks(parts.unet, _in_dtype(parts.vae, dt), spec.vae_scaling_factor)[component]
     s = spec.vae_scale_factor
     lat = (batch, spec.latent_channels, height // s, width // s)
     if component == "unet":
-        args = (torch.randn(lat, device=dev, dtype=dt),
-                torch.full((batch,), 500.0, device=dev, dtype=torch.float32),
-                torch.randn(batch, spec.text_tokens, spec.text_dim, device=dev, dtype=dt))
-        return UNetGraph(parts.unet), args
+        return module, (torch.randn(lat, device=dev, dtype=dt),
+                        torch.full((batch,), 500.0, device=dev, dtype=torch.float32),
+                        torch.randn(batch, spec.text_tokens, spec.text_dim, device=dev, dtype=dt))
     if component == "encoder":
-        return EncoderGraph(parts.vae, parts.spec.vae_scaling_factor), (
-            torch.rand(batch, 3, height, width, device=dev, dtype=dt) * 2 - 1,)
-    if component == "decoder":
-        return DecoderGraph(parts.vae, parts.spec.vae_scaling_factor), (torch.randn(lat, device=dev, dtype=dt),)
-    raise ValueError(f"unknown component {component!r}; expected one of {COMPONENTS}")
+        return module, (torch.rand(batch, 3, height, width, device=dev, dtype=dt) * 2 - 1,)
+    return module, (torch.randn(lat, device=dev, dtype=dt),)
+
+
+def export_kwargs(export: Callable) -> dict:
+    """Keyword arguments selecting the TorchScript exporter on this torch: ``dynamo=False`` where it exists."""
+    params = inspect.signature(export).parameters
+    return {"dynamo": False} if "dynamo" in params else {}
 
 
 def export_onnx(parts: ModelParts, component: str, path: Path, *, batch: int = 2, height: int = 512,
-                width: int = 512) -> Path:
-    """Trace one component to ``path`` with dynamic batch/height/width axes (legacy exporter, opset 17)."""
+                width: int = 512, dtype: torch.dtype | None = None) -> Path:
+    """Trace one component to ``path`` with dynamic batch/height/width axes (TorchScript exporter, opset 17)."""
     check_size(parts.spec, width, height)
-    module, args = graph_and_inputs(parts, component, batch=batch, height=height, width=width)
+    module, args = graph_and_inputs(parts, component, batch=batch, height=height, width=width, dtype=dtype)
     io = GRAPH_IO[component]
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), torch.no_grad():
@@ -107,7 +131,7 @@ def export_onnx(parts: ModelParts, component: str, path: Path, *, batch: int = 2
         warnings.simplefilter("ignore", category=FutureWarning)
         warnings.simplefilter("ignore", category=UserWarning)
         torch.onnx.export(
-            module.eval(), args, str(path), dynamo=False, opset_version=OPSET,
+            module, args, str(path), **export_kwargs(torch.onnx.export), opset_version=OPSET,
             input_names=list(io.inputs), output_names=list(io.outputs), dynamic_axes=io.dynamic_axes,
             do_constant_folding=True,
         )
@@ -119,7 +143,7 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 
 def onnx_key(parts: ModelParts, component: str, *, model_hash: str | None = None,
-             loras: tuple[tuple[str, float], ...] | None = None) -> CacheKey:
+             loras: tuple[tuple[str, float], ...] | None = None, dtype: torch.dtype | None = None) -> CacheKey:
     """Cache key of one exported graph: model, weights, LoRAs, dtype, exporter and opset.
 
     The VAE components hash the TAESD source too when one replaced the VAE.
@@ -130,16 +154,16 @@ def onnx_key(parts: ModelParts, component: str, *, model_hash: str | None = None
     if loras is None:
         loras = parts.loras
     return CacheKey(component=component, model_id=parts.source, model_hash=h, loras=tuple(loras),
-                    dtype=f"{_dtype_name(parts.unet.dtype)}@{parts.unet.device.type}", exporter=EXPORTER,
+                    dtype=f"{_dtype_name(dtype or parts.unet.dtype)}@{parts.unet.device.type}", exporter=EXPORTER,
                     opset=OPSET, fmt="onnx")
 
 
 def cached_onnx(parts: ModelParts, component: str, *, height: int = 512, width: int = 512,
-                key: CacheKey | None = None, root: Path | None = None) -> Path:
-    """Path of the component's ONNX file, exported into the cache on first use."""
-    key = key or onnx_key(parts, component)
+                key: CacheKey | None = None, root: Path | None = None, dtype: torch.dtype | None = None) -> Path:
+    """Path of the component's ONNX file (traced in ``dtype``, default the model's), exported on first use."""
+    key = key or onnx_key(parts, component, dtype=dtype)
 
     def build(folder: Path) -> None:
-        export_onnx(parts, component, folder / ONNX_FILE, height=height, width=width)
+        export_onnx(parts, component, folder / ONNX_FILE, height=height, width=width, dtype=dtype)
 
     return ensure_entry(key, build, root) / ONNX_FILE

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+NETWORKS = ("unet", "encoder", "decoder")
+
 
 def encode_latents(vae: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """Unscaled latents of ``images`` for either VAE kind diffusers ships."""
@@ -51,3 +53,18 @@ class DecoderGraph(nn.Module):
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         return self.vae.decode(latents / self.scale, return_dict=False)[0]
+
+
+def networks(unet: nn.Module, vae: nn.Module, scale: float) -> dict[str, nn.Module]:
+    """The three graphs of a model, in eval mode, keyed as in :data:`NETWORKS`."""
+    return {"unet": UNetGraph(unet).eval(), "encoder": EncoderGraph(vae, scale).eval(),
+            "decoder": DecoderGraph(vae, scale).eval()}
+
+
+def row_timesteps(timestep: torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
+    """The timestep as every graph takes it: float32, one contiguous value per row.
+
+    Exact for every scheduler timestep (integers below 2**24), and diffusers casts
+    it to float itself; a fixed dtype and shape is what lets a graph be captured once.
+    """
+    return timestep.to(device=device, dtype=torch.float32).reshape(-1).expand(batch).contiguous()

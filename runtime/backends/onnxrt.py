@@ -17,6 +17,7 @@ import torch
 
 from dreamwire.backends.errors import BackendUnavailable
 from dreamwire.backends.export import COMPONENTS, GRAPH_IO, cached_onnx, check_size
+from dreamwire.backends.graphs import row_timesteps
 from dreamwire.models.parts import ModelParts
 
 _NP = {torch.float32: np.float32, torch.float16: np.float16}
@@ -68,6 +69,7 @@ class OnnxRuntimeBackend:
     """Backend protocol over three onnxruntime sessions (see module docstring)."""
 
     name = "onnxruntime"
+    captures = 0  # sessions are built at construction; nothing compiles or captures per shape later
 
     def __init__(self, parts: ModelParts, *, width: int = 512, height: int = 512, threads: int | None = None,
                  spinning: bool = False, paths: dict[str, Path] | None = None) -> None:
@@ -105,7 +107,7 @@ class OnnxRuntimeBackend:
     def unet(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor
              ) -> torch.Tensor:
         b, _, h, w = sample.shape
-        t = timestep.to(device=self.device, dtype=torch.float32).reshape(-1).expand(b)
+        t = row_timesteps(timestep, b, self.device)
         return self._run("unet", (sample.to(self.dtype), t, encoder_hidden_states.to(self.dtype)),
                          (b, self._out_channels, h, w))
 

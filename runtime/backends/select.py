@@ -1,8 +1,10 @@
 """Backend choice: the one place ``--backend`` names become objects.
 
 ``auto`` picks the fastest backend that can run here: tensorrt (importable and
-a CUDA device), else compile on CUDA, else onnxruntime when installed, else
-torch. A backend asked for by name that cannot run raises
+a CUDA device); else on CUDA ``compile`` where Triton imports (Inductor's GPU
+code generator) and ``torch+graphs`` (eager torch replayed as CUDA graphs, no
+Inductor) where it does not, as on Windows; else onnxruntime when installed,
+else torch. A backend asked for by name that cannot run raises
 :class:`BackendUnavailable` naming the pip extra, never falls back silently.
 """
 
@@ -18,29 +20,49 @@ from dreamwire.engine.backend import Backend
 from dreamwire.engine.config import EngineConfig
 from dreamwire.models.parts import ModelParts
 
-BACKENDS = ("torch", "compile", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "compile", "onnxruntime", "tensorrt", "torch+graphs")
 log = logging.getLogger(__name__)
 
 __all__ = ["BACKENDS", "BackendUnavailable", "default_backend", "make_backend"]
 
 
-def tensorrt_importable() -> bool:
-    """True when ``import tensorrt`` works (a wheel without its native libs raises OSError/ImportError)."""
+def _importable(module: str) -> str | None:
+    """``None`` when ``import module`` works, else why not (a wheel without its native libs raises OSError)."""
     try:
-        import tensorrt  # noqa: F401
-    except (ImportError, OSError):
-        return False
-    return True
+        __import__(module)  # the import statement's hook, so tests can hide a module (tests/conftest.py)
+    except (ImportError, OSError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def tensorrt_importable() -> bool:
+    return _importable("tensorrt") is None
+
+
+def triton_missing() -> str | None:
+    """Why Triton cannot be imported (``None`` when it can): Inductor needs it for CUDA kernels."""
+    return _importable("triton")
 
 
 def onnxruntime_installed() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
 
+def cuda_torch_backend() -> str:
+    """``compile`` where Inductor can generate CUDA code, else eager torch as CUDA graphs (and why)."""
+    why = triton_missing()
+    if why is None:
+        return "compile"
+    log.warning("backend auto: Triton cannot be imported (%s), so torch.compile/Inductor cannot build CUDA "
+                "kernels here (there is no Triton for Windows); using torch+graphs (eager torch replayed as "
+                "CUDA graphs)", why)
+    return "torch+graphs"
+
+
 def default_backend(device: torch.device | str = "cpu") -> str:
     """The ``auto`` choice for a model living on ``device``."""
     if torch.device(device).type == "cuda":
-        return "tensorrt" if tensorrt_importable() else "compile"
+        return "tensorrt" if tensorrt_importable() else cuda_torch_backend()
     return "onnxruntime" if onnxruntime_installed() else "torch"
 
 
@@ -50,7 +72,7 @@ def _auto(parts: ModelParts, config: EngineConfig) -> str:
     if name in ("onnxruntime", "tensorrt"):
         align = parts.spec.size_alignment
         if config.width % align or config.height % align:
-            fallback = "compile" if parts.unet.device.type == "cuda" else "torch"
+            fallback = cuda_torch_backend() if parts.unet.device.type == "cuda" else "torch"
             log.warning("backend auto: %dx%d is not a multiple of %d px, which exported graphs need; using %s",
                         config.width, config.height, align, fallback)
             return fallback
@@ -67,9 +89,13 @@ def make_backend(name: str, parts: ModelParts, config: EngineConfig | None = Non
     config = config or EngineConfig()
     if name == "auto":
         name = _auto(parts, config)
-    if name == "torch":
+    if name in ("torch", "torch+graphs"):
         from dreamwire.backends.torch_eager import TorchBackend
 
+        if name == "torch+graphs":
+            if parts.unet.device.type != "cuda":
+                raise BackendUnavailable("backend 'torch+graphs' replays CUDA graphs: it needs --device cuda")
+            options.setdefault("cuda_graphs", True)
         return TorchBackend(parts, **options)
     if name == "compile":
         from dreamwire.backends.compiled import CompiledBackend

@@ -101,9 +101,37 @@ def binding_plan(component: str, input_shapes: tuple[Shape, ...], dims: ModelSpe
     return BindingPlan(component, inputs, outputs)
 
 
+PRECISION_PASS = 1  # bump when onnx_precision changes which layers stay float32
+WORKSPACE_FRACTION = 0.75  # of free VRAM: the builder also holds weights and tactic buffers outside the pool
+MIN_WORKSPACE = 256 << 20
+
+
+def precision_label(fp16: bool) -> str:
+    """What the engine's ONNX types say: fp16 with norms/softmax/timestep in float32, or float32 throughout."""
+    return f"fp16-mixed-v{PRECISION_PASS}" if fp16 else "fp32"
+
+
 def engine_key(onnx_key: CacheKey, res: ResolutionProfile, batch: BatchProfile, *, trt_version: str, gpu: str,
                fp16: bool = True, workspace_gb: float | None = None) -> CacheKey:
-    """The engine's key: its ONNX source's key plus everything the builder specialises on."""
-    options = (("fp16", str(fp16)), ("workspace_gb", str(workspace_gb)))
+    """The engine's key: its float32 ONNX source's key plus everything the builder specialises on."""
+    options = (("precision", precision_label(fp16)), ("typing", "strong"), ("workspace_gb", str(workspace_gb)))
     return dataclasses.replace(onnx_key, fmt="trt", resolution=res.label(), batch=batch.label(),
                                guidance=batch.guidance, trt_version=trt_version, gpu=gpu, options=options)
+
+
+def timing_cache_key(trt_version: str, gpu: str) -> dict[str, str]:
+    """What a timing cache is valid for: tactic timings depend on the TensorRT build and the GPU only, so
+    one cache (keyed with the engines' own ``trt_version`` and ``gpu`` fields) serves every engine built there."""
+    return {"kind": "timing-cache", "trt_version": trt_version, "gpu": gpu}
+
+
+def workspace_bytes(free_bytes: int, workspace_gb: float | None = None) -> int:
+    """The builder's workspace pool: what the user asked for, else a share of the VRAM free right now.
+
+    TensorRT's default limit is the whole device, so a build next to a loaded
+    model (or another process) can exhaust memory; see ``MemoryPoolType.WORKSPACE``
+    (TensorRT NvInfer.h, IBuilderConfig::setMemoryPoolLimit).
+    """
+    if workspace_gb:
+        return int(workspace_gb * (1 << 30))
+    return max(MIN_WORKSPACE, int(free_bytes * WORKSPACE_FRACTION))

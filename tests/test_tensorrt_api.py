@@ -1,0 +1,176 @@
+"""Every TensorRT name the code uses exists in the real Python API of TensorRT 10 and 11.
+
+The API lists (tests/data/tensorrt_api.json) are extracted from NVIDIA's own binding sources,
+https://github.com/NVIDIA/TensorRT ``python/src/**/*.cpp`` and
+``python/packaging/bindings_wheel/tensorrt/__init__.py``, on the release/10.1 (the floor in
+pyproject.toml), release/10.16 (the last 10.x), release/11.0 and release/11.1 branches, at the
+commits recorded in the file, by tests/data/extract_tensorrt_api.py. Nothing here imports tensorrt.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).parent.parent
+API = json.loads((ROOT / "tests" / "data" / "tensorrt_api.json").read_text(encoding="utf-8"))
+RELEASES = API["releases"]
+BACKENDS = ROOT / "runtime" / "backends"
+TRT_MODULES = [BACKENDS / "tensorrt.py", *sorted(BACKENDS.glob("trt_*.py"))]
+# In the modules that drive TensorRT objects, these receiver names always hold these TensorRT classes.
+RECEIVERS = {"builder": "Builder", "parser": "OnnxParser", "config": "IBuilderConfig",
+             "profile": "IOptimizationProfile", "engine": "ICudaEngine", "context": "IExecutionContext",
+             "_runtime": "Runtime"}
+TYPED_MODULES = ("trt_build.py", "trt_run.py")
+# Attribute names of the Python and torch objects these modules also use; a TensorRT class may share one.
+PLAIN_NAMES = set().union(*(dir(t) for t in (io.BufferedWriter, Path, torch.Tensor, torch.cuda.Stream, dict, list,
+                                             str, bytes)))
+
+
+def module_chains(source: str) -> set[tuple[str, ...]]:
+    """``("BuilderFlag", "TF32")`` for every ``trt.BuilderFlag.TF32`` (or ``self.trt....``) in ``source``."""
+    chains = set()
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Attribute):
+            continue
+        names, cur = [], node
+        while isinstance(cur, ast.Attribute):
+            names.append(cur.attr)
+            cur = cur.value
+        is_trt = (isinstance(cur, ast.Name) and cur.id in ("trt", "tensorrt")) or (
+            isinstance(cur, ast.Name) and cur.id == "self" and names and names[-1] == "trt")
+        if not is_trt:
+            continue
+        names.reverse()
+        if names[0] == "trt":  # self.trt.X.Y
+            names = names[1:]
+        names = [n for n in names if not n.startswith("__")]  # __version__, __init__: every module/class has them
+        if names:
+            chains.add(tuple(names))
+    # keep only maximal chains (trt.A.B implies trt.A)
+    return {c for c in chains if not any(o != c and o[:len(c)] == c for o in chains)}
+
+
+def attribute_names(source: str) -> set[str]:
+    """Every ``x.name`` accessed in ``source`` (methods and properties called on TensorRT objects among them)."""
+    return {n.attr for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Attribute)}
+
+
+def own_names() -> set[str]:
+    """Functions, methods and attributes the backends define themselves (``GraphPool.exclusive``, ...)."""
+    out = set()
+    for path in BACKENDS.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                out.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                out |= {t.attr for t in targets if isinstance(t, ast.Attribute)}
+    return out
+
+
+def typed_uses(source: str) -> set[tuple[str, str]]:
+    """``("IBuilderConfig", "set_timing_cache")`` for ``config.set_timing_cache`` (receivers in RECEIVERS)."""
+    out = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute):
+            recv = node.value
+            key = recv.id if isinstance(recv, ast.Name) else recv.attr if isinstance(recv, ast.Attribute) else None
+            if key in RECEIVERS:
+                out.add((RECEIVERS[key], node.attr))
+    return out
+
+
+def chain_problems(chains: set[tuple[str, ...]], release: dict) -> list[str]:
+    module, classes = set(release["module"]), release["classes"]
+    out = []
+    for chain in sorted(chains):
+        if chain[0] not in module:
+            out.append(f"tensorrt.{chain[0]}")
+        elif len(chain) > 1 and chain[1] not in classes.get(chain[0], ()):
+            out.append(f"tensorrt.{'.'.join(chain[:2])}")
+    return out
+
+
+def member_problems(names: set[str], release: dict, every: dict[str, dict]) -> list[str]:
+    """Names that are a member of some TensorRT class in *some* release but of none in ``release``.
+
+    A heuristic net under the exact checks (``trt.X.Y`` chains, typed receivers): it skips the names of
+    plain Python/torch objects and of the backends' own code, which may coincide with a TensorRT member.
+    """
+    known_anywhere = {m for r in every.values() for members in r["classes"].values() for m in members}
+    here = {m for members in release["classes"].values() for m in members}
+    names = names - PLAIN_NAMES - own_names()
+    return sorted(n for n in names if n in known_anywhere and n not in here and not n.startswith("__"))
+
+
+def typed_problems(uses: set[tuple[str, str]], release: dict) -> list[str]:
+    return sorted(f"{cls}.{name}" for cls, name in uses if name not in release["classes"].get(cls, ()))
+
+
+def _sources() -> dict[str, str]:
+    return {p.name: p.read_text(encoding="utf-8") for p in TRT_MODULES}
+
+
+def test_api_lists_cite_their_source_and_cover_10_and_11():
+    assert "github.com/NVIDIA/TensorRT" in API["source"]
+    assert {r.split(".")[0] for r in RELEASES} == {"10", "11"}
+    for name, rel in RELEASES.items():
+        assert rel["branch"] == f"release/{name}" and len(rel["commit"]) == 40
+        assert len(rel["classes"]) > 150 and "Builder" in rel["module"] and "__version__" in rel["module"]
+    # the facts the code is built around, straight from the lists
+    assert "FP16" in RELEASES["10.16"]["classes"]["BuilderFlag"]
+    assert "FP16" not in RELEASES["11.1"]["classes"]["BuilderFlag"]
+    assert "device_memory_size" not in RELEASES["11.1"]["classes"]["ICudaEngine"]
+
+
+def test_the_code_uses_tensorrt_at_all():
+    chains = set().union(*(module_chains(s) for s in _sources().values()))
+    assert ("BuilderFlag", "TF32") in chains and ("NetworkDefinitionCreationFlag", "STRONGLY_TYPED") in chains
+    assert ("ExecutionContextAllocationStrategy", "USER_MANAGED") in chains and ("OnnxParser",) in chains
+    names = set().union(*(attribute_names(s) for s in _sources().values()))
+    assert {"create_network", "execute_async_v3", "set_device_memory", "create_timing_cache"} <= names
+    typed = set().union(*(typed_uses(s) for n, s in _sources().items() if n in TYPED_MODULES))
+    assert {("IBuilderConfig", "set_timing_cache"), ("IExecutionContext", "set_device_memory"),
+            ("ICudaEngine", "device_memory_size_v2"), ("Builder", "build_serialized_network")} <= typed
+
+
+@pytest.mark.parametrize("release", sorted(RELEASES))
+def test_every_tensorrt_name_in_the_code_exists_in_each_release(release):
+    rel = RELEASES[release]
+    problems = {}
+    for name, source in _sources().items():
+        bad = chain_problems(module_chains(source), rel) + member_problems(attribute_names(source), rel, RELEASES)
+        if name in TYPED_MODULES:
+            bad += typed_problems(typed_uses(source), rel)
+        if bad:
+            problems[name] = bad
+    assert not problems, f"not in TensorRT {release}'s Python API: {problems}"
+
+
+def test_the_check_catches_what_broke_tensorrt_11():
+    """The code before this fix used BuilderFlag.FP16: the same check flags it for 11.x, not for 10.x."""
+    old = ("def f(trt, config, engine):\n    config.set_flag(trt.BuilderFlag.FP16)\n"
+           "    return engine.device_memory_size\n")
+    assert chain_problems(module_chains(old), RELEASES["10.16"]) == []
+    assert chain_problems(module_chains(old), RELEASES["11.1"]) == ["tensorrt.BuilderFlag.FP16"]
+    assert member_problems(attribute_names(old), RELEASES["11.1"], RELEASES) == ["FP16", "device_memory_size"]
+    assert typed_problems(typed_uses(old), RELEASES["11.1"]) == ["ICudaEngine.device_memory_size"]
+    assert typed_problems(typed_uses(old), RELEASES["10.1"]) == []
+
+
+def test_the_declared_tensorrt_range_is_the_one_checked():
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    spec = next(d for d in project["optional-dependencies"]["tensorrt"] if d.startswith("tensorrt"))
+    floor, cap = spec.removeprefix("tensorrt>=").split(",<")
+    assert floor in RELEASES  # the oldest release allowed is one the names are checked against
+    assert {r.split(".")[0] for r in RELEASES} == {str(m) for m in range(int(floor.split(".")[0]), int(cap))}
