@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one-command offline GPU validation run: sd-turbo UNet + TAESD architectures (random weights), fp16,
-# 512x512; correctness checks, then backends torch, compile (+CUDA graphs) and tensorrt when importable.
+# 512x512; correctness checks, then backends torch, torch+graphs, compile (+CUDA graphs) and tensorrt when importable.
 # Writes results.json, PNG plots and summary.txt into $REPORT_DIR (default: a folder in the cache).
 # Extra arguments go to `dreamwire bench --gpu` (e.g. --backends torch,compile --frames 100).
 set -euo pipefail

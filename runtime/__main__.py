@@ -1,6 +1,6 @@
 """``python -m dreamwire`` is the ``dreamwire`` command."""
 
-from dreamwire.app.cli import main
+from dreamwire.app.cli import entry
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

@@ -42,6 +42,9 @@ class FakeEngine:
         self.updates.append(params)
         return set()
 
+    def reset(self) -> None:
+        self.resets = getattr(self, "resets", 0) + 1
+
     def step(self, images: torch.Tensor, sources=None) -> StepResult:
         self.steps += 1
         if (self.fail_every and self.steps % self.fail_every == 0) or self.steps in self.fail_at:
@@ -175,7 +178,9 @@ def test_one_failing_step_is_counted_and_the_loop_keeps_going():
     assert loop.wait(20)
     loop.stop()
     assert len(sink.frames) == 10
-    assert loop.stats.errors >= 4
+    failures = engine.steps // 3
+    assert failures >= 1 and loop.stats.errors == failures  # each failed step counted once
+    assert loop.stats.substituted >= failures  # and each one's frame went out as a stand-in
 
 
 class FlakySource(PatternSource):
@@ -355,12 +360,91 @@ def test_step_timer_survives_a_step_that_raises():
 def test_loop_times_every_step_after_a_failed_one_on_cuda_events():
     engine = FakeEngine(fail_at=(3,))
     sink = RecordingSink()
+    from dreamwire.live.failsafe import Failsafe, FailsafeSettings
     from dreamwire.live.timing import StepTimer
 
     loop = FrameLoop(engine, PatternSource("64x64@0"), sink, ControlState(), LoopOptions(max_frames=8),
-                     timer=StepTimer(torch.device("cpu"), event_factory=FakeCudaEvent)).start()
+                     timer=StepTimer(torch.device("cpu"), event_factory=FakeCudaEvent),
+                     failsafe=Failsafe(FailsafeSettings(retry_min=0.0))).start()
     assert loop.wait(20)
     loop.stop()
-    assert len(sink.frames) == 8 and loop.stats.errors == 1 and loop.stats.steps >= 8
+    assert len(sink.frames) == 8 and loop.stats.errors == 1 and loop.stats.steps >= 7
     assert loop._timer.last == pytest.approx(0.005)  # timing went on being read after the failure
     assert loop.stats.engine_s_total > 0
+
+
+class InputRecordingEngine(FakeEngine):
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.inputs: list[torch.Tensor] = []
+
+    def step(self, images, sources=None):
+        self.inputs.append(images.clone())
+        return super().step(images, sources)
+
+
+def test_a_blue_bgra_frame_reaches_the_engine_as_blue_rgb_and_returns_in_the_sinks_layout():
+    blue = np.zeros((32, 32, 4), np.uint8)
+    blue[..., 0], blue[..., 3] = 255, 255  # B G R A
+    engine = InputRecordingEngine(size=32, delay=0)
+    sink = RecordingSink()
+    loop = FrameLoop(engine, ListSource([Frame(blue, "BGRA", 0, time.monotonic())]), sink, ControlState(),
+                     LoopOptions(max_frames=1)).start()
+    assert loop.wait(20)
+    loop.stop()
+    r, g, b = engine.inputs[0][0]
+    assert torch.allclose(r, torch.tensor(-1.0)) and torch.allclose(g, torch.tensor(-1.0))
+    assert torch.allclose(b, torch.tensor(1.0))
+    out = sink.frames[0]
+    assert out.layout == "BGRA" and tuple(out.pixels[0, 0]) == (255, 0, 0, 255)
+
+
+def test_input_resolution_changing_mid_run_restarts_the_engine_and_follows_the_size(make_engine):
+    from dreamwire.control.params import Params
+
+    engine = make_engine(Params({"t_index_list": (20, 32, 45)}), width=64, height=64)
+    frames = [Frame(np.full((48, 64, 3), 40, np.uint8), "RGB", i, time.monotonic()) for i in range(4)]
+    frames += [Frame(np.full((80, 40, 3), 200, np.uint8), "RGB", i, time.monotonic()) for i in range(4, 8)]
+    sink = RecordingSink()
+    loop = FrameLoop(engine, ListSource(frames), sink, ControlState(Params({"t_index_list": (20, 32, 45)})),
+                     LoopOptions(max_frames=8), on_sent=sink.observe).start()
+    assert loop.wait(60)
+    loop.stop()
+    assert [f.size for f in sink.frames] == [(48, 64)] * 4 + [(80, 40)] * 4
+    # the first output at the new size is made from the first new-size frame, not an old one in flight
+    assert [f.source_id for f in sink.frames][4:] == [4, 4, 4, 5]
+
+
+def test_pause_with_a_live_sink_keeps_the_last_frame_going_and_the_engine_idle():
+    engine = FakeEngine(size=32, delay=0)
+    sink = LiveSink()
+    state = ControlState()
+    loop = FrameLoop(engine, PatternSource("32x32@100"), sink, state, LoopOptions(hold_repeat=0.05),
+                     on_sent=sink.observe).start()
+    try:
+        wait_until(lambda: len(sink.frames) >= 3)
+        state.apply({"pause": True})
+        time.sleep(0.15)
+        steps, held = engine.steps, len([o for o in sink.outputs if o.held])
+        time.sleep(0.4)
+        assert engine.steps == steps  # paused: no engine work
+        assert len([o for o in sink.outputs if o.held]) >= held + 4  # but the sink still gets frames
+        assert loop.stats.paused > 0
+    finally:
+        loop.stop()
+
+
+def test_bypass_with_two_frames_per_call_passes_every_input_through(make_engine):
+    from dreamwire.control.params import Params
+
+    p = Params({"t_index_list": (32, 45), "bypass": True})
+    engine = make_engine(p, width=64, height=64, frames=2)
+    frames = [Frame(np.full((48, 64, 3), 10 * i, np.uint8), "RGB", i, time.monotonic()) for i in range(5)]
+    sink = RecordingSink()
+    loop = FrameLoop(engine, ListSource(frames), sink, ControlState(p), LoopOptions(max_frames=5),
+                     on_sent=sink.observe).start()
+    assert loop.wait(60)
+    loop.stop()
+    assert [f.source_id for f in sink.frames] == [0, 1, 2, 3, 4]
+    assert all(o.bypass for o in sink.outputs) and loop.stats.bypassed == 5
+    assert all(np.array_equal(f.pixels, frames[f.source_id].pixels) for f in sink.frames)

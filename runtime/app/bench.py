@@ -65,7 +65,7 @@ class BenchOptions:
     gpu: bool = setting(False, "the GPU validation run instead: sd-turbo UNet + TAESD architectures with random "
                         "weights, fp16; correctness checks, then every backend's figures", boolean)
     backends: str | None = setting(None, "backends measured by --report and --gpu", _names, metavar="B1,B2",
-                                   default_doc="torch,onnxruntime; with --gpu torch,compile,tensorrt")
+                                   default_doc="torch,onnxruntime; with --gpu torch,torch+graphs,compile,tensorrt")
     steps: str = setting("1,2,4", "step counts measured by --report/--gpu", _counts, metavar="N,N")
     frames: int = setting(40, "frames per measurement (--compare, --report, --gpu)", integer(1, 100000), parse=int)
     finite_frames: int = setting(300, "frames checked for NaN/inf by --gpu", integer(1, 100000), parse=int)
@@ -76,7 +76,7 @@ class BenchOptions:
 
     def __post_init__(self) -> None:
         if self.backends is None:
-            self.backends = "torch,compile,tensorrt" if self.gpu else "torch,onnxruntime"
+            self.backends = "torch,torch+graphs,compile,tensorrt" if self.gpu else "torch,onnxruntime"
 
 
 def _sync(device: torch.device) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -183,3 +184,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the run installed its handlers
         print("dreamwire: interrupted", file=sys.stderr)
         return 130
+
+
+def entry() -> NoReturn:
+    """The ``dreamwire`` executable: :func:`main`, then exit without tearing down the interpreter.
+
+    Everything the command opened is closed by then (bridges, sockets, files, the NDI runtime). What
+    is left is Python finalizing torch, diffusers and transformers, which takes one to two seconds and
+    would make a show controller's stop (SIGINT) feel hung; so flush and leave at once.
+    """
+    rc = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)

@@ -39,6 +39,7 @@ from dreamwire.control.schema import SPECS
 from dreamwire.control.settings import boolean, choice, integer, setting, settings_of, table, tables_of, text
 from dreamwire.engine.config import BATCHING, MODES
 from dreamwire.engine.guidance import GUIDANCE_MODES
+from dreamwire.live.failsafe import FailsafeSettings
 from dreamwire.live.loop import OUTPUT_SIZES
 from dreamwire.live.osc_server import OscSettings
 from dreamwire.models.lora import DEFAULT_LCM_LORA, parse_lora
@@ -126,6 +127,7 @@ class RuntimeConfig:
     log_level: str = setting("info", "log verbosity", choice(LOG_LEVELS), choices=LOG_LEVELS)
     report: bool = setting(False, "print the pipeline overhead (wall vs engine time per frame) on exit", boolean)
     osc: OscSettings = table(OscSettings, "OSC control and telemetry")
+    failsafe: FailsafeSettings = table(FailsafeSettings, "what happens when the engine fails mid-show")
     control: dict[str, Any] = field(default_factory=dict)  # initial live parameters, by schema name
 
 
@@ -144,6 +146,8 @@ def load_toml(path: str | Path, base: RuntimeConfig | None = None) -> RuntimeCon
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}): save the file as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
     return apply_mapping(data, base or RuntimeConfig(), str(p))

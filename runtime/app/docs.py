@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dreamwire.app.config import RuntimeConfig
-from dreamwire.control.schema import SCHEMA, ParamSpec
+from dreamwire.control.schema import SCHEMA, SPECS, ParamSpec
 from dreamwire.control.settings import describe_default, flag_of, settings_of, tables_of
 from dreamwire.live.osc_handler import DEFAULT_PREFIX
-from dreamwire.live.osc_server import DEFAULT_PORT, DEFAULT_TELEMETRY_PORT, MAX_DATAGRAM
+from dreamwire.live.osc_server import DEFAULT_PORT, DEFAULT_TELEMETRY_PORT, MAX_DATAGRAM, OscSettings
+from dreamwire.live.osc_wire import MAX_BUNDLE_DEPTH
 from dreamwire.live.telemetry import STAT_DOCS, STAT_NAMES
 
 
@@ -26,7 +27,29 @@ def _row(spec: ParamSpec, prefix: str) -> str:
             f"{k.describe_default(spec.default)} | {spec.doc}{aliases} |")
 
 
+def _limits() -> str:
+    text = SPECS["prompt"].kind.max_len
+    pairs = SPECS["prompt_blend"].kind
+    lo, hi = pairs.WEIGHT_RANGE
+    osc = OscSettings()
+    rows = [
+        f"Strings (prompts): at most {text} characters (CLIP reads 77 tokens), so a status reply always fits "
+        "one datagram; if one ever does not, it is sent message by message and the split is logged.",
+        f"Blends: at most {pairs.max_entries} entries; each weight 0 or {lo:g} .. {hi:g}, their sum at least "
+        f"{lo:g}, so normalising them can never give NaN. A new prompt blend is encoded off the engine thread "
+        "and applies when ready; frames keep flowing meanwhile.",
+        f"Bundles: nested at most {MAX_BUNDLE_DEPTH} deep; datagrams up to {MAX_DATAGRAM:,} bytes.",
+        f"Status replies: at most `status_rate` = {osc.status_rate:g} a second per sender address "
+        "(`--osc-status-rate`); more requests are refused and reported, so the port cannot be used to flood "
+        "someone else. Only senders in `--osc-allow` (when given) get replies.",
+        f"TCP: at most {osc.tcp_max_connections} connections at once (a new one closes the one silent longest) "
+        f"and {osc.tcp_idle_timeout:g} s of silence before one is closed.",
+    ]
+    return "\n".join(f"- {r}" for r in rows)
+
+
 def osc_markdown(prefix: str = DEFAULT_PREFIX) -> str:
+    limits = _limits()
     rows = "\n".join(_row(s, prefix) for s in SCHEMA)
     stats = "\n".join(f"| `{prefix}/stats/{n}` | {STAT_DOCS[n]} |" for n in STAT_NAMES)
     return f"""# OSC reference
@@ -57,7 +80,8 @@ a message with no arguments clears a list.
 | `{prefix}/status` | in | none: asks for the current state |
 | `{prefix}/state/<name>` | reply to the sender's address and port | the parameter's current value, encoded as above |
 | `{prefix}/stats/<name>` | reply to `status`, and to the telemetry target about once a second | one float |
-| `{prefix}/error` | to the telemetry target | `s address`, `s reason` |
+| `{prefix}/error` | to the telemetry target | `s address` (`engine` for the engine's own failures), `s reason` |
+| `{prefix}/health` | with every stats push and status reply | `s state` (ok/degraded/failing), `s last reason` |
 
 A `status` request is answered with one bundle holding one `state` message per parameter and
 one `stats` message per statistic (over TCP: consecutive messages on the same connection).
@@ -79,6 +103,31 @@ one `stats` message per statistic (over TCP: consecutive messages on the same co
   *not* read as 0.0) are all rejected, logged and reported as `{prefix}/error`; the runtime keeps
   running.
 - **Address patterns** (`*`, `?`, `[..]`, `{{a,b}}`) are matched as OSC 1.0 specifies.
+
+## Limits
+
+{limits}
+
+## Health and the failsafe
+
+An engine step that fails (an exception, CUDA out of memory, a TensorRT error) or whose output has
+NaN/inf values never stops the output and is never sent: in its place goes the last good frame
+(`on_error = "hold"`, the default) or the input itself (`"passthrough"`), set in the config's
+`[failsafe]` table or with `--failsafe-on-error`. Each failure is reported as
+`{prefix}/error engine <reason>`. The engine retries after a pause that doubles per failure in a
+row (`retry_min` .. `retry_max`); after `fallback_after` failures in a row it switches to the next
+backend down (tensorrt → compile → torch) and says so, unless `fallback = false`. A watchdog reports
+an engine step that runs longer than `stall_after` seconds. NaN/inf is found with one fused
+reduction per output on the device, read by the send thread together with the pixels, so nothing
+synchronizes for it. See [config.md](config.md) for every `[failsafe]` key.
+
+| health | `{prefix}/stats/health` | when |
+|---|---|---|
+| `ok` | 0 | no failure or stall for `recover_after` seconds |
+| `degraded` | 1 | a failure or stall within the last `recover_after` seconds |
+| `failing` | 2 | `failing_after` or more steps in a row have failed |
+
+`{prefix}/health <state> <last reason>` goes with every telemetry push and status reply.
 """
 
 

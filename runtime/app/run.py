@@ -19,14 +19,16 @@ from typing import Any
 
 import torch
 
-from dreamwire.app.assemble import build_engine, default_device
+from dreamwire.app.assemble import build, default_device, fallback_for
 from dreamwire.app.config import RuntimeConfig, resolve
 from dreamwire.bridges.base import BridgeError, Sink, Source, make_sink, make_source, parse_uri
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.params import Params
 from dreamwire.control.schema import MAX_STEPS
+from dreamwire.engine.background import Latest
 from dreamwire.engine.config import EngineConfig
 from dreamwire.engine.warmup import warm_up
+from dreamwire.live.failsafe import Failsafe
 from dreamwire.live.loop import FrameLoop, LoopOptions
 from dreamwire.live.osc_server import OscControl
 from dreamwire.live.state import ControlState
@@ -157,14 +159,16 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
         print("dreamwire: model 'tiny' has random weights (it tests the plumbing): expect dark, noise-like "
               "frames; use e.g. --model stabilityai/sd-turbo for real images", file=sys.stderr)
     try:
-        engine = build_engine(cfg.model, backend=cfg.backend, config=engine_config, params=params, device=device,
+        engine, parts = build(cfg.model, backend=cfg.backend, config=engine_config, params=params, device=device,
                               taesd=cfg.taesd, lcm_lora=None if cfg.lcm_lora.lower() == "none" else cfg.lcm_lora,
                               loras=cfg.loras)
+        state = ControlState(params, check=engine.check)
     except (ModelLoadError, ValueError) as exc:
         raise _Failed(str(exc)) from None
     if stop.is_set():
         return None
-    state = ControlState(params)
+    engine.background = Latest()  # live prompt changes are encoded off the engine thread
+    stack.callback(engine.background.close)
     stats = Stats()
     osc = _start_osc(cfg, state, stats, stack)
     stack.callback(Ticker(cfg.osc.telemetry_period, osc.send_telemetry, "dreamwire-telemetry").start().stop)
@@ -172,8 +176,9 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
         _warm(engine)
     stats.ready = True
     print("dreamwire: ready", file=sys.stderr)
+    failsafe = Failsafe(cfg.failsafe, report=lambda reason: osc.report("engine", reason))
     loop = FrameLoop(engine, source, sink, state, LoopOptions(max_frames=cfg.frames, output_size=cfg.output_size),
-                     stats)
+                     stats, failsafe=failsafe, fallback=fallback_for(engine, parts))
     stack.callback(loop.stop)
     stack.callback(Ticker(1.0, _status_printer(stats), "dreamwire-status").start().stop)
     loop.start()

@@ -153,14 +153,24 @@ class Bool(Kind):
 
 
 class Text(Kind):
+    """A string of at most ``max_len`` characters: a status reply must always fit one datagram."""
+
     label = "string"
     osc_args = "s"
     metavar = "STR"
 
+    def __init__(self, max_len: int = 2048) -> None:
+        self.max_len = max_len
+
     def check(self, name: str, value: Any) -> str:
         if not isinstance(value, str):
             raise ControlError(f"{name}: expected a string, got {type(value).__name__}")
+        if len(value) > self.max_len:
+            raise ControlError(f"{name}: {len(value)} characters, at most {self.max_len}")
         return value
+
+    def range_label(self) -> str:
+        return f"≤ {self.max_len} chars"
 
     def describe_default(self, value: Any) -> str:
         return f'"{value}"'
@@ -187,12 +197,21 @@ class _ListKind(Kind):
 
 
 class Pairs(_ListKind):
-    """(key, weight) pairs such as a prompt blend: flat ``key, weight, key, weight`` or a list of pairs."""
+    """(key, weight) pairs such as a prompt blend: flat ``key, weight, key, weight`` or a list of pairs.
 
-    def __init__(self, key: Kind, key_label: str) -> None:
+    At most ``max_entries`` pairs: each one costs a CLIP pass or a noise tensor held on the device.
+    Weights are normalised by the engine, in float32, so each must be 0 or within
+    ``WEIGHT_RANGE`` and their sum at least its lower end: then sums, squares and quotients stay
+    finite and no accepted blend can turn into NaN (black) frames.
+    """
+
+    WEIGHT_RANGE = (1e-6, 1e6)
+
+    def __init__(self, key: Kind, key_label: str, max_entries: int = 16) -> None:
         self.key = key
         self.key_label = key_label
-        self.label = f"pairs of ({key.label}, float)"
+        self.max_entries = max_entries
+        self.label = f"up to {max_entries} pairs of ({key.label}, float)"
         self.osc_args = f"{key.osc_args[0]} f {key.osc_args[0]} f ... (none = clear)"
         self.metavar = f"{key_label.upper()} WEIGHT"
 
@@ -204,20 +223,39 @@ class Pairs(_ListKind):
             if len(items) % 2:
                 raise ControlError(f"{name}: expected key/weight pairs, got an odd count ({len(items)})")
             items = [tuple(items[i:i + 2]) for i in range(0, len(items), 2)]
+        if len(items) > self.max_entries:
+            raise ControlError(f"{name}: {len(items)} entries, at most {self.max_entries}")
         out = []
         for pair in items:
             if len(pair) != 2:
                 raise ControlError(f"{name}: each entry must be a (key, weight) pair")
             key, weight = pair
-            w = _number(f"{name} weight", weight)
-            if w < 0:
-                raise ControlError(f"{name}: weight {w:g} is negative")
-            if isinstance(self.key, Text) and not isinstance(key, str):
-                raise ControlError(f"{name}: {self.key_label} must be a string, got {type(key).__name__}")
-            out.append((self.key.check(name, key), w))
-        if out and sum(w for _, w in out) <= 0:
+            out.append((self._key(name, key), self._weight(name, weight)))
+        lo, _ = self.WEIGHT_RANGE
+        total = sum(w for _, w in out)
+        if out and total <= 0:
             raise ControlError(f"{name}: weights must not all be zero")
+        if out and total < lo:
+            raise ControlError(f"{name}: weights sum to {total:g}; at least {lo:g} is needed to normalise them")
         return tuple(out)
+
+    def range_label(self) -> str:
+        lo, hi = self.WEIGHT_RANGE
+        return f"weights 0 or {lo:g} .. {hi:g}"
+
+    def _key(self, name: str, key: Any) -> Any:
+        if isinstance(self.key, Text) and not isinstance(key, str):
+            raise ControlError(f"{name}: {self.key_label} must be a string, got {type(key).__name__}")
+        return self.key.check(name, key)
+
+    def _weight(self, name: str, weight: Any) -> float:
+        w = _number(f"{name} weight", weight)
+        lo, hi = self.WEIGHT_RANGE
+        if w < 0:
+            raise ControlError(f"{name}: weight {w:g} is negative")
+        if w and not lo <= w <= hi:
+            raise ControlError(f"{name}: weight {w:g} is outside {lo:g} .. {hi:g} (or 0)")
+        return w
 
     def _cli_value(self, name: str, raw: Any) -> Any:
         if isinstance(self.key, Text):

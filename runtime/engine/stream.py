@@ -32,9 +32,11 @@ from typing import Any
 
 import torch
 
+from dreamwire.control.kinds import ControlError
 from dreamwire.control.params import Params
 from dreamwire.control.schema import MAX_STEPS
 from dreamwire.engine.backend import Backend
+from dreamwire.engine.background import Latest
 from dreamwire.engine.config import EngineConfig
 from dreamwire.engine.guidance import Embeddings, GuidanceInputs, make_guidance
 from dreamwire.engine.noise import NoiseBank
@@ -44,6 +46,7 @@ from dreamwire.engine.similarity import SimilarityFilter
 from dreamwire.engine.spec import ModelSpec
 
 Sources = tuple[Any, ...]
+PROMPT_KEYS = frozenset({"prompt", "prompt_blend", "negative_prompt"})
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,12 @@ class StepResult:
 
 class StreamEngine:
     def __init__(self, backend: Backend, prompts: PromptEncoder, model: ModelSpec,
-                 config: EngineConfig | None = None, params: Params | None = None) -> None:
+                 config: EngineConfig | None = None, params: Params | None = None,
+                 background: Latest | None = None) -> None:
+        """``background``: encode prompt changes on that worker instead of inside :meth:`update` (the live
+        loop's choice, so a blend never stops frames); without it a change lands on the next step."""
         self.backend = backend
+        self.background = background
         self.prompts = prompts
         self.model = model
         self.config = config or EngineConfig()
@@ -79,6 +86,7 @@ class StreamEngine:
         self._noise = NoiseBank((MAX_STEPS * self.config.frames, model.latent_channels, *self.latent_size),
                                 self.device, self.dtype)
         self._params: Params | None = None
+        self._negative_prompt: str | None = None
         self._x0: torch.Tensor | None = None
         self._ref: torch.Tensor | None = None
         self._tags: list[Sources] = []  # the input tags of each in-flight step slot, newest first
@@ -104,17 +112,44 @@ class StreamEngine:
         """Frames of latency the batching adds: n-1 for stream batch, 0 for sequential."""
         return self.steps - 1 if self.config.batching == "stream" else 0
 
+    def check(self, params: Params) -> None:
+        """Raise ControlError for values this engine cannot run (the schema cannot know the model's grid)."""
+        grid = self.model.original_steps
+        bad = [i for i in params.t_index_list if i >= grid]
+        if bad:
+            raise ControlError(f"t_index_list: index {bad[0]} is outside this model's 0..{grid - 1} step grid "
+                               f"(its scheduler has original_inference_steps={grid})")
+
+    def swap_backend(self, backend: Backend) -> None:
+        """Run on ``backend`` from the next step (the failsafe's fallback); in-flight frames start over."""
+        if (backend.device, backend.dtype) != (self.device, self.dtype):
+            raise ValueError(f"backend {backend.name} runs on {backend.device}/{backend.dtype}, the engine on "
+                             f"{self.device}/{self.dtype}")
+        self.backend = backend
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the in-flight frames, so the next output is made from current input only.
+
+        For when the input jumps (bypass or pause ends, the source or its size changes): the
+        frames in flight belong to the old picture, and finishing them would show it seconds late.
+        """
+        self._x0 = self._ref = self._last_latent = self._last_ref = None
+        self._tags = []
+        self.filter.reset()
+
     def update(self, params: Params) -> set[str]:
         """Apply a new parameter snapshot between calls; returns the names that changed."""
+        self.check(params)
         old = self._params
         changed = params.changed(old) if old is not None else set(params.as_dict())
         self._params = params
-        if changed & {"prompt", "prompt_blend", "negative_prompt"}:
-            cond = (self.prompts.encode_blend(params.prompt_blend) if params.prompt_blend
-                    else self.prompts.encode(params.prompt))
-            self.embeddings = Embeddings(cond=cond, negative=self.prompts.encode(params.negative_prompt))
-            if old is not None and "negative_prompt" in changed:
-                self.guidance.negative_changed()
+        if changed & PROMPT_KEYS:
+            key = tuple(getattr(params, k) for k in sorted(PROMPT_KEYS))
+            if self.background is None or old is None:
+                self._set_embeddings(*self._conditioning(params))
+            else:  # encoded off this thread; the current conditioning stays until the new one is ready
+                self.background.submit(key, lambda p=params: self._conditioning(p))
         if changed & {"seed", "seed_blend"}:
             self.noise = self._noise.get(params.seed_blend or ((params.seed, 1.0),))
         t_index = t_index_for(params.strength, params.steps, params.t_index_list, self.model.original_steps)
@@ -125,6 +160,18 @@ class StreamEngine:
         if "similarity_filter" in changed and not params.similarity_filter:
             self.filter.reset()
         return changed
+
+    def _conditioning(self, params: Params) -> tuple[Embeddings, str]:
+        cond = (self.prompts.encode_blend(params.prompt_blend) if params.prompt_blend
+                else self.prompts.encode(params.prompt))
+        return Embeddings(cond=cond, negative=self.prompts.encode(params.negative_prompt)), params.negative_prompt
+
+    def _set_embeddings(self, embeddings: Embeddings, negative_prompt: str) -> None:
+        """Swap conditioning in, telling the guidance strategy when the negative prompt changed."""
+        if self._negative_prompt is not None and negative_prompt != self._negative_prompt:
+            self.guidance.negative_changed()
+        self.embeddings = embeddings
+        self._negative_prompt = negative_prompt
 
     def _set_schedule(self, t_index: tuple[int, ...]) -> None:
         f = self.config.frames
@@ -164,6 +211,8 @@ class StreamEngine:
         (the loop passes its input frames); the result names the ones its
         images came from.
         """
+        if self.background is not None and (done := self.background.take()) is not None:
+            self._set_embeddings(*done[1])
         f = self.config.frames
         tags: Sources = tuple(sources) if sources is not None else (None,) * f
         if len(tags) != f:

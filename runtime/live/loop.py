@@ -7,14 +7,15 @@ engine steps, and the engine thread only ever waits for its input slot,
 never on a socket or a file.
 
 Pixels change format in :mod:`dreamwire.live.imageops` only, on the engine's
-device: input conversion and resizing on the engine thread right before the
-step, output conversion (and resizing back to the input's size) on the send
-thread, so the engine can start its next step while the last output is
-turned into pixels and shipped.
+device: input conversion right before the step on the engine thread, output
+conversion on the send thread (:mod:`dreamwire.live.sender`), so the engine
+can start its next step while the last output is turned into pixels.
 
 Control changes reach the engine as whole :class:`~dreamwire.control.params.Params`
 snapshots, checked between steps: everything one OSC bundle changed lands on
-the same step, and a change that arrives mid-step applies before the next.
+the same step. When the input jumps (bypass or pause ends, the source or its
+size changes) the engine's in-flight frames are dropped, so no stale picture
+comes out. A failing engine never stops the output (:mod:`dreamwire.live.failsafe`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,11 +31,13 @@ import torch
 
 from dreamwire.bridges.base import Frame, Sink, Source
 from dreamwire.control.params import Params
+from dreamwire.live.failsafe import Failsafe
 from dreamwire.live.imageops import to_model_input
-from dreamwire.live.outputs import Output, PendingOutputs
+from dreamwire.live.outputs import Output, PendingOutputs, substitute
+from dreamwire.live.sender import Sender
 from dreamwire.live.slots import LatestSlot
 from dreamwire.live.state import ControlState
-from dreamwire.live.telemetry import Stats
+from dreamwire.live.telemetry import Stats, Ticker
 from dreamwire.live.timing import StepTimer
 from dreamwire.live.transfer import PinnedRing, mark_done, thread_stream
 from dreamwire.logs import Throttle
@@ -52,6 +55,7 @@ class LoopOptions:
     # A live sink (NDI, Spout) gets the last output again after this long without a new one, so a
     # dropped source never leaves downstream without frames; None turns it off.
     hold_repeat: float | None = 0.25
+    watchdog_period: float = 0.25
 
     def __post_init__(self) -> None:
         if self.output_size not in OUTPUT_SIZES:
@@ -64,42 +68,62 @@ class FrameLoop:
     """Runs an engine live between an opened source and sink until :meth:`stop` (or ``max_frames``).
 
     ``engine`` is a :class:`~dreamwire.engine.stream.StreamEngine` or anything with the
-    same ``update``/``step``/``config``/``device``/``dtype``. The loop takes
-    ownership of the bridges: :meth:`stop` closes them. ``on_sent`` sees every
-    :class:`Output` after the sink took it.
+    same ``update``/``step``/``reset``/``config``/``device``/``dtype``. The loop
+    takes ownership of the bridges: :meth:`stop` closes them. ``on_sent`` sees
+    every :class:`Output` after the sink took it; ``fallback`` (run on the
+    engine thread when the failsafe asks) switches the engine to the next
+    backend down and returns its name, or None when there is none.
     """
 
     def __init__(self, engine: Any, source: Source, sink: Sink, control: ControlState,
                  options: LoopOptions | None = None, stats: Stats | None = None,
-                 on_sent: Callable[[Output], None] | None = None, timer: StepTimer | None = None) -> None:
+                 on_sent: Callable[[Output], None] | None = None, timer: StepTimer | None = None,
+                 failsafe: Failsafe | None = None, fallback: Callable[[], str | None] | None = None) -> None:
         self.engine = engine
         self.source = source
         self.sink = sink
         self.control = control
         self.options = options or LoopOptions()
         self.stats = stats or Stats()
-        self.on_sent = on_sent
+        self.failsafe = failsafe or Failsafe()
+        self.stats.health = lambda: (self.failsafe.health, self.failsafe.reason)
+        self.fallback = fallback
         self.finished = threading.Event()  # set when max_frames were sent, or the loop stopped
         self._stop = threading.Event()
         self._engine_done = threading.Event()
         self._in: LatestSlot[Frame] = LatestSlot()
         self._out: LatestSlot[Output | PendingOutputs] = LatestSlot()
+        self._device = torch.device(getattr(engine, "device", "cpu"))
+        self._timer = timer or StepTimer(self._device)
+        self._sender = Sender(sink, self._out, self.stats, self.failsafe, PinnedRing(self._device),
+                              max_frames=self.options.max_frames, hold_repeat=self.options.hold_repeat,
+                              read_timeout=self.options.read_timeout, on_sent=on_sent)
         self._threads = [
             threading.Thread(target=self._receive, name="dreamwire-receive", daemon=True),
             threading.Thread(target=self._engine_loop, name="dreamwire-engine", daemon=True),
             threading.Thread(target=self._send, name="dreamwire-send", daemon=True),
         ]
+        self._watchdog = Ticker(self.options.watchdog_period, lambda: self.failsafe.stalled(self._busy_since),
+                                "dreamwire-watchdog")
+        self._busy_since: float | None = None
         self._stopped = False
         self._closed: set[str] = set()
         self._close_lock = threading.Lock()
-        self._device = torch.device(getattr(engine, "device", "cpu"))
-        self._timer = timer or StepTimer(self._device)
+        # engine-thread state
+        self._report = Throttle(log, level=logging.ERROR)
+        self._upload = PinnedRing(self._device)
+        self._version: int | None = None
+        self._batch: list[Frame] = []  # inputs gathered for the next call (frame_buffer_size > 1)
+        self._seq = 0
+        self._held = True  # the in-flight frames are not from the current input (start, bypass, pause)
+        self._input_key: tuple[Any, ...] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> FrameLoop:
         for t in self._threads:
             t.start()
+        self._watchdog.start()
         return self
 
     def stop(self, timeout: float = 8.0) -> None:
@@ -108,6 +132,7 @@ class FrameLoop:
             return
         self._stopped = True
         self._stop.set()
+        self._watchdog.stop()
         deadline = time.monotonic() + timeout
         for t in self._threads:
             if t.is_alive():
@@ -133,10 +158,6 @@ class FrameLoop:
     def wait(self, timeout: float | None = None) -> bool:
         return self.finished.wait(timeout)
 
-    def _failed(self, report: Throttle, what: str, exc: BaseException) -> None:
-        self.stats.error()
-        report.log("%s failed (frame skipped, loop continues): %s", what, exc, exc_info=exc)
-
     # --- receive -------------------------------------------------------------------------------
 
     def _receive(self) -> None:
@@ -151,12 +172,13 @@ class FrameLoop:
                 try:
                     frame = self.source.read(timeout)
                 except Exception as exc:  # any bridge failure: count it, back off, keep the loop alive
-                    self._failed(report, "source read", exc)
+                    self.stats.error()
+                    report.log("source read failed (loop continues): %s", exc, exc_info=exc)
                     self._stop.wait(timeout)
                     continue
                 if frame is None:
                     continue
-                self.stats.received()
+                self.stats.received(frame.frame_id)
                 if self._in.put(frame):
                     self.stats.drop("in")
         finally:
@@ -165,126 +187,100 @@ class FrameLoop:
     # --- engine --------------------------------------------------------------------------------
 
     def _engine_loop(self) -> None:
-        report = Throttle(log, level=logging.ERROR)
-        per_call = int(getattr(getattr(self.engine, "config", None), "frames", 1))
-        upload = PinnedRing(self._device)
-        version: int | None = None
-        batch: list[Frame] = []  # inputs gathered for the next call (frame_buffer_size > 1)
-        seq = 0
         try:
             with thread_stream(self._device):
                 while not self._stop.is_set():
                     frame = self._in.get(self.options.read_timeout)
-                    if frame is None:
-                        continue
-                    try:
-                        v, params = self.control.snapshot()
-                        if v != version:
-                            version = v  # set first: a failing update must not be retried every frame
-                            self.engine.update(params)
-                        if params.pause:
-                            continue
-                        if params.bypass:
-                            batch.clear()
-                            out: Output | PendingOutputs = Output(
-                                replace(frame, frame_id=seq, source_id=frame.frame_id), params, bypass=True)
-                        else:
-                            batch.append(frame)
-                            if len(batch) < per_call:
-                                continue
-                            out, batch = self._process(batch, params, seq, upload), []
-                    except Exception as exc:  # one bad frame or engine hiccup must not end a live show
-                        batch.clear()
-                        self._failed(report, "engine step", exc)
-                        continue
-                    seq += per_call if isinstance(out, PendingOutputs) else 1
-                    if self._out.put(out):
-                        self.stats.drop("out")
+                    if frame is not None:
+                        self._engine_frame(frame)
         finally:
             self._engine_done.set()
 
-    def _process(self, frames: list[Frame], params: Params, seq: int, upload: PinnedRing) -> PendingOutputs:
+    def _engine_frame(self, frame: Frame) -> None:
+        v, params = self.control.snapshot()
+        try:
+            if v != self._version:
+                self._version = v  # set first: a failing update must not be retried every frame
+                self.engine.update(params)
+            self._keep_current(frame, params)
+        except Exception as exc:  # a bad update or reset must not end a live show
+            self._engine_failed("engine update", exc)
+        if params.pause:
+            self.stats.pause()
+            return
+        if params.bypass:
+            self._batch.clear()
+            self.stats.bypass()
+            self._emit(Output(replace(frame, frame_id=self._seq, source_id=frame.frame_id), params, bypass=True))
+            return
+        if not self.failsafe.may_step():  # backing off after a failure: the frame goes out as a stand-in
+            self._emit(substitute(frame, self._seq, params, self.failsafe.settings.on_error))
+            return
+        self._batch.append(frame)
+        if len(self._batch) < int(getattr(self.engine.config, "frames", 1)):
+            return
+        inputs, self._batch = self._batch, []
+        try:
+            out = self._process(inputs, params)
+        except Exception as exc:  # one bad frame or engine hiccup must not end a live show
+            self._engine_failed("engine step", exc)
+            for f in inputs:
+                self._emit(substitute(f, self._seq, params, self.failsafe.settings.on_error))
+            return
+        self.failsafe.succeeded()
+        self._emit(out, len(inputs))
+
+    def _keep_current(self, frame: Frame, params: Params) -> None:
+        """Restart the in-flight buffer when the input jumps, and apply the failsafe's requests."""
+        key = (frame.sender, frame.size, frame.layout)
+        held = params.pause or params.bypass
+        if (self._held and not held) or (key != self._input_key and self._input_key is not None):
+            self.engine.reset()
+            self._batch.clear()
+        self._held, self._input_key = held, key
+        if self.failsafe.take_switch():
+            self.failsafe.switched(self.fallback() if self.fallback is not None else None)
+        if self.failsafe.take_reset():
+            self.engine.reset()
+
+    def _engine_failed(self, what: str, exc: BaseException) -> None:
+        self.stats.error()
+        self._report.log("%s failed (the output goes on): %s", what, exc, exc_info=exc)
+        self.failsafe.failed(f"{what} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+    def _emit(self, out: Output | PendingOutputs, count: int = 1) -> None:
+        self._seq += count
+        if self._out.put(out):
+            self.stats.drop("out")
+
+    def _process(self, frames: list[Frame], params: Params) -> PendingOutputs:
         eng = self.engine
         size = (eng.config.height, eng.config.width)
         if getattr(eng.config, "mode", "img2img") == "txt2img":
             x = None  # the source only paces the stream and sets the output size
         else:
-            x = torch.cat([to_model_input(upload.upload(f.pixels), f.layout, size, eng.device, eng.dtype)
+            x = torch.cat([to_model_input(self._upload.upload(f.pixels), f.layout, size, eng.device, eng.dtype)
                            for f in frames])
-        with self._timer.step():
-            result = eng.step(x, sources=frames)
+        self._busy_since = time.monotonic()
+        try:
+            with self._timer.step():
+                result = eng.step(x, sources=frames)
+        finally:
+            self._busy_since = None
         self.stats.step(self._timer.last, result.skipped, result.delay)
-        outs = [Output(Frame(None, f.layout, seq + i, src.capture_time, src.timecode, source_id=src.frame_id,
+        outs = [Output(Frame(None, f.layout, self._seq + i, src.capture_time, src.timecode, source_id=src.frame_id,
                              frame_rate=src.frame_rate, sender=src.sender),
                        params, skipped=result.skipped, delay=result.delay)
                 for i, (f, src) in enumerate(zip(frames, result.sources))]
         sizes = [f.size if self.options.output_size == "input" else None for f in frames]
-        return PendingOutputs(result.images, sizes, outs, ready=mark_done(self._device))
+        finite = torch.isfinite(result.images).all()  # one fused reduction, read by the send thread
+        return PendingOutputs(result.images, sizes, outs, list(result.sources), finite, mark_done(self._device))
 
     # --- send ----------------------------------------------------------------------------------
 
     def _send(self) -> None:
-        with thread_stream(self._device):
-            self._send_outputs(PinnedRing(self._device))
-
-    def _send_outputs(self, download: PinnedRing) -> None:
-        report = Throttle(log, level=logging.ERROR)
-        sent = 0
-        hold = self.options.hold_repeat if getattr(self.sink, "live", False) else None
-        last: Output | None = None
-        last_at = time.monotonic()
         try:
-            while True:
-                item = self._out.get(min(self.options.read_timeout, hold or self.options.read_timeout))
-                if item is None:
-                    if self._engine_done.is_set():
-                        return
-                    if hold is not None and last is not None and time.monotonic() - last_at >= hold:
-                        self._repeat(last, report)
-                        last_at = time.monotonic()
-                    continue
-                for out in self._converted(item, download, report):
-                    try:
-                        self.sink.write(out.frame)
-                    except Exception as exc:  # a sink hiccup drops this frame only
-                        self._failed(report, "sink write", exc)
-                        continue
-                    self.stats.sent(time.monotonic() - out.frame.capture_time)
-                    last, last_at = out, time.monotonic()
-                    if self.on_sent is not None:
-                        self.on_sent(out)
-                    sent += 1
-                    if self.options.max_frames is not None and sent >= self.options.max_frames:
-                        self.finished.set()
-                        self._stop.set()
-                        return
+            with thread_stream(self._device):
+                self._sender.run(self._engine_done, self._stop, self.finished)
         finally:
             self._close("sink")
-
-    def _converted(self, item: Output | PendingOutputs, download: PinnedRing, report: Throttle
-                   ) -> Iterator[Output]:
-        """The item's outputs with host pixels; a conversion failure drops the rest of that step's outputs."""
-        if isinstance(item, Output):
-            yield item
-            return
-        outs = item.finish(download.download)
-        while True:
-            try:
-                out = next(outs)
-            except StopIteration:
-                return
-            except Exception as exc:
-                self._failed(report, "output conversion", exc)
-                return
-            yield out
-
-    def _repeat(self, out: Output, report: Throttle) -> None:
-        """Send the last output again (``held``): the source is silent, the show goes on."""
-        try:
-            self.sink.write(out.frame)
-            self.stats.hold()
-        except Exception as exc:
-            self._failed(report, "sink write", exc)
-            return
-        if self.on_sent is not None:
-            self.on_sent(replace(out, held=True))

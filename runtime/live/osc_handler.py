@@ -57,7 +57,7 @@ class Outcome:
 
 
 class OscHandler:
-    def __init__(self, state: ControlState, stats: Callable[[], Mapping[str, float]],
+    def __init__(self, state: ControlState, stats: Callable[[], Mapping[str, float | str]],
                  prefix: str = DEFAULT_PREFIX) -> None:
         self.state = state
         self.stats = stats
@@ -131,15 +131,29 @@ class OscHandler:
     # --- replies --------------------------------------------------------------------------------------
 
     def state_messages(self) -> list[bytes]:
-        """``<prefix>/state/<name>`` per parameter, each encoded by its kind."""
+        """``<prefix>/state/<name>`` per parameter, each encoded by its kind.
+
+        The kinds only accept values that encode, so this never fails; if one ever did, the reply
+        carries an error message in its place instead of the whole status going unanswered.
+        """
         params = self.state.params
-        return [build_message(f"{self.prefix}/state/{s.name}", s.kind.to_osc(getattr(params, s.name)))
-                for s in SCHEMA]
+        out = []
+        for s in SCHEMA:
+            address = f"{self.prefix}/state/{s.name}"
+            try:
+                out.append(build_message(address, s.kind.to_osc(getattr(params, s.name))))
+            except Exception as exc:  # python-osc raises BuildError/struct.error/OverflowError
+                log.error("cannot encode %s for a status reply: %s", address, exc)
+                out.append(self.error_message(address, f"value cannot be encoded: {exc}"))
+        return out
 
     def stats_messages(self) -> list[bytes]:
-        """``<prefix>/stats/<name>`` per statistic, one float each."""
+        """``<prefix>/stats/<name>`` per statistic (one float each), then ``<prefix>/health state reason``."""
         stats = self.stats()
-        return [build_message(f"{self.prefix}/stats/{n}", [float(stats.get(n, 0.0))]) for n in STAT_NAMES]
+        out = [build_message(f"{self.prefix}/stats/{n}", [float(stats.get(n, 0.0))]) for n in STAT_NAMES]
+        out.append(build_message(f"{self.prefix}/health", [str(stats.get("health_state", "ok")),
+                                                            str(stats.get("health_reason", ""))]))
+        return out
 
     def error_message(self, address: str, reason: str) -> bytes:
         return build_message(f"{self.prefix}/error", [address or "(packet)", reason])

@@ -15,12 +15,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pythonosc import slip
 from pythonosc.osc_server import BlockingOSCUDPServer
 
 from dreamwire.control.settings import boolean, integer, number, setting, text
 from dreamwire.live.osc_handler import DEFAULT_PREFIX, OscHandler
+from dreamwire.live.osc_tcp import TCPServer
 from dreamwire.live.osc_wire import build_bundle
+from dreamwire.live.ratelimit import RateLimit
 from dreamwire.live.state import ControlState
 from dreamwire.logs import Throttle
 
@@ -72,25 +73,33 @@ class OscSettings:
         flag="--telemetry", metavar="HOST:PORT", default_doc=f"127.0.0.1:{DEFAULT_TELEMETRY_PORT}")
     tcp: bool = setting(True, "also listen for OSC 1.1 over TCP (SLIP framing) on the same port", boolean)
     telemetry_period: float = setting(1.0, "seconds between telemetry pushes", number(0.05, 3600.0), parse=float)
+    status_rate: float = setting(10.0, "status replies per second per sender address (a burst of as many is "
+                                 "allowed); more requests are refused and reported", number(0.1, 10000.0),
+                                 parse=float)
+    tcp_max_connections: int = setting(32, "TCP connections at once; a new one beyond this closes the one idle "
+                                       "longest", integer(1, 4096), parse=int)
+    tcp_idle_timeout: float = setting(900.0, "seconds a TCP connection may stay silent before it is closed",
+                                      number(1.0, 86400.0), parse=float)
 
 
 class OscControl:
     """Owns the UDP (and TCP) servers; turns packets into control changes, status replies and errors."""
 
-    def __init__(self, state: ControlState, stats: Callable[[], Mapping[str, float]],
+    def __init__(self, state: ControlState, stats: Callable[[], Mapping[str, float | str]],
                  settings: OscSettings | None = None) -> None:
         self.state = state
         self.settings = settings or OscSettings()
-        self.handler = OscHandler(state, stats, self.settings.prefix)
+        self.handler = OscHandler(state, lambda: {**stats(), "osc_errors": float(self.errors)}, self.settings.prefix)
         self.prefix = self.handler.prefix
         self.errors = 0
         self.applied = 0
         self.rejected_senders = 0
         self._count_lock = threading.Lock()
         self._log = Throttle(log, burst=10, window=1.0)
+        self._replies = RateLimit(self.settings.status_rate, max(1.0, self.settings.status_rate))
         self._tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._udp: BlockingOSCUDPServer | None = None
-        self._tcp: socketserver.ThreadingTCPServer | None = None
+        self._tcp: TCPServer | None = None
         self._threads: list[threading.Thread] = []
 
     def handle_packet(self, dgram: bytes, sender: tuple[str, int], bundle_replies: bool = True) -> list[bytes]:
@@ -104,7 +113,13 @@ class OscControl:
         if outcome.applied:
             with self._count_lock:
                 self.applied += 1
-        return self.status_datagrams(bundle_replies) if outcome.status else []
+        if not outcome.status:
+            return []
+        if not self._replies.allow(sender[0]):
+            self.error(f"{self.prefix}/status", f"more than {self.settings.status_rate:g} replies/s to {sender[0]}; "
+                       "request refused (--osc-status-rate)", sender)
+            return []
+        return self.status_datagrams(bundle_replies)
 
     def status_datagrams(self, as_bundle: bool = True) -> list[bytes]:
         """Every ``state`` and ``stats`` message, as one bundle when it fits a datagram."""
@@ -112,7 +127,11 @@ class OscControl:
         if not as_bundle:
             return msgs
         bundle = build_bundle(msgs)
-        return [bundle] if len(bundle) <= MAX_STATUS_BUNDLE else msgs  # huge prompt lists: send one by one
+        if len(bundle) <= MAX_STATUS_BUNDLE:
+            return [bundle]
+        self._log.log("status reply of %d bytes does not fit one datagram: sent as %d messages", len(bundle),
+                      len(msgs))
+        return msgs
 
     def telemetry_datagram(self) -> bytes:
         return build_bundle(self.handler.stats_messages())
@@ -126,6 +145,10 @@ class OscControl:
         with self._count_lock:
             self.errors += 1
         self._log.log("OSC from %s:%s rejected: %s: %s", sender[0], sender[1], address or "(packet)", reason)
+        self.report(address, reason)
+
+    def report(self, address: str, reason: str) -> None:
+        """Send ``<prefix>/error address reason`` to the telemetry target (also for the loop's own errors)."""
         if self.settings.telemetry is None:
             return
         try:
@@ -151,7 +174,7 @@ class OscControl:
                                               name="dreamwire-osc-udp", daemon=True))
         if s.tcp:
             try:
-                self._tcp = _TCPServer((s.host, self.port), self)
+                self._tcp = TCPServer((s.host, self.port), self, s.tcp_max_connections, s.tcp_idle_timeout)
             except OSError as exc:
                 log.warning("OSC over TCP disabled: cannot bind %s:%s (%s); UDP is serving", s.host, self.port,
                             exc)
@@ -216,50 +239,3 @@ class _UDPServer(BlockingOSCUDPServer):
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         return True
-
-
-class _TCPHandler(socketserver.BaseRequestHandler):
-    """OSC 1.1 over TCP (SLIP framing, as python-osc's SimpleTCPClient sends). Never raises: a handler
-    exception would close the client's connection."""
-
-    def handle(self) -> None:
-        control: OscControl = self.server.control  # type: ignore[attr-defined]
-        if not control.allowed(self.client_address):
-            return
-        buf = b""
-        while True:
-            try:
-                chunk = self.request.recv(65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            buf += chunk
-            *frames, buf = buf.split(slip.END)
-            if len(buf) > 4 * MAX_DATAGRAM:
-                control.error("", "TCP packet too long or missing SLIP END", self.client_address)
-                buf = b""
-            for framed in frames:
-                if not framed:
-                    continue
-                try:
-                    packet = slip.decode(framed)
-                except slip.ProtocolError:
-                    control.error("", "invalid SLIP framing", self.client_address)
-                    continue
-                for reply in control.handle_packet(packet, self.client_address, bundle_replies=False):
-                    try:
-                        self.request.sendall(slip.encode(reply))
-                    except OSError:
-                        return
-
-
-class _TCPServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True  # server_close() must not wait for connected clients
-    block_on_close = False
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], control: OscControl) -> None:
-        self.control = control
-        super().__init__(address, _TCPHandler)
-

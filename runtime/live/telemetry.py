@@ -15,20 +15,35 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-STAT_NAMES = ("fps", "engine_ms", "latency_ms", "dropped", "skip_rate", "frames", "errors", "delay_frames", "ready")
+STAT_NAMES = ("fps", "engine_ms", "latency_ms", "delay_frames", "delay_steps", "dropped", "skip_rate", "frames",
+              "errors", "health", "ready", "frames_in", "dropped_in", "dropped_out", "steps", "paused", "bypassed",
+              "substituted", "osc_errors")
 """What ``/dreamwire/stats/<name>`` and the status line report (documented in docs/osc.md)."""
 
 STAT_DOCS = {
-    "fps": "output frames per second (moving average)",
-    "engine_ms": "milliseconds per engine step (moving average)",
-    "latency_ms": "capture-to-send latency of the source frame each output came from (moving average)",
-    "dropped": "frames dropped so far: input replaced before the engine read it + output replaced before send",
+    "fps": "output frames per second: the inverse of the moving average of the interval between sends",
+    "engine_ms": "milliseconds per engine step (moving average; device time on CUDA)",
+    "latency_ms": "milliseconds from capture of the input each output was made from to its send (moving average)",
+    "delay_frames": "input frames that arrived after the one each output was made from, by the time it was sent "
+                    "(stream-batch delay + queueing + drops; moving average)",
+    "delay_steps": "engine calls between a frame going in and coming out (stream batch: steps - 1)",
+    "dropped": "dropped_in + dropped_out",
     "skip_rate": "fraction of recent engine steps the similarity filter skipped",
-    "frames": "output frames sent so far",
-    "errors": "frames that failed in a bridge or the engine so far (each logged, loop kept going)",
-    "delay_frames": "stream-batch delay: the output is from the input this many frames earlier (n-1)",
+    "frames": "frames sent so far (engine outputs, bypassed inputs and substitutes; not holds)",
+    "errors": "failures so far in a bridge or the engine, NaN/inf outputs included (each reported)",
+    "health": "0 ok, 1 degraded (a failure or stall in the last few seconds), 2 failing (several steps in a "
+              "row failed); /dreamwire/health carries the words and the last reason",
     "ready": "1 once every shape a live change can reach is compiled/captured (warm-up done), else 0",
+    "frames_in": "input frames received so far",
+    "dropped_in": "input frames replaced by a newer one before the engine took them",
+    "dropped_out": "outputs replaced by a newer one before the sink took them",
+    "steps": "engine steps run so far (similarity-filter skips included)",
+    "paused": "input frames taken while paused (nothing goes out for them)",
+    "bypassed": "input frames sent straight through (bypass)",
+    "substituted": "frames sent in place of a failed engine output (the last good frame, or the input)",
+    "osc_errors": "OSC packets and messages rejected so far (each also sent as /dreamwire/error)",
 }
+HEALTH_CODES = {"ok": 0.0, "degraded": 1.0, "failing": 2.0}
 
 
 class _Ema:
@@ -41,9 +56,16 @@ class _Ema:
 
 
 class Stats:
-    """Thread-safe counters and moving averages for one run."""
+    """Thread-safe counters and moving averages for one run.
 
-    def __init__(self) -> None:
+    The counters account for every input frame: each one received is, once
+    the loop has stopped, exactly one of dropped_in, paused, bypassed, or an
+    input of an engine step (whose outputs are sent, dropped_out, or
+    substituted). ``clock`` is injectable so tests can check rates exactly.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self._lock = threading.Lock()
         self.frames_in = 0
         self.frames_out = 0
@@ -53,40 +75,52 @@ class Stats:
         self.steps = 0
         self.skipped = 0
         self.errors = 0
-        self.delay_frames = 0
+        self.paused = 0
+        self.bypassed = 0
+        self.substituted = 0
+        self.delay_steps = 0
         self.ready = False
+        self.health: Callable[[], tuple[str, str]] = lambda: ("ok", "")
         self.engine_s_total = 0.0
         self.first_out: float | None = None
         self.last_out: float | None = None
+        self._newest_in: int | None = None
         self._engine = _Ema()
         self._latency = _Ema()
         self._interval = _Ema()
+        self._delay = _Ema()
         self._skip = _Ema(0.05)
 
-    def received(self) -> None:
+    def _add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + n)
+
+    def received(self, frame_id: int | None = None) -> None:
         with self._lock:
             self.frames_in += 1
+            if frame_id is not None:
+                self._newest_in = frame_id
 
     def hold(self) -> None:
         """The last output was sent again because no new one came (source silent)."""
-        with self._lock:
-            self.held += 1
+        self._add("held")
 
     def drop(self, where: str) -> None:
-        with self._lock:
-            if where == "in":
-                self.dropped_in += 1
-            else:
-                self.dropped_out += 1
+        self._add("dropped_in" if where == "in" else "dropped_out")
 
     def error(self) -> None:
-        with self._lock:
-            self.errors += 1
+        self._add("errors")
+
+    def pause(self) -> None:
+        self._add("paused")
+
+    def bypass(self) -> None:
+        self._add("bypassed")
 
     def step(self, engine_s: float, skipped: bool, delay: int) -> None:
         with self._lock:
             self.steps += 1
-            self.delay_frames = delay
+            self.delay_steps = delay
             self._skip.add(1.0 if skipped else 0.0)
             if skipped:
                 self.skipped += 1
@@ -94,43 +128,55 @@ class Stats:
                 self.engine_s_total += engine_s
                 self._engine.add(engine_s)
 
-    def sent(self, latency_s: float, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
+    def sent(self, latency_s: float, source_id: int | None = None, substitute: str | None = None) -> None:
+        now = self.clock()
         with self._lock:
             self.frames_out += 1
+            if substitute is not None:
+                self.substituted += 1
             if self.last_out is not None:
                 self._interval.add(now - self.last_out)
             if self.first_out is None:
                 self.first_out = now
             self.last_out = now
             self._latency.add(latency_s)
+            if source_id is not None and self._newest_in is not None:
+                self._delay.add(max(0, self._newest_in - source_id))
 
-    def snapshot(self) -> dict[str, float]:
-        """Every statistic in :data:`STAT_NAMES`, plus a few raw counters, as plain numbers."""
+    def snapshot(self) -> dict[str, float | str]:
+        """Every statistic in :data:`STAT_NAMES` as a float, plus ``health_state``/``health_reason`` words."""
+        state, reason = self.health()
         with self._lock:
             interval = self._interval.value
-            stale = self.last_out is None or time.monotonic() - self.last_out > 2.0
+            stale = self.last_out is None or self.clock() - self.last_out > 2.0
             return {
                 "fps": 0.0 if stale or not interval else 1.0 / interval,
                 "engine_ms": 1000.0 * (self._engine.value or 0.0),
                 "latency_ms": 1000.0 * (self._latency.value or 0.0),
+                "delay_frames": float(self._delay.value or 0.0),
+                "delay_steps": float(self.delay_steps),
                 "dropped": float(self.dropped_in + self.dropped_out),
                 "skip_rate": float(self._skip.value or 0.0),
                 "frames": float(self.frames_out),
                 "errors": float(self.errors),
-                "delay_frames": float(self.delay_frames),
+                "health": HEALTH_CODES[state],
                 "ready": float(self.ready),
+                "frames_in": float(self.frames_in),
                 "dropped_in": float(self.dropped_in),
                 "dropped_out": float(self.dropped_out),
-                "frames_in": float(self.frames_in),
                 "steps": float(self.steps),
+                "paused": float(self.paused),
+                "bypassed": float(self.bypassed),
+                "substituted": float(self.substituted),
+                "health_state": state,
+                "health_reason": reason,
             }
 
     def status_line(self) -> str:
         s = self.snapshot()
         return (f"{s['fps']:5.1f} fps | engine {s['engine_ms']:6.1f} ms | latency {s['latency_ms']:6.1f} ms "
                 f"| skip {100 * s['skip_rate']:4.1f}% | dropped {int(s['dropped'])} | out {int(s['frames'])}"
-                f" | errors {int(s['errors'])}")
+                f" | errors {int(s['errors'])} | {s['health_state']}")
 
 
 class Ticker:

@@ -1,0 +1,102 @@
+"""Telemetry values against a controlled clock, input accounting, and the periodic push of a real run."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dreamwire.bridges.pattern import PatternSource
+from dreamwire.live.loop import FrameLoop, LoopOptions
+from dreamwire.live.osc_wire import parse_packet
+from dreamwire.live.state import ControlState
+from dreamwire.live.telemetry import STAT_DOCS, STAT_NAMES, Stats
+from tests.test_loop import FakeEngine, RecordingSink
+
+
+def test_fps_is_the_inverse_of_the_send_interval_on_a_controlled_clock():
+    now = [100.0]
+    stats = Stats(clock=lambda: now[0])
+    for _ in range(30):
+        stats.sent(0.02)
+        now[0] += 0.04  # 25 frames a second
+    snap = stats.snapshot()
+    assert snap["fps"] == pytest.approx(25.0) and snap["latency_ms"] == pytest.approx(20.0)
+    now[0] += 2.5  # nothing sent for longer than 2 s: the rate is stale
+    assert stats.snapshot()["fps"] == 0.0
+
+
+def test_every_stat_is_documented_and_reported():
+    assert set(STAT_NAMES) == set(STAT_DOCS)
+    snap = Stats().snapshot()
+    assert all(isinstance(snap[n], float) for n in STAT_NAMES)
+
+
+def test_input_drops_are_counted_and_every_input_frame_is_accounted_for():
+    """A 200 fps source into a 10 ms engine: inputs get dropped, and the counts add up exactly."""
+    engine = FakeEngine(cost=0.01)
+    sink = RecordingSink()
+    loop = FrameLoop(engine, PatternSource("64x64@200"), sink, ControlState(), LoopOptions(max_frames=40)).start()
+    assert loop.wait(30)
+    loop.stop()
+    s = loop.stats
+    assert s.dropped_in > 0
+    in_slot = s.frames_in - s.dropped_in - s.steps  # at most the one frame still waiting when the loop stopped
+    assert in_slot in (0, 1), (s.frames_in, s.dropped_in, s.steps)
+    assert s.steps - s.frames_out - s.dropped_out in (0, 1)  # every output sent, dropped, or still pending
+    assert s.snapshot()["dropped_in"] == float(s.dropped_in)
+
+
+def _free_udp() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.5)
+    return sock
+
+
+@pytest.mark.slow
+def test_dreamwire_run_pushes_telemetry_periodically_without_being_asked(tmp_path):
+    listener = _free_udp()
+    port = listener.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "dreamwire", "run", "--source", "pattern:64x64@30", "--sink",
+                             "null", "--width", "64", "--height", "64", "--osc-port", "0", "--telemetry",
+                             f"127.0.0.1:{port}", "--osc-telemetry-period", "0.2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pushes: list[dict] = []
+    try:
+        deadline = time.monotonic() + 120
+
+        def frames_sent() -> float:
+            return pushes[-1].get("/dreamwire/stats/frames", [0.0])[0] if pushes else 0.0
+
+        while time.monotonic() < deadline and (len(pushes) < 5 or frames_sent() < 3):
+            try:
+                data = listener.recv(65535)
+            except TimeoutError:
+                continue
+            pushes.append({m.address: m.args for m in parse_packet(data)})
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        listener.close()
+    assert len(pushes) >= 5
+    assert all(set(f"/dreamwire/stats/{n}" for n in STAT_NAMES) <= set(p) for p in pushes)
+    assert pushes[-1]["/dreamwire/stats/ready"] == [1.0] and pushes[-1]["/dreamwire/health"][0] in ("ok", "degraded")
+    frames = [p["/dreamwire/stats/frames"][0] for p in pushes]
+    assert frames == sorted(frames) and frames[-1] >= 3
+
+
+def test_delay_frames_reports_the_real_lag_in_input_frames():
+    """Issue 10 defect 13: a 200 fps source into a 20 ms engine with a stream delay of 1 step: the output lags by
+    more input frames than engine steps, and the stat says so (the old one said 1)."""
+    engine = FakeEngine(cost=0.02, delay=1)
+    sink = RecordingSink()
+    loop = FrameLoop(engine, PatternSource("64x64@200"), sink, ControlState(), LoopOptions(max_frames=30)).start()
+    assert loop.wait(30)
+    loop.stop()
+    snap = loop.stats.snapshot()
+    assert snap["delay_steps"] == 1.0
+    assert snap["delay_frames"] > 2.0  # one step of 20 ms at 200 fps is ~4 input frames, plus the queueing
