@@ -30,9 +30,16 @@ def test_fps_is_the_inverse_of_the_send_interval_on_a_controlled_clock():
 
 
 def test_every_stat_is_documented_and_reported():
+    from dreamwire.live.osc_server import OscControl, OscSettings
+    from dreamwire.live.osc_wire import build_message
+
     assert set(STAT_NAMES) == set(STAT_DOCS)
     snap = Stats().snapshot()
-    assert all(isinstance(snap[n], float) for n in STAT_NAMES)
+    assert all(isinstance(snap[n], float) for n in set(STAT_NAMES) - {"osc_errors"})  # the OSC server adds that one
+    osc = OscControl(ControlState(), Stats().snapshot, OscSettings(port=0, telemetry=None))
+    osc.handle_packet(build_message("/dreamwire/nope", []), ("127.0.0.1", 1))
+    got = {m.address: m.args for d in osc.handler.stats_messages() for m in parse_packet(d)}
+    assert {f"/dreamwire/stats/{n}" for n in STAT_NAMES} <= set(got) and got["/dreamwire/stats/osc_errors"] == [1.0]
 
 
 def test_input_drops_are_counted_and_every_input_frame_is_accounted_for():
