@@ -1,14 +1,8 @@
-"""ndi-python plumbing shared by the NDI source, sink and ``list_senders``.
+"""ndi-python plumbing shared by the NDI source, sink and discovery: the runtime, names, addresses.
 
 Why a separate module: ``NDIlib.initialize()`` is process-wide, so bridges share
 it through a refcount (first open initializes, last close destroys) and nothing
-happens at import time. Discovery quirks measured on Linux live here too:
-
-* mDNS finds nothing without an avahi daemon, so finders always also ask
-  ``127.0.0.1`` (``extra_ips``) and any hosts the user names.
-* A finder that saw a source vanish re-polls its extra IPs only about every
-  5 s; a freshly created finder sees a restarted sender at once. The source
-  therefore keeps a short-lived "probe" finder while it is looking.
+happens at import time. Finding sources is :mod:`dreamwire.bridges._ndifind`.
 """
 
 from __future__ import annotations
@@ -16,15 +10,10 @@ from __future__ import annotations
 import importlib
 import re
 import threading
-import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
 
 from dreamwire.bridges.base import BridgeError
-
-LOOPBACK = "127.0.0.1"
 
 _lock = threading.Lock()
 _users = 0
@@ -63,30 +52,6 @@ def release(lib: ModuleType) -> None:
         _users -= 1
         if _users == 0:
             lib.destroy()
-
-
-def discovery_ips(extra_ips: str | Iterable[str] | None, hosts: Iterable[str] = ()) -> list[str]:
-    """Loopback first, then the user's hosts: ``"a,b"`` or a list both work."""
-    if isinstance(extra_ips, str):
-        extra_ips = extra_ips.split(",")
-    ips = [LOOPBACK, *(extra_ips or ()), *hosts]
-    return list(dict.fromkeys(ip.strip() for ip in ips if ip and ip.strip()))
-
-
-def make_finder(lib: ModuleType, ips: list[str]) -> Any:
-    settings = lib.FindCreate()
-    settings.show_local_sources = True
-    if ips:
-        settings.extra_ips = ",".join(ips)
-    finder = lib.find_create_v2(settings)
-    if finder is None:
-        raise BridgeError("NDI could not create a source finder")
-    return finder
-
-
-def sources(lib: ModuleType, finder: Any) -> list[tuple[str, str]]:
-    """``[(ndi_name, url_address), ...]`` as copies: the SDK's list is only valid until the next call."""
-    return [(str(s.ndi_name), str(s.url_address or "")) for s in lib.find_get_current_sources(finder)]
 
 
 _FULL_NAME = re.compile(r"^([^()]*?) \((.*)\)$")
@@ -145,20 +110,3 @@ class Target:
         if self.address:
             return f"{self.name or 'source'} at {self.address}"
         return repr(self.name) if self.name else "the first NDI source found"
-
-
-def list_senders(timeout: float = 1.0) -> list[str]:
-    """Full names (``MACHINE (Name)``) of the NDI sources visible within ``timeout`` seconds."""
-    lib = load()
-    acquire(lib)
-    finder = None
-    try:
-        finder = make_finder(lib, discovery_ips(None))
-        deadline = time.monotonic() + max(0.0, timeout)
-        while (left := deadline - time.monotonic()) > 0:
-            lib.find_wait_for_sources(finder, max(1, int(left * 1000)))
-        return sorted({name for name, _ in sources(lib, finder)})
-    finally:
-        if finder is not None:
-            lib.find_destroy(finder)
-        release(lib)

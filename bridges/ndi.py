@@ -8,10 +8,13 @@
   cyndilib hides them (see docs/bridges.md).
 * The receiver asks the SDK for BGRA/RGBA (``RECV_COLOR_FORMAT_BGRX_BGRA``),
   so UYVY never reaches Python; the SDK converts on its own threads.
-* No background thread: each :meth:`NDISource.read` checks the connection
-  and, every ``retry_interval``, re-resolves the name and calls ``recv_connect``
-  (a receiver whose sender appeared later never connects by itself). A lost
-  sender costs ``None`` reads, never an exception; the loop holds its output.
+* No background thread: each :meth:`NDISource.read` checks the connection;
+  while it is down it looks the name up (:class:`dreamwire.bridges._ndifind.Finder`:
+  a lasting finder for mDNS, plus a fresh probe every ``refind_interval`` that
+  asks every local NDI process) and calls ``recv_connect`` as soon as the
+  source is listed, again every ``retry_interval`` (a receiver whose sender
+  appeared later never connects by itself). A lost sender costs ``None``
+  reads, never an exception; the loop holds its output.
 * ``read`` returns the newest frame and drops older queued ones (``latest``).
 """
 
@@ -26,7 +29,8 @@ import numpy as np
 
 from dreamwire.bridges import _ndilib
 from dreamwire.bridges._common import Every, FourChannelPacker, OpenClose, check_layout, host_pixels
-from dreamwire.bridges._ndilib import Target, list_senders
+from dreamwire.bridges._ndifind import Finder, describe, list_senders
+from dreamwire.bridges._ndilib import Target
 from dreamwire.bridges.base import BridgeError, Frame
 from dreamwire.logs import StateLog
 
@@ -61,17 +65,16 @@ class NDISource(OpenClose):
         if bandwidth not in _BANDWIDTHS:
             raise BridgeError(f"NDI bandwidth must be one of {sorted(_BANDWIDTHS)}, not {bandwidth!r}")
         self._lib = _ndilib.load()
-        self._ips = _ndilib.discovery_ips(extra_ips, self.target.hosts)
+        self._extra_ips = extra_ips
         self._bandwidth = bandwidth
         self._latest = latest
         self._receiver_name = receiver_name
         self._retry = Every(retry_interval)
-        self._refind = Every(refind_interval)
+        self._refind_interval = refind_interval
         self._status = StateLog(log)  # connection: waiting / connected / lost
         self._problems = StateLog(log)  # frames we cannot use, reported once per kind
         self._recv: Any = None
-        self._finder: Any = None
-        self._probe: Any = None
+        self._finder: Finder | None = None
         self._connected_to: tuple[str, str] | None = None
         self._source_ref: Any = None
         self._ever_connected = False
@@ -85,7 +88,7 @@ class NDISource(OpenClose):
         _ndilib.acquire(lib)
         try:
             if self.target.address is None:
-                self._finder = _ndilib.make_finder(lib, self._ips)
+                self._finder = Finder(lib, self._extra_ips, self.target.hosts, self._refind_interval)
             settings = lib.RecvCreateV3()
             settings.color_format = getattr(lib, _COLOR_FORMATS[self.layout])
             settings.bandwidth = getattr(lib, _BANDWIDTHS[self._bandwidth])
@@ -107,10 +110,9 @@ class NDISource(OpenClose):
         lib = self._lib
         if self._recv is not None:
             lib.recv_destroy(self._recv)
-        for finder in (self._finder, self._probe):
-            if finder is not None:
-                lib.find_destroy(finder)
-        self._recv = self._finder = self._probe = None
+        if self._finder is not None:
+            self._finder.close()
+        self._recv = self._finder = None
         _ndilib.release(lib)
 
     @property
@@ -170,43 +172,34 @@ class NDISource(OpenClose):
         if self.connected:
             if self._status.enter("connected", f"NDI: receiving {self._describe()}"):
                 self._ever_connected = True
-                self._drop_probe()
+                if self._finder is not None:
+                    self._finder.pause()
             return
         if self._ever_connected:
             self._status.enter("lost", f"NDI: lost {self._describe()}; holding the last output and "
                                "reconnecting", logging.WARNING)
         else:
-            self._status.enter("waiting", f"NDI: waiting for {self.target.label()} (discovery asks "
-                               f"{', '.join(self._ips)} and mDNS)")
-        if not self._retry.due():
+            how = f"discovery asks {describe(self._finder.ips)} and mDNS" if self._finder else "no discovery"
+            self._status.enter("waiting", f"NDI: waiting for {self.target.label()} ({how})")
+        if self._finder is None:
+            if self._retry.due():
+                self._connect(self.target.name, self.target.address or "")
             return
-        lib = self._lib
-        if self.target.address is not None:
-            self._connect(self.target.name, self.target.address)
+        fresh, lasting = self._finder.found()
+        hits = _ndilib.match_source(self.target.name, fresh) or _ndilib.match_source(self.target.name, lasting)
+        if not hits:
             return
-        found = _ndilib.sources(lib, self._finder)
-        if self._probe is not None:
-            found += _ndilib.sources(lib, self._probe)
-        hits = _ndilib.match_source(self.target.name, found)
-        if hits:
-            if len({name for name, _ in hits}) > 1:
-                self._status.enter("ambiguous", f"NDI: {self.target.name!r} matches {[h[0] for h in hits]}; "
-                                   f"using {hits[0][0]!r} (give the full name to choose)", logging.WARNING)
+        if len({name for name, _ in hits}) > 1:
+            self._status.enter("ambiguous", f"NDI: {self.target.name!r} matches {[h[0] for h in hits]}; "
+                               f"using {hits[0][0]!r} (give the full name to choose)", logging.WARNING)
+        if hits[0] != self._connected_to or self._retry.due():  # a newly listed source: connect at once
             self._connect(*hits[0])
-        elif self._refind.due():
-            self._drop_probe()
-            self._probe = _ndilib.make_finder(lib, self._ips)
 
     def _connect(self, name: str, url: str) -> None:
         self._connected_to = (name, url)
         # The binding keeps pointers into Python strings: hold the Source until the next call.
         self._source_ref = self._lib.Source(name or None, url or None)
         self._lib.recv_connect(self._recv, self._source_ref)
-
-    def _drop_probe(self) -> None:
-        if self._probe is not None:
-            self._lib.find_destroy(self._probe)
-            self._probe = None
 
     def _describe(self) -> str:
         if self._connected_to is None:

@@ -3,25 +3,35 @@
 ``spout:NAME`` receives from the Spout sender NAME (``spout:`` = the active
 sender); ``--sink spout:NAME`` publishes one (default ``dreamwire``).
 
-Why it is shaped like this:
+Why it is shaped like this (line numbers: SpoutGL 0.1.1, github.com/jlai/Python-SpoutGL
+tag v0.1.1, ``src/PySpoutGL.cpp`` and its vendored Spout 2.007 in ``vendor/SpoutGL/``):
 
 * SpoutGL ships Windows wheels only, so it is imported when a bridge is made,
   and a fake module can be injected (``spoutgl=`` option, or
   ``sys.modules["SpoutGL"]``) to test the logic on Linux.
-* SpoutGL 0.1.1 binding quirks: ``getSenderName`` is bound to the width (so the
-  sender name is never read back; we report the name we asked for);
-  ``receiveImage`` is first called with ``None`` and the buffer is sized only
-  after ``isUpdated()`` (which also flags every later resize or new sender);
+* Binding facts: ``receiveImage(None, ...)`` only waits for the sender's
+  details (``PySpoutGL.cpp:180-191``), a buffer is checked against the size
+  Spout knew before the call (``:193-198``), so it is sized after
+  ``isUpdated()`` (which also flags every later resize or new sender);
+  ``getSenderName`` is bound to the width (``:208``), so the name reported
+  is the one asked for (or ``getActiveSender()``, ``:90-97``);
   ``sendImage`` takes ``(buffer, width, height, ...)`` whatever its parameter
-  names say.
-* Spout needs an OpenGL context on the thread that sends or receives. It is
-  made lazily on the first ``read``/``write`` (so it lands on the loop's
-  thread): by default with SpoutGL's own ``createOpenGL()`` (a hidden window),
-  or a hidden glfw window (``gl="glfw"``), or not at all (``gl="none"``, the
-  host already has one current).
-* Spout has no "wait for the next frame" that every sender supports, so ``read``
-  polls every ``poll_interval`` (4 ms); each poll of a connected sender is a
-  texture readback, so polling faster costs GPU/CPU time for nothing.
+  names say (``:137,152``); ``getSenderList`` lists senders (``:207``).
+* New frames: Spout's own "is it new" is off by default, so
+  :mod:`dreamwire.bridges._spoutframes` decides (the sender's counter when it
+  counts, else a pixel comparison), and a sender that signals each frame with
+  ``setFrameSync`` is waited for with ``waitFrameSync`` (``:218``, GIL
+  released), as SpoutGL's own ``examples/image/receiver.py:26`` does; for a
+  sender without that event it returns at once (``SpoutFrameCount.cpp:903-906``).
+* Byte order: ``layout="auto"`` reads in the sender's order
+  (``getSenderFormat()``, ``:211``): BGRA for B8G8R8A8 senders (Spout's
+  default), RGBA otherwise; the loop converts on the device. ``"RGBA"`` or
+  ``"BGRA"`` get that layout, swapped on the CPU when the sender differs.
+* OpenGL: a context is made current lazily on the first ``read``/``write`` (so
+  on the loop's thread) and shared by the bridges on that thread
+  (:mod:`dreamwire.bridges._glcontext`): SpoutGL's ``createOpenGL()`` by
+  default, a hidden glfw window made at ``open()`` on the main thread with
+  ``gl="glfw"``, or none with ``gl="none"`` (the host has one current).
 * Where frames cross to the CPU today: ``receiveImage`` reads the shared
   texture back into host memory (glReadPixels via PBO inside Spout) and
   ``sendImage`` uploads host pixels. A GPU path (``receiveTexture`` plus
@@ -35,13 +45,12 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-import numpy as np
-
 from dreamwire.bridges._common import Every, OpenClose, check_layout, host_pixels
+from dreamwire.bridges._glcontext import GlfwWindow, Release, share_context, spout_context
+from dreamwire.bridges._spoutframes import FrameWatch, sender_layout, swap_red_blue
 from dreamwire.bridges.base import BridgeError, Frame
 from dreamwire.logs import StateLog
 
@@ -49,6 +58,7 @@ log = logging.getLogger(__name__)
 
 MAX_NAME = 255  # Spout keeps sender names in char[256]
 _GL_ENUMS = {"RGBA": "GL_RGBA", "BGRA": "GL_BGRA_EXT", "RGB": "GL_RGB", "BGR": "GL_BGR_EXT"}
+_GL_KINDS = ("spout", "glfw", "none")
 
 
 def load_spoutgl(module: ModuleType | None = None) -> ModuleType:
@@ -68,102 +78,78 @@ def load_spoutgl(module: ModuleType | None = None) -> ModuleType:
 
 
 def list_senders(timeout: float = 1.0, *, spoutgl: ModuleType | None = None) -> list[str]:
-    """Names of the Spout senders on this machine (Spout's list is instant; ``timeout`` is unused)."""
-    module = load_spoutgl(spoutgl)
-    receiver = module.SpoutReceiver()
+    """Names of the Spout senders on this machine (Spout's list is instant; ``timeout`` is unused).
+
+    ``getSenderList`` reads Spout's shared sender names (``Spout.cpp:1083-1095``); no OpenGL needed.
+    """
+    receiver = load_spoutgl(spoutgl).SpoutReceiver()
     try:
-        if not hasattr(receiver, "getSenderList"):
-            raise BridgeError(
-                f"SpoutGL {getattr(module, '__version__', '?')} cannot list senders (no getSenderList); "
-                "name the sender explicitly (spout:NAME) or upgrade SpoutGL"
-            )
         return sorted(str(name) for name in receiver.getSenderList())
     finally:
         receiver.releaseReceiver()
 
 
-def _gl_context(kind: str, spout_object: Any) -> Callable[[], None]:
-    """Make an OpenGL context current on this thread; returns the function that releases it."""
-    if kind == "none":
-        return lambda: None
-    if kind == "spout":
-        if not spout_object.createOpenGL():
-            raise BridgeError("Spout could not create its hidden OpenGL window (createOpenGL failed); "
-                              "check the GPU driver, or try gl='glfw'")
-        return spout_object.closeOpenGL
-    if kind == "glfw":
-        return _glfw_context()
-    raise BridgeError(f"gl must be 'spout', 'glfw' or 'none', not {kind!r}")
-
-
-def _glfw_context() -> Callable[[], None]:
-    """A hidden 16x16 glfw window whose context is made current (real Windows path only)."""
-    try:
-        glfw = importlib.import_module("glfw")
-    except ImportError as exc:
-        raise BridgeError("gl='glfw' needs glfw: pip install 'dreamwire[spout]'") from exc
-    if not glfw.init():
-        raise BridgeError("glfw.init() failed: no display/GPU available for an OpenGL context")
-    glfw.window_hint(glfw.VISIBLE, glfw.FALSE)
-    window = glfw.create_window(16, 16, "dreamwire-spout", None, None)
-    if not window:
-        glfw.terminate()
-        raise BridgeError("glfw could not create a hidden OpenGL window")
-    glfw.make_context_current(window)
-
-    def close() -> None:
-        glfw.destroy_window(window)
-        glfw.terminate()
-
-    return close
-
-
 class _SpoutBridge(OpenClose):
-    """What source and sink share: module loading, lazy GL context, thread check."""
+    """What source and sink share: module loading, the per-thread GL context, the thread check."""
 
     def __init__(self, spoutgl: ModuleType | None, gl: str) -> None:
+        if gl not in _GL_KINDS:
+            raise BridgeError(f"gl must be one of {', '.join(_GL_KINDS)}, not {gl!r}")
         self._module = load_spoutgl(spoutgl)
         self._gl_kind = gl
-        self._close_gl: Callable[[], None] | None = None
+        self._window: GlfwWindow | None = None
+        self._release_gl: Release | None = None
         self._gl_thread: int | None = None
 
     def _enum(self, layout: str) -> int:
         return int(getattr(self._module.enums, _GL_ENUMS[layout]))
 
+    def _open_gl(self) -> None:
+        if self._gl_kind == "glfw" and self._window is None:
+            self._window = GlfwWindow()  # on the thread that opens (the main one), as GLFW requires
+
     def _ensure_gl(self, spout_object: Any) -> None:
         thread = threading.get_ident()
-        if self._close_gl is None:
-            self._close_gl = _gl_context(self._gl_kind, spout_object)
+        if self._gl_thread is None:
+            if self._gl_kind == "spout":
+                self._release_gl = share_context(lambda: spout_context(spout_object))
+            elif self._window is not None:
+                self._release_gl = share_context(self._window.make_current)
             self._gl_thread = thread
         elif thread != self._gl_thread:
             raise BridgeError("a Spout bridge must be used from the thread that first read/wrote it "
                               "(its OpenGL context is current only there)")
 
-    def _release_gl(self) -> None:
-        if self._close_gl is not None:
-            self._close_gl()
-        self._close_gl = self._gl_thread = None
+    def _close_gl(self) -> None:
+        if self._release_gl is not None:
+            self._release_gl()
+        if self._window is not None:
+            self._window.destroy()
+        self._release_gl = self._gl_thread = self._window = None
 
 
 class SpoutSource(_SpoutBridge):
-    """Receives a Spout sender as RGBA (default) or BGRA frames; waits for it and follows resizes."""
+    """Receives a Spout sender in its own byte order (``layout="auto"``), or as RGBA/BGRA; follows resizes."""
 
-    def __init__(self, rest: str = "", *, layout: str = "RGBA", invert: bool = False, gl: str = "spout",
+    def __init__(self, rest: str = "", *, layout: str = "auto", invert: bool = False, gl: str = "spout",
                  spoutgl: ModuleType | None = None, retry_interval: float = 0.25,
-                 poll_interval: float = 0.004) -> None:
+                 poll_interval: float = 0.004, still_interval: float | None = 0.1) -> None:
         super().__init__(spoutgl, gl)
         self.sender = rest.strip()
         if len(self.sender) > MAX_NAME:
             raise BridgeError(f"Spout sender names are at most {MAX_NAME} characters")
-        self.layout = check_layout(layout)
-        if self.layout not in ("RGBA", "BGRA"):
-            raise BridgeError(f"the Spout source delivers RGBA or BGRA, not {layout!r}")
+        self.layout = "auto" if str(layout).lower() == "auto" else check_layout(layout)
+        if self.layout not in ("auto", "RGBA", "BGRA"):
+            raise BridgeError(f"the Spout source delivers auto (the sender's order), RGBA or BGRA, not {layout!r}")
         self._invert = invert
         self._retry = Every(retry_interval)
         self._poll_interval = poll_interval
+        self._still = still_interval
         self._status = StateLog(log)
         self._receiver: Any = None
-        self._buffer: np.ndarray | None = None
+        self._watch: FrameWatch | None = None
+        self._read_as = "RGBA"  # the sender's byte order, which receiveImage is asked for
+        self._sync_name = self.sender
         self._frame_id = 0
 
     @property
@@ -173,6 +159,7 @@ class SpoutSource(_SpoutBridge):
     def open(self) -> None:
         if self._receiver is not None:
             return
+        self._open_gl()
         self._receiver = self._module.SpoutReceiver()
         self._receiver.setReceiverName(self.sender)
 
@@ -180,8 +167,8 @@ class SpoutSource(_SpoutBridge):
         if self._receiver is None:
             return
         self._receiver.releaseReceiver()
-        self._release_gl()
-        self._receiver = self._buffer = None
+        self._close_gl()
+        self._receiver = self._watch = None
 
     def read(self, timeout: float) -> Frame | None:
         if self._receiver is None:
@@ -189,37 +176,58 @@ class SpoutSource(_SpoutBridge):
         self._ensure_gl(self._receiver)
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
-            frame = self._poll()
-            left = deadline - time.monotonic()
+            frame = self._poll(deadline)
+            now = time.monotonic()
+            left = deadline - now
             if frame is not None or left <= 0:
                 return frame
-            pause = self._poll_interval if self._buffer is not None else self._retry.interval
+            if self._watch is None:
+                pause = self._retry.interval
+            else:
+                pause = max(self._poll_interval, self._watch.next_read() - now)
             time.sleep(min(pause, left))
 
-    def _poll(self) -> Frame | None:
-        receiver = self._receiver
-        if self._buffer is None and not self._retry.due():
+    def _poll(self, deadline: float) -> Frame | None:
+        receiver, watch = self._receiver, self._watch
+        now = time.monotonic()
+        if watch is None and not self._retry.due(now):
             return None  # not connected: look for the sender only every retry_interval
-        ok = receiver.receiveImage(self._buffer, self._enum(self.layout), self._invert, 0)
+        if watch is not None:
+            # A sender that signals each frame (setFrameSync) is waited for here, without reading back;
+            # False means no new frame before the timeout. Without that event it returns True at once.
+            wait_ms = int(min(max(deadline - now, 0.0), 0.1) * 1000)
+            if not receiver.waitFrameSync(self._sync_name, wait_ms):
+                return None
+        ok = receiver.receiveImage(None if watch is None else watch.target, self._enum(self._read_as),
+                                   self._invert, 0)
         if receiver.isUpdated():  # new sender or new size: re-allocate, read on the next poll
-            width, height = int(receiver.getSenderWidth()), int(receiver.getSenderHeight())
-            self._buffer = np.zeros((height, width, 4), np.uint8) if width and height else None
-            self._status.enter(f"connected {width}x{height}", f"Spout: receiving {self._label} at {width}x{height}")
+            self._connected(receiver)
             return None
         if not ok:
-            if self._buffer is not None:
+            if watch is not None:
                 self._status.enter("lost", f"Spout: lost {self._label}; holding the last output and waiting",
                                    logging.WARNING)
-                self._buffer = None
+                self._watch = None
                 self._retry.reset()
             elif self._status.state is None:
                 self._status.enter("waiting", f"Spout: waiting for {self._label}")
             return None
-        if self._buffer is None or not receiver.isFrameNew():
+        now = time.monotonic()
+        if watch is None or not watch.check(receiver, now):
             return None
+        pixels = watch.pixels.copy() if self.layout in ("auto", self._read_as) else swap_red_blue(watch.pixels)
         self._frame_id += 1
-        return Frame(pixels=self._buffer.copy(), layout=self.layout, frame_id=self._frame_id,
-                     capture_time=time.monotonic(), timecode=None, sender=self.sender)
+        return Frame(pixels=pixels, layout=self._read_as if self.layout == "auto" else self.layout,
+                     frame_id=self._frame_id, capture_time=now, timecode=None, sender=self._sync_name or None)
+
+    def _connected(self, receiver: Any) -> None:
+        width, height = int(receiver.getSenderWidth()), int(receiver.getSenderHeight())
+        self._read_as = sender_layout(receiver.getSenderFormat())
+        self._sync_name = self.sender or str(receiver.getActiveSender() or "")
+        self._watch = (FrameWatch((height, width, 4), time.monotonic(), still_interval=self._still)
+                       if width and height else None)
+        self._status.enter(f"connected {width}x{height}",
+                           f"Spout: receiving {self._label} at {width}x{height} ({self._read_as})")
 
 
 class SpoutSink(_SpoutBridge):
@@ -240,6 +248,7 @@ class SpoutSink(_SpoutBridge):
     def open(self) -> None:
         if self._sender is not None:
             return
+        self._open_gl()
         self._sender = self._module.SpoutSender()
         self._sender.setSenderName(self.name)
         log.info("Spout: sending as %r (Spout appends _1, _2 ... if another sender has that name)", self.name)
@@ -248,7 +257,7 @@ class SpoutSink(_SpoutBridge):
         if self._sender is None:
             return
         self._sender.releaseSender()
-        self._release_gl()
+        self._close_gl()
         self._sender = None
 
     def write(self, frame: Frame) -> None:

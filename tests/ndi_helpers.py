@@ -11,8 +11,9 @@ big flat blocks along its top edge (decoded exactly).
 
 Scenarios:
 
-* ``sender``   - a plain ndi-python sender (the "TouchDesigner" of the tests);
-  prints ``{"ready": t}`` (``time.monotonic()``) after its first frame.
+* ``sender``   - a plain ndi-python sender (the "TouchDesigner" of the tests;
+  ``--dreamwire``: the same pictures through dreamwire's NDISink); prints
+  ``{"ready": t}`` (``time.monotonic()``) after its first frame.
 * ``source``   - dreamwire NDISource fed by a ``sender`` child: discovery,
   ``list_senders``, connect by name and by address, a resolution change.
 * ``sink``     - dreamwire NDISink read by a plain ndi-python receiver in the
@@ -22,6 +23,11 @@ Scenarios:
 * ``loop-reconnect`` - the same at the runtime level: a ``FrameLoop`` runs the
   tiny engine between an NDISource and a recording live sink while the sender
   is killed and a new one starts; records every output the sink got.
+* ``listing`` - two plain senders and a dreamwire-sink sender, three processes,
+  and ``python -m dreamwire sources`` run ``--calls`` times: what each listed.
+* ``restarts`` - one sender restarted ``--restarts`` times, read by name from a
+  process that also runs dreamwire's NDISink, another sender up: how soon each
+  restart's frames come through.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -105,6 +112,8 @@ def timecode_for(frame_id: int) -> int:
 def run_sender(args: argparse.Namespace) -> dict:
     import NDIlib as ndi
 
+    if args.dreamwire:
+        return run_dreamwire_sink(args)
     stop = False
 
     def on_term(*_: Any) -> None:
@@ -135,14 +144,40 @@ def run_sender(args: argparse.Namespace) -> dict:
     return {"sent": sent, "stopped": stop}
 
 
+def run_dreamwire_sink(args: argparse.Namespace) -> dict:
+    """The same pictures through dreamwire's own NDISink (as ``dreamwire run --sink ndi:NAME`` sends)."""
+    from dreamwire.bridges.base import Frame
+    from dreamwire.bridges.ndi import NDISink
+
+    stop = False
+
+    def on_term(*_: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    height, width = (int(v) for v in args.sizes.split(",")[0].split("x"))
+    frame_id, sent = args.start, 0
+    deadline = time.monotonic() + args.seconds
+    with NDISink(args.name, fps=args.fps) as sink:
+        while not stop and time.monotonic() < deadline:
+            sink.write(Frame(pixels=make_image(frame_id, height, width), layout="BGRA", frame_id=frame_id,
+                             capture_time=time.monotonic(), timecode=timecode_for(frame_id)))
+            if sent == 0:
+                print(json.dumps({"ready": time.monotonic()}), flush=True)
+            frame_id, sent = frame_id + 1, sent + 1
+            time.sleep(1 / args.fps)
+    return {"sent": sent, "stopped": stop}
+
+
 class Sender:
-    """A ``sender`` child process, started and stopped by the scenario."""
+    """A ``sender`` child process, started and stopped by the scenario (``dreamwire``: via NDISink)."""
 
     def __init__(self, name: str, start: int = 0, fps: int = 60, seconds: float = 10.0,
-                 sizes: str = "256x256", switch_after: int = 0) -> None:
+                 sizes: str = "256x256", switch_after: int = 0, dreamwire: bool = False) -> None:
         cmd = [sys.executable, str(Path(__file__).resolve()), "sender", "--name", name, "--start", str(start),
                "--fps", str(fps), "--seconds", str(seconds), "--sizes", sizes,
-               "--switch-after", str(switch_after)]
+               "--switch-after", str(switch_after), *(["--dreamwire"] if dreamwire else [])]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if not line:
@@ -182,16 +217,16 @@ def collect(source: Any, seconds: float, until: Callable[[list[dict]], bool] | N
 
 def resolve_url(name: str, seconds: float = 3.0) -> str:
     """Data address of ``name``, found by loopback discovery (so it also works outside a namespace)."""
-    from dreamwire.bridges import _ndilib
+    from dreamwire.bridges import _ndifind, _ndilib
 
     lib = _ndilib.load()
     _ndilib.acquire(lib)
-    finder = _ndilib.make_finder(lib, [_ndilib.LOOPBACK])
+    finder = _ndifind.make_finder(lib, [_ndifind.LOOPBACK])
     try:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             lib.find_wait_for_sources(finder, 100)
-            for full, url in _ndilib.sources(lib, finder):
+            for full, url in _ndifind.sources(lib, finder):
                 if _ndilib.stream_name(full) == name:
                     return url
         raise RuntimeError(f"{name!r} not discovered")
@@ -228,14 +263,18 @@ def scenario_sink(_: argparse.Namespace) -> dict:
     with NDISink(name, fps=30) as sink:
         receiver = _Receiver(ndi, name)
         try:
-            plan = [(layout, 256, 256) for layout in ("BGRA", "RGBA", "BGR", "RGB")] + [("RGB", 129, 255)]
-            for step, (layout, height, width) in enumerate(plan):
+            # The source's frame rate (NDI in: N/D as received) must reach the NDI frame; a frame without
+            # one, or with a nonsense one, goes out at the sink's fps (30 here).
+            plan = [(layout, 256, 256, None) for layout in ("BGRA", "RGBA", "BGR", "RGB")] + [
+                ("RGB", 129, 255, None), ("BGRA", 64, 64, (30000, 1001)), ("RGB", 64, 64, (60, 1)),
+                ("BGRA", 64, 64, (25, 1)), ("BGRA", 64, 64, (0, 1))]
+            for step, (layout, height, width, rate) in enumerate(plan):
                 frame_id = 100 + step
                 image = make_image(frame_id, height, width)
                 frame = Frame(pixels=convert(image, layout), layout=layout, frame_id=frame_id,
-                              capture_time=time.monotonic(), timecode=timecode_for(frame_id))
+                              capture_time=time.monotonic(), timecode=timecode_for(frame_id), frame_rate=rate)
                 got = receiver.round_trip(lambda frame=frame: sink.write(frame), frame_id, (height, width))
-                results.append({"layout": layout, "sent_size": [height, width], **got})
+                results.append({"layout": layout, "sent_size": [height, width], "sent_rate": rate, **got})
             connections = sink.connections
         finally:
             receiver.close()
@@ -411,6 +450,81 @@ def scenario_loop_reconnect(_: argparse.Namespace) -> dict:
                       "errors": stats.errors, "steps": stats.steps}}
 
 
+def scenario_listing(args: argparse.Namespace) -> dict:
+    """``dreamwire sources`` (the CLI, its own process) with two plain senders and dreamwire's NDI sink up.
+
+    Every NDI process listens on TCP 5960, so a query to one address reaches one process: this is the
+    case that needs more than one query per host.
+    """
+    names = [unique("dw-list-a"), unique("dw-list-b"), unique("dw-list-own")]
+    senders = [Sender(names[0], fps=30, seconds=300), Sender(names[1], fps=30, seconds=300),
+               Sender(names[2], fps=30, seconds=300, dreamwire=True)]
+    calls = []
+    try:
+        for _ in range(args.calls):
+            started = time.monotonic()
+            out = subprocess.run([sys.executable, "-m", "dreamwire", "sources"], capture_output=True, text=True,
+                                 timeout=60)
+            listed = [line[len("ndi:"):] for line in out.stdout.splitlines() if line.startswith("ndi:")]
+            calls.append({"rc": out.returncode, "listed": listed, "seconds": round(time.monotonic() - started, 2),
+                          "stderr": out.stderr[-800:]})
+    finally:
+        for sender in senders:
+            sender.stop()
+    return {"names": names, "calls": calls}
+
+
+def scenario_restarts(args: argparse.Namespace) -> dict:
+    """A sender restarted ``--restarts`` times, read by name by an NDISource in a process that also sends
+    through dreamwire's NDISink (``dreamwire run --source ndi:X --sink ndi:Y``), with a bystander sender up.
+
+    Restart k sends ids from 1000 * (k + 1); the bystander 40000+, the own sink 50000+. Gaps between a
+    stop and the next start cycle through GAPS (the longest outlasts a finder's reconnect attempts).
+    """
+    from dreamwire.bridges.base import Frame
+    from dreamwire.bridges.ndi import NDISink, NDISource
+
+    name, bystander_name, own = unique("dw-rs"), unique("dw-rs-other"), unique("dw-rs-own")
+    done = threading.Event()
+    results: list[dict] = []
+    with NDISink(own, fps=30) as sink:
+        def send_own() -> None:
+            frame_id = 50000
+            while not done.is_set():
+                sink.write(Frame(pixels=make_image(frame_id, 64, 64), layout="BGRA", frame_id=frame_id,
+                                 capture_time=time.monotonic()))
+                frame_id += 1
+                done.wait(1 / 30)
+
+        own_thread = threading.Thread(target=send_own, daemon=True)
+        own_thread.start()
+        bystander = Sender(bystander_name, start=40000, fps=30, seconds=600)
+        try:
+            with NDISource(name) as source:
+                for k in range(args.restarts):
+                    first = 1000 * (k + 1)
+                    sender = Sender(name, start=first, fps=30, seconds=120)
+                    frames = collect(source, 5.0, until=lambda fs, first=first: any(f["id"] >= first for f in fs))
+                    fresh = [f for f in frames if first <= f["id"] < first + 1000]
+                    wrong = [f["id"] for f in frames if not first - 1000 <= f["id"] < first + 1000]
+                    results.append({"restart": k, "gap_before_s": GAPS[(k - 1) % len(GAPS)] if k else None,
+                                    "reconnect_s": round(fresh[0]["t"] - sender.ready, 3) if fresh else None,
+                                    "wrong_ids": wrong[:5]})
+                    if k % 2 == 0:
+                        sender.kill()  # a crash: no goodbye
+                    else:
+                        sender.stop()
+                    time.sleep(GAPS[k % len(GAPS)])
+        finally:
+            done.set()
+            own_thread.join()
+            bystander.stop()
+    return {"name": name, "restarts": results}
+
+
+GAPS = (0.2, 0.6, 1.2, 3.0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="scenario", required=True)
@@ -421,15 +535,19 @@ def main(argv: list[str] | None = None) -> int:
     send.add_argument("--seconds", type=float, default=10.0)
     send.add_argument("--sizes", default="256x256")
     send.add_argument("--switch-after", type=int, default=0)
+    send.add_argument("--dreamwire", action="store_true", help="send through dreamwire's NDISink")
     sub.add_parser("source")
     sub.add_parser("sink")
     re_parser = sub.add_parser("reconnect")
     re_parser.add_argument("--by", choices=("name", "address"), default="name")
     re_parser.add_argument("--stop", choices=("kill", "stop"), default="kill")
     sub.add_parser("loop-reconnect")
+    sub.add_parser("listing").add_argument("--calls", type=int, default=10)
+    sub.add_parser("restarts").add_argument("--restarts", type=int, default=20)
     args = parser.parse_args(argv)
     scenarios = {"sender": run_sender, "source": scenario_source, "sink": scenario_sink,
-                 "reconnect": scenario_reconnect, "loop-reconnect": scenario_loop_reconnect}
+                 "reconnect": scenario_reconnect, "loop-reconnect": scenario_loop_reconnect,
+                 "listing": scenario_listing, "restarts": scenario_restarts}
     result = scenarios[args.scenario](args)
     print(json.dumps({"result": result}), flush=True)
     return 0

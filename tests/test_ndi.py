@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dreamwire.bridges import _ndilib
+from dreamwire.bridges import _ndifind, _ndilib
 from dreamwire.bridges._common import FourChannelPacker
+from dreamwire.bridges._ndifind import listeners, loopback_fanout
 from dreamwire.bridges._ndilib import Target, match_source, stream_name
 from dreamwire.bridges.base import BridgeError, make_source
 
@@ -94,7 +95,10 @@ def test_sink_is_read_by_a_real_receiver_in_every_layout():
         assert got["psnr"] > MIN_PSNR, (layout, size, got["psnr"])
         assert got["timecode"] == got["id"] * 1000 + 7, "timecode not passed through to the NDI frame"
         assert got["fourcc"] == ("FOURCC_VIDEO_TYPE_BGRA" if "A" in layout[3:] else "FOURCC_VIDEO_TYPE_BGRX")
-        assert got["rate"] == [30, 1]
+    # The source's frame rate goes out as the NDI frame's frame_rate_N/D; none (or a nonsense one): the sink's fps.
+    rates = [(r["sent_rate"], r["rate"]) for r in result["results"]]
+    assert rates == [(rate, list(rate) if rate and rate[0] > 0 else [30, 1]) for rate, _ in rates]
+    assert {tuple(r) for r, _ in rates if r} == {(30000, 1001), (60, 1), (25, 1), (0, 1)}
     assert by_layout[("RGB", (129, 255))]["size"] == [130, 256], "odd sizes are padded to even, not cropped"
     assert result["connections"] == 1
 
@@ -119,6 +123,33 @@ def test_source_survives_sender_restart(by: str, stop: str):
     assert len(resumed) >= 20, "never resumed from the restarted sender"
     assert resumed[0]["t"] - result["second_ready"] < 2.0, "took more than 2 s to resume"
     assert_good_frames(resumed)
+
+
+@real_ndi
+@pytest.mark.slow
+def test_dreamwire_sources_lists_every_sending_process_on_the_host():
+    """Two plain sender processes and dreamwire's own NDI sink in one namespace, no mDNS daemon: every NDI
+    process listens on 5960 and one query reaches one of them, so a single 127.0.0.1 query listed one in three."""
+    ndi_runtime()
+    result = run_scenario("listing", "--calls", "10", timeout=240)
+    wanted = {f"({name})" for name in result["names"]}
+    for call in result["calls"]:
+        assert call["rc"] == 0, call["stderr"]
+    found = [sum(any(listed.endswith(w) for listed in call["listed"]) for w in wanted) for call in result["calls"]]
+    assert found == [3] * 10, f"sources listed per call (of 3): {found}"
+
+
+@real_ndi
+@pytest.mark.slow
+def test_sender_restarts_reconnect_within_2s_beside_our_own_ndi_sink():
+    """20 restarts (killed or stopped, 0.2-3 s apart) of the sender an NDISource reads by name, in a process
+    that also runs dreamwire's NDISink, with another sender process up: each reconnects within 2 s."""
+    ndi_runtime()
+    result = run_scenario("restarts", "--restarts", "20", timeout=240)
+    times = [r["reconnect_s"] for r in result["restarts"]]
+    assert len(times) == 20 and None not in times, f"restarts never picked up: {times}"
+    assert max(times) < 2.0, f"reconnect times (s): {times}"
+    assert all(not r["wrong_ids"] for r in result["restarts"]), "frames from another sender"
 
 
 @real_ndi
@@ -189,10 +220,42 @@ def test_name_matching_prefers_exact_then_stream_name_then_case():
     assert stream_name("PC (Cam (1))") == "Cam (1)"
 
 
-def test_discovery_always_asks_loopback_first():
-    assert _ndilib.discovery_ips(None) == ["127.0.0.1"]
-    assert _ndilib.discovery_ips("10.0.0.5, 10.0.0.6", ("studio",)) == ["127.0.0.1", "10.0.0.5", "10.0.0.6", "studio"]
-    assert _ndilib.discovery_ips(["127.0.0.1", "h"]) == ["127.0.0.1", "h"]
+def test_discovery_asks_loopback_first_then_the_users_ips_and_hosts():
+    one = ["127.0.0.1"]
+    assert _ndifind.discovery_ips(None, loopback=one) == ["127.0.0.1"]
+    assert _ndifind.discovery_ips("10.0.0.5, 10.0.0.6", ("studio",), loopback=one) == [
+        "127.0.0.1", "10.0.0.5", "10.0.0.6", "studio"]
+    assert _ndifind.discovery_ips(["127.0.0.1", "h"], loopback=["127.0.0.1", "127.0.0.2"]) == [
+        "127.0.0.1", "127.0.0.2", "h"]
+    assert _ndifind.describe(["127.0.0.1", "127.0.0.2", "127.0.0.3", "studio"]) == "127.0.0.1-127.0.0.3, studio"
+
+
+def test_loopback_fanout_reaches_every_local_process_with_a_stated_chance(monkeypatch):
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert loopback_fanout(None) == loopback_fanout(0) == loopback_fanout(1) == ["127.0.0.1"]
+    for processes in (2, 3, 5, 10):
+        ips = loopback_fanout(processes)
+        n = len(ips)
+        assert ips == [f"127.0.0.{i}" for i in range(1, n + 1)]
+        assert processes * (1 - 1 / processes) ** n <= 1e-4 < processes * (1 - 1 / processes) ** (n - 1)
+    assert len(loopback_fanout(100)) == 254, "127.0.0.255 is not a host address"
+    monkeypatch.setattr(sys, "platform", "win32")  # measured on Linux only: elsewhere ask 127.0.0.1 alone
+    assert loopback_fanout(3) == ["127.0.0.1"]
+
+
+def test_listeners_counts_sockets_listening_on_the_ndi_messaging_port(tmp_path):
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    tail = "00000000:00000000 00:00000000 00000000 0 0 1 1 0000000000000000 100 0 0 10 0\n"
+    rows = [("00000000:1748", "00000000:0000", "0A"),  # 0.0.0.0:5960 LISTEN
+            ("00000000:1748", "00000000:0000", "0A"),  # another process's
+            ("0100007F:1748", "0100007F:9C40", "01"),  # an established query
+            ("00000000:1749", "00000000:0000", "0A")]  # a data port
+    tcp, tcp6 = tmp_path / "tcp", tmp_path / "tcp6"
+    tcp.write_text(header + "".join(f"   {i}: {local} {remote} {state} {tail}"
+                                    for i, (local, remote, state) in enumerate(rows)))
+    tcp6.write_text(header + f"   0: {'0' * 32}:1748 {'0' * 32}:0000 0A {tail}")
+    assert listeners(tables=[str(tcp), str(tcp6)]) == 3
+    assert listeners(tables=[str(tmp_path / "absent")]) is None
 
 
 def test_missing_ndi_python_is_a_clear_error(monkeypatch):
@@ -250,3 +313,31 @@ def test_received_frames_get_opaque_alpha_and_unusable_formats_are_dropped_once(
     assert source._to_frame(video("FOURCC_VIDEO_TYPE_UYVY", 2)) is None
     assert source._to_frame(video("FOURCC_VIDEO_TYPE_UYVY", 2)) is None
     assert len([r for r in caplog.records if "unexpected format" in r.message]) == 1
+
+
+def test_a_fresh_probe_wins_over_what_the_lasting_finder_still_lists(monkeypatch):
+    """A restarted sender has a new data port; the lasting finder may still list the old one."""
+    from dreamwire.bridges import ndi
+
+    connects: list[str] = []
+
+    class Finder(types.SimpleNamespace):
+        def listed(self) -> list[types.SimpleNamespace]:
+            fanned_out = "127.0.0.2" in self.ips.split(",")
+            url = "127.0.0.2:5977" if fanned_out else "127.0.0.1:5961"  # a probe sees the restarted process
+            return [types.SimpleNamespace(ndi_name="VM (TD)", url_address=url)]
+
+    lib = types.SimpleNamespace(
+        initialize=lambda: True, destroy=lambda: None, FindCreate=types.SimpleNamespace,
+        find_create_v2=lambda settings: Finder(ips=settings.extra_ips),
+        find_get_current_sources=lambda finder: finder.listed(), find_wait_for_sources=lambda f, ms: True,
+        find_destroy=lambda finder: None, RecvCreateV3=types.SimpleNamespace, recv_create_v3=lambda s: object(),
+        RECV_COLOR_FORMAT_BGRX_BGRA=0, RECV_BANDWIDTH_HIGHEST=0, recv_destroy=lambda recv: None,
+        recv_get_no_connections=lambda recv: 0, Source=lambda name, url: types.SimpleNamespace(url=url),
+        recv_connect=lambda recv, source: connects.append(source.url))
+    monkeypatch.setattr(ndi._ndilib, "load", lambda: lib)
+    monkeypatch.setattr(_ndifind, "listeners", lambda: 3)
+    monkeypatch.setattr(sys, "platform", "linux")
+    with ndi.NDISource("TD") as source:
+        assert len(source._finder.ips) == len(loopback_fanout(3))
+    assert connects == ["127.0.0.2:5977"]

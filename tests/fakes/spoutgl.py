@@ -1,51 +1,78 @@
 """A fake ``SpoutGL`` module: SpoutGL 0.1.1 (pybind11 over Spout 2.007) at the API boundary dreamwire uses.
 
 SpoutGL only ships Windows wheels, so on Linux the Spout bridge is tested
-against this stand-in. It mirrors, from SpoutGL 0.1.1's ``src/PySpoutGL.cpp``
-and Spout 2.007's ``Spout.cpp``:
+against this stand-in. Every default and return convention below is read from
+github.com/jlai/Python-SpoutGL at tag v0.1.1 (commit 5a5f651): the binding
+``src/PySpoutGL.cpp`` and the Spout 2.007 sources it vendors and builds,
+``vendor/SpoutGL/*.cpp`` (the same code as leadedge/Spout2 ``SPOUTSDK/SpoutGL/``).
 
-* ``SpoutSender()``: ``setSenderName(name) -> None``;
-  ``sendImage(buffer, width, height, glFormat, invert, hostFbo) -> bool``
-  (width before height, although the binding's lambda names them the other way
-  round); ``BufferError("Buffer not large enough")`` /
-  ``BufferError("Buffer must be contiguous")``; ``ValueError`` for an unknown
-  GL format; the first successful send registers the sender, and a taken name
-  becomes ``name_1``, ``name_2`` ...; ``releaseSender() -> None``;
-  ``createOpenGL() -> bool``; ``closeOpenGL() -> bool``; ``with`` releases.
-* ``SpoutReceiver()``: ``setReceiverName(name) -> None`` (empty = the active
-  sender); ``receiveImage(buffer | None, glFormat, invert, hostFbo) -> bool``:
-  the binding checks a non-empty buffer against the *current*
-  ``getSenderWidth/Height`` before Spout runs; Spout returns True without
-  copying while a new sender or a size change is flagged, False for ``None``
-  otherwise, and False (after releasing, width/height back to 0) when the
-  sender is gone. ``isUpdated()`` returns the flag **and clears it**.
-  ``getSenderName()`` is bound to ``GetSenderWidth`` in 0.1.1, so it returns
-  the width (an int), never a name. ``isFrameNew()``, ``getSenderFrame()``,
-  ``isConnected()``, ``releaseReceiver()``, ``createOpenGL``/``closeOpenGL``.
-* ``SpoutGL.enums``: ``GL_RGBA``, ``GL_BGRA_EXT``, ``GL_RGB``, ``GL_BGR_EXT``;
-  ``SpoutGL.helpers.getBytesPerPixel``.
+Receiver (``SpoutReceiver``):
 
-Not mirrored: textures, FBOs, memory buffers, frame sync events, CPU-share
-modes. 0.1.1 has no sender-list call; ``with_sender_list=True`` adds the later
-``getSenderList()`` for the ``list_senders`` path. Without an OpenGL context
-(``createOpenGL``), sending and receiving fail the way Spout's ``OpenSpout``
-does: they return False.
+* Frame counting is read from the registry when the object is made, and the
+  value ``Framecount`` is absent by default, so counting is off
+  (``SpoutFrameCount.cpp:147-152``; :attr:`World.frame_count` is that value).
+  Off: ``isFrameNew()`` is always true (``:145``), ``getSenderFrame()`` is 0
+  (``:136``, ``:400-403``), ``isFrameCountEnabled()`` false (``:361-368``),
+  and every read copies the texture again. On: a sender that does not count
+  reads as frame 0 and every read is new (``:581-583``); the same count as
+  last time means not new (``:588-591``) and the buffer is left untouched
+  while ``receiveImage`` still returns true (``SpoutGL.cpp:1966-1968``).
+* ``receiveImage(buffer | None, glFormat, invert, hostFbo)``: ``None`` or an
+  empty buffer means "no pixels" (``PySpoutGL.cpp:181-191``); a buffer is
+  checked against ``getSenderWidth/Height`` as they were *before* the call
+  (``:193-198``, ``BufferError``). Spout then returns true at once while an
+  update is flagged (``Spout.cpp:1838-1840``), false without a current OpenGL
+  context on the calling thread (``SpoutGL.cpp:555-577``), releases and
+  returns false when the sender is gone (``Spout.cpp:1915-1923``), returns
+  true with the update flag set for a new sender, size or format
+  (``:1861-1872``, ``:2497-2549``), false for no pixels (``:1876-1878``).
+  Releasing sleeps 67 ms (``:798-799``) and zeroes the size (``:805-807``).
+* ``isUpdated()`` returns the flag and clears it (``:974-979``);
+  ``getSenderFormat()`` is the DXGI format, 87 (B8G8R8A8) until connected
+  (``SpoutGL.cpp:245-246``), DX9 21/22 reported as 87 (``Spout.cpp:2484-2490``);
+  ``getSenderName()`` is bound to ``GetSenderWidth`` (``PySpoutGL.cpp:208``);
+  ``getSenderList()`` (``:207``, ``Spout.cpp:1083-1095``) and
+  ``getActiveSender()`` (``PySpoutGL.cpp:90-97``) exist on both classes' common part.
+* ``waitFrameSync(name, timeout)`` (``PySpoutGL.cpp:218``): true at once if
+  the sender never made a sync event (``SpoutFrameCount.cpp:903-906``), else
+  waits for the auto-reset event (``:1164-1174``): true if signalled, false
+  on timeout (``:908-931``). A sender signals with ``setFrameSync(name)``
+  (``:863-881``), as ``examples/image/sender.py:27`` does.
 
-Tests drive the "other application" through :class:`World`: ``publish`` a
-frame as TouchDesigner would, ``close`` a sender, ``resize`` by publishing a
-different size.
+Sender: ``sendImage(buffer, width, height, glFormat, invert, hostFbo)`` with
+width first whatever the lambda calls them (``PySpoutGL.cpp:137,152``),
+``BufferError`` for a short or non-contiguous buffer (``:139-145``),
+``ValueError`` for an unknown format (``:56-67``); a taken name becomes
+``name_1``... ; it counts frames only when counting is on (``:482-507``).
+
+OpenGL: ``createOpenGL()`` makes a context only if none is current on the
+thread (``SpoutGL.cpp:875``, ``:952-954``); ``closeOpenGL()`` closes only the
+context this object made, and fails from another thread (``:980-990``).
+
+Tests drive the other application through :class:`World`: ``publish`` a frame
+as TouchDesigner would, ``start`` a sender that produces ``fps`` frames a
+second on the world's clock (use :class:`FakeClock` for exact counts),
+``close`` it. ``world.readbacks`` counts texture copies into receiver buffers.
+``World.driver_swaps_bgra`` plays the drivers reported to leave B8G8R8A8
+textures unswizzled when read as ``GL_RGBA``.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
+import threading
+import time
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 GL_RGBA, GL_BGRA_EXT, GL_RGB, GL_BGR_EXT = 0x1908, 0x80E1, 0x1907, 0x80E0
 _ORDER = {GL_RGBA: [0, 1, 2, 3], GL_BGRA_EXT: [2, 1, 0, 3], GL_RGB: [0, 1, 2], GL_BGR_EXT: [2, 1, 0]}
+_UNSWIZZLED = {GL_RGBA: GL_BGRA_EXT, GL_RGB: GL_BGR_EXT}
+DXGI_B8G8R8A8, DXGI_B8G8R8X8, DXGI_R8G8B8A8 = 87, 88, 28
 
 
 def get_bytes_per_pixel(gl_format: int) -> int:
@@ -61,69 +88,145 @@ def _view(buffer: object) -> memoryview:
     return view
 
 
+class FakeClock:
+    """``monotonic()`` and ``sleep()`` on a clock that moves only when slept on."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+
+
+def stamp(number: int, height: int = 8, width: int = 8) -> np.ndarray:
+    """The RGBA picture of frame ``number`` (red/green carry it, blue is a ramp, so R != B)."""
+    rgba = np.empty((height, width, 4), np.uint8)
+    rgba[..., 0], rgba[..., 1] = number & 255, number >> 8 & 255
+    rgba[..., 2] = np.arange(width, dtype=np.uint8)[None, :] * 7 + 100
+    rgba[..., 3] = 255
+    return rgba
+
+
+def frame_number(rgba: np.ndarray) -> int:
+    return int(rgba[0, 0, 0]) | int(rgba[0, 0, 1]) << 8
+
+
 @dataclass
 class SharedSender:
-    """One entry of Spout's shared sender list: size, the texture as RGBA, a frame counter."""
+    """One entry of Spout's shared sender list."""
 
     name: str
     rgba: np.ndarray
-    frame: int = 0
-    incarnation: int = 0
-    frame_count: bool = True
+    incarnation: int
+    dxgi_format: int = DXGI_B8G8R8A8
+    counts: bool = False  # increments the frame-count semaphore (only when counting is on)
+    sync: bool = False  # signals its sync event after each frame
+    frame: int = 1
+    fps: float | None = None  # None: frames come from publish(); else produced on the clock
+    started: float = 0.0
+    signalled: int = 0  # the frame the auto-reset sync event was last consumed at
 
     @property
     def size(self) -> tuple[int, int]:
         return int(self.rgba.shape[1]), int(self.rgba.shape[0])  # width, height, as Spout reports them
 
+    def advance(self, now: float) -> None:
+        if self.fps is not None:
+            number = int(math.floor((now - self.started) * self.fps + 1e-6)) + 1
+            if number != self.frame:
+                self.frame, self.rgba = number, stamp(number, *self.rgba.shape[:2])
+
 
 @dataclass
 class World:
-    """Spout's machine-wide state: the sender names map and the active sender."""
+    """Spout's machine-wide state: the sender list, the active sender, the registry, GL contexts."""
 
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    frame_count: bool = False  # the registry value Framecount == 1
+    readback_cost: float = 0.0005  # seconds one texture copy takes (Spout: 1.6 ms at 1920x1080 RGBA)
+    driver_swaps_bgra: bool = False
     senders: dict[str, SharedSender] = field(default_factory=dict)
     active: str | None = None
+    readbacks: int = 0
+    gl: dict[int, object] = field(default_factory=dict)  # thread id -> the object whose context is current
     _incarnations: itertools.count = field(default_factory=lambda: itertools.count(1))
 
-    def register(self, wanted: str, rgba: np.ndarray, frame_count: bool = True) -> str:
+    def register(self, wanted: str, rgba: np.ndarray, **options: object) -> str:
         name, n = wanted, 0
         while name in self.senders:
             n += 1
             name = f"{wanted}_{n}"
-        self.senders[name] = SharedSender(name, rgba, incarnation=next(self._incarnations), frame_count=frame_count)
+        options.setdefault("counts", self.frame_count)
+        self.senders[name] = SharedSender(name, rgba, next(self._incarnations), **options)  # type: ignore[arg-type]
         self.active = self.active or name
         return name
 
-    def publish(self, name: str, rgba: np.ndarray, frame_count: bool = True) -> None:
-        """Another application sends a frame (RGBA, any size) under ``name``."""
+    def publish(self, name: str, rgba: np.ndarray, **options: object) -> None:
+        """Another application sends a frame (RGBA, any size) under ``name``; a new sender takes ``options``."""
         rgba = np.ascontiguousarray(rgba, dtype=np.uint8)
         sender = self.senders.get(name)
         if sender is None:
-            self.register(name, rgba, frame_count)
-            sender = self.senders[name]
+            self.register(name, rgba, **options)
+            return
         sender.rgba = rgba
         sender.frame += 1
+
+    def start(self, name: str, fps: float, height: int = 8, width: int = 8, **options: object) -> SharedSender:
+        """A sender that makes ``fps`` frames a second on the world's clock, each :func:`stamp`-ed."""
+        self.register(name, stamp(1, height, width), fps=fps, started=self.clock(), **options)
+        return self.senders[name]
+
+    def current(self, name: str) -> SharedSender | None:
+        sender = self.senders.get(name)
+        if sender is not None:
+            sender.advance(self.clock())
+        return sender
 
     def close(self, name: str) -> None:
         self.senders.pop(name, None)
         if self.active == name:
             self.active = next(iter(self.senders), None)
 
+    def has_gl(self) -> bool:
+        return threading.get_ident() in self.gl
 
-class _GL:
+
+class _Common:
+    """What ``addCommonDefs`` binds on both classes (``PySpoutGL.cpp:80-110``), OpenGL included."""
+
     def __init__(self, world: World) -> None:
         self._world = world
-        self.gl_ready = False
+        self._context_thread: int | None = None
+        self._counting = world.frame_count  # the registry is read once, in the constructor
 
     def createOpenGL(self) -> bool:
-        self.gl_ready = True
+        thread = threading.get_ident()
+        if thread not in self._world.gl:
+            self._world.gl[thread] = self
+            self._context_thread = thread
         return True
 
     def closeOpenGL(self) -> bool:
-        self.gl_ready = False
+        if self._context_thread is None:
+            return True
+        if self._context_thread != threading.get_ident():
+            return False  # its context is current on another thread: wglDeleteContext fails
+        del self._world.gl[self._context_thread]
+        self._context_thread = None
         return True
 
+    def getSenderList(self) -> list[str]:
+        return sorted(self._world.senders)
 
-class SpoutSender(_GL):
+    def getActiveSender(self) -> str | None:
+        return self._world.active
+
+
+class SpoutSender(_Common):
     def __init__(self, world: World) -> None:
         super().__init__(world)
         self._wanted: str = "python"  # Spout's default: the executable name
@@ -146,7 +249,7 @@ class SpoutSender(_GL):
         if view.nbytes < width * height * bpp:
             raise BufferError("Buffer not large enough")
         self.calls.append(("sendImage", width, height, glFormat, invert, hostFbo))
-        if not self.gl_ready or width == 0 or height == 0:
+        if not self._world.has_gl() or width == 0 or height == 0:
             return False
         pixels = np.frombuffer(view, np.uint8, width * height * bpp).reshape(height, width, bpp)
         rgba = np.full((height, width, 4), 255, np.uint8)
@@ -154,9 +257,15 @@ class SpoutSender(_GL):
         if invert:
             rgba = rgba[::-1].copy()
         if self.name is None:
-            self.name = self._world.register(self._wanted, rgba)
-        self._world.publish(self.name, rgba)
+            self.name = self._world.register(self._wanted, rgba, counts=self._counting)
+        else:
+            self._world.publish(self.name, rgba)
         return True
+
+    def setFrameSync(self, name: str) -> None:
+        sender = self._world.senders.get(name)
+        if sender is not None:
+            sender.sync = True
 
     def releaseSender(self) -> None:
         if self.name is not None:
@@ -164,19 +273,19 @@ class SpoutSender(_GL):
         self.name = None
 
 
-class SpoutReceiver(_GL):
-    def __init__(self, world: World, with_sender_list: bool = False) -> None:
+class SpoutReceiver(_Common):
+    def __init__(self, world: World) -> None:
         super().__init__(world)
         self._setup_name = ""
-        self._connected: SharedSender | None = None
+        self._initialized = False
         self._incarnation = 0
         self._width = self._height = 0
+        self._format = DXGI_B8G8R8A8
         self._updated = False
-        self._last_frame = -1
-        self._frame_new = False
+        self._frame_new = True  # m_bIsNewFrame: "default true for apps without frame count"
+        self._frame_count = 0  # m_FrameCount, what getSenderFrame() returns
+        self._last_count = 0
         self.calls: list[tuple] = []
-        if with_sender_list:
-            self.getSenderList = lambda: list(world.senders)  # type: ignore[attr-defined]
 
     def __enter__(self) -> SpoutReceiver:
         return self
@@ -190,29 +299,68 @@ class SpoutReceiver(_GL):
     def receiveImage(self, buffer: object | None, glFormat: int, invert: bool, hostFbo: int) -> bool:
         self.calls.append(("receiveImage", None if buffer is None else "buffer", glFormat, invert, hostFbo))
         view = None if buffer is None else _view(buffer)
-        if view is not None and view.nbytes:  # the binding's check uses the size Spout knew before this call
-            if view.nbytes < self._width * self._height * get_bytes_per_pixel(glFormat):
-                raise BufferError("Buffer not large enough")
-        if not self.gl_ready:
-            return False  # OpenSpout fails without an OpenGL context
-        sender = self._world.senders.get(self._setup_name or (self._world.active or ""))
+        if view is not None and not view.nbytes:
+            view = None
+        if view is not None and view.nbytes < self._width * self._height * get_bytes_per_pixel(glFormat):
+            raise BufferError("Buffer not large enough")
+        if self._updated:
+            return True
+        if not self._world.has_gl():
+            return False
+        sender = self._world.current(self._setup_name or (self._world.active or ""))
         if sender is None:
             self.releaseReceiver()
             return False
-        if sender.incarnation != self._incarnation or sender.size != (self._width, self._height):
-            self._connected, self._incarnation = sender, sender.incarnation
+        if (sender.incarnation, sender.size, sender.dxgi_format) != (self._incarnation, (self._width, self._height),
+                                                                     self._format):
+            self.releaseReceiver()
+            self._initialized, self._incarnation, self._format = True, sender.incarnation, sender.dxgi_format
             self._width, self._height = sender.size
             self._updated = True
-        if self._updated:
-            return True  # the application must call isUpdated() and re-allocate
-        if view is None or not view.nbytes:
+            return True
+        if view is None:
             return False
-        self._frame_new = not sender.frame_count or sender.frame != self._last_frame
-        self._last_frame = sender.frame
+        if self._new_frame(sender):
+            self._copy(sender, view, glFormat, invert)
+        return True
+
+    def _new_frame(self, sender: SharedSender) -> bool:
+        """spoutFrameCount::GetNewFrame (SpoutFrameCount.cpp:536-606)."""
+        if not self._counting:
+            return True
+        count = sender.frame if sender.counts else 0
+        self._frame_count, self._frame_new = count, True
+        if count == 0:
+            return True
+        if count == self._last_count:
+            self._frame_new = False
+            return False
+        self._last_count = count
+        return True
+
+    def _copy(self, sender: SharedSender, view: memoryview, gl_format: int, invert: bool) -> None:
+        self._world.readbacks += 1
+        self._world.sleep(self._world.readback_cost)
+        order = gl_format
+        if self._world.driver_swaps_bgra and sender.dxgi_format in (DXGI_B8G8R8A8, DXGI_B8G8R8X8):
+            order = _UNSWIZZLED.get(gl_format, gl_format)
         rgba = sender.rgba[::-1] if invert else sender.rgba
-        bpp = get_bytes_per_pixel(glFormat)
-        out = np.frombuffer(view.cast("B"), np.uint8, self._width * self._height * bpp)
-        out[:] = rgba[..., _ORDER[glFormat]].reshape(-1)
+        out = np.frombuffer(view.cast("B"), np.uint8, self._width * self._height * get_bytes_per_pixel(gl_format))
+        out[:] = rgba[..., _ORDER[order]].reshape(-1)
+
+    def waitFrameSync(self, senderName: str, timeout: int = 0) -> bool:
+        sender = self._world.current(senderName)
+        if sender is None or not sender.sync:
+            return True  # no sync event: do not block
+        if sender.frame <= sender.signalled:  # not signalled since the last wait: wait for the next frame
+            due = timeout / 1000
+            if sender.fps is not None:
+                due = min(due, sender.started + sender.frame / sender.fps - self._world.clock())
+            self._world.sleep(due)
+            sender.advance(self._world.clock())
+            if sender.frame <= sender.signalled:
+                return False
+        sender.signalled = sender.frame  # auto-reset: this wait consumed the signal
         return True
 
     def isUpdated(self) -> bool:
@@ -220,13 +368,19 @@ class SpoutReceiver(_GL):
         return updated
 
     def isConnected(self) -> bool:
-        return self._connected is not None
+        return self._initialized
 
     def isFrameNew(self) -> bool:
         return self._frame_new
 
+    def isFrameCountEnabled(self) -> bool:
+        return self._counting
+
     def getSenderFrame(self) -> int:
-        return self._last_frame if self._connected is not None else 0
+        return self._frame_count
+
+    def getSenderFormat(self) -> int:
+        return self._format
 
     def getSenderWidth(self) -> int:
         return self._width
@@ -238,21 +392,24 @@ class SpoutReceiver(_GL):
         return self._width
 
     def releaseReceiver(self) -> None:
-        self._connected = None
+        if not self._initialized:
+            return
+        self._world.sleep(0.067)
+        self._initialized = False
         self._incarnation = 0
         self._width = self._height = 0
-        self._last_frame = -1
-        self._frame_new = False
+        self._frame_count = self._last_count = 0
 
 
-def make_spoutgl(with_sender_list: bool = False) -> types.ModuleType:
+def make_spoutgl(clock: FakeClock | None = None, **world: object) -> types.ModuleType:
     """A fresh fake ``SpoutGL`` module with its own :class:`World` (``module.world``)."""
-    world = World()
+    timing = {"clock": clock.monotonic, "sleep": clock.sleep} if clock is not None else {}
+    state = World(**timing, **world)  # type: ignore[arg-type]
     module = types.ModuleType("SpoutGL")
     module.__version__ = "0.1.1-fake"  # type: ignore[attr-defined]
-    module.world = world  # type: ignore[attr-defined]
-    module.SpoutSender = lambda: SpoutSender(world)  # type: ignore[attr-defined]
-    module.SpoutReceiver = lambda: SpoutReceiver(world, with_sender_list)  # type: ignore[attr-defined]
+    module.world = state  # type: ignore[attr-defined]
+    module.SpoutSender = lambda: SpoutSender(state)  # type: ignore[attr-defined]
+    module.SpoutReceiver = lambda: SpoutReceiver(state)  # type: ignore[attr-defined]
     enums = types.ModuleType("SpoutGL.enums")
     enums.GL_RGBA, enums.GL_BGRA_EXT, enums.GL_RGB, enums.GL_BGR_EXT = GL_RGBA, GL_BGRA_EXT, GL_RGB, GL_BGR_EXT  # type: ignore[attr-defined]
     helpers = types.ModuleType("SpoutGL.helpers")
