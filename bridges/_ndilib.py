@@ -17,6 +17,7 @@ from dreamwire.bridges.base import BridgeError
 
 _lock = threading.Lock()
 _users = 0
+_own: list[str] = []  # stream names this process sends under (a sink's own output is never "the first source")
 
 
 def load() -> ModuleType:
@@ -63,13 +64,25 @@ def stream_name(full_name: str) -> str:
     return match.group(2) if match else full_name
 
 
+def sending(name: str, on: bool) -> None:
+    """Note (``on``) or forget a stream name this process publishes."""
+    with _lock:
+        if on:
+            _own.append(name)
+        elif name in _own:
+            _own.remove(name)
+
+
 def match_source(wanted: str, found: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Sources matching ``wanted``, best first: exact full name, then stream name, then case-insensitive.
 
-    An empty ``wanted`` matches every source (the user asked for "the first one").
+    An empty ``wanted`` matches every source (the user asked for "the first one") except the ones this
+    process sends itself: ``ndi:`` with ``--sink ndi:dreamwire`` must not feed dreamwire its own output.
     """
     if not wanted:
-        return sorted(found)
+        with _lock:
+            own = set(_own)
+        return sorted(s for s in found if stream_name(s[0]) not in own)
     for same in (str.__eq__, lambda a, b: a.casefold() == b.casefold()):
         hits = [s for s in found if same(s[0], wanted)] or [s for s in found if same(stream_name(s[0]), wanted)]
         if hits:

@@ -238,12 +238,14 @@ class NDISink(OpenClose):
             _ndilib.release(lib)
             raise BridgeError(f"NDI could not create a sender named {self.name!r}")
         self._video = lib.VideoFrameV2()
+        _ndilib.sending(self.name, True)
         log.info("NDI: sending as %r", self.name)
 
     def close(self) -> None:
         if self._send is None:
             return
         self._lib.send_destroy(self._send)
+        _ndilib.sending(self.name, False)
         self._send = self._video = self._keep = None
         _ndilib.release(self._lib)
 

@@ -220,6 +220,19 @@ def test_name_matching_prefers_exact_then_stream_name_then_case():
     assert stream_name("PC (Cam (1))") == "Cam (1)"
 
 
+def test_the_first_source_is_never_this_processes_own_output():
+    """``ndi:`` (no name) with ``--sink ndi:dreamwire`` must not loop dreamwire's output back into itself."""
+    found = [("PC (dreamwire)", "127.0.0.1:5961"), ("PC (TD out)", "127.0.0.1:5962")]
+    assert len(match_source("", found)) == 2  # someone else's "dreamwire" is a fine first source
+    _ndilib.sending("dreamwire", True)
+    try:
+        assert match_source("", found) == [("PC (TD out)", "127.0.0.1:5962")]
+        assert match_source("dreamwire", found) == [("PC (dreamwire)", "127.0.0.1:5961")]  # asked by name: allowed
+    finally:
+        _ndilib.sending("dreamwire", False)
+    assert len(match_source("", found)) == 2
+
+
 def test_discovery_asks_loopback_first_then_the_users_ips_and_hosts():
     one = ["127.0.0.1"]
     assert _ndifind.discovery_ips(None, loopback=one) == ["127.0.0.1"]
