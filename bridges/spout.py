@@ -104,9 +104,13 @@ class _SpoutBridge(OpenClose):
     def _enum(self, layout: str) -> int:
         return int(getattr(self._module.enums, _GL_ENUMS[layout]))
 
-    def _open_gl(self) -> None:
+    def _create(self, kind: str, set_name: str, name: str) -> Any:
+        """The named SpoutReceiver/SpoutSender, made on the opening thread (a glfw window needs the main one)."""
         if self._gl_kind == "glfw" and self._window is None:
             self._window = GlfwWindow()  # on the thread that opens (the main one), as GLFW requires
+        handle = getattr(self._module, kind)()
+        getattr(handle, set_name)(name)
+        return handle
 
     def _ensure_gl(self, spout_object: Any) -> None:
         thread = threading.get_ident()
@@ -157,11 +161,8 @@ class SpoutSource(_SpoutBridge):
         return f"Spout sender {self.sender!r}" if self.sender else "the active Spout sender"
 
     def open(self) -> None:
-        if self._receiver is not None:
-            return
-        self._open_gl()
-        self._receiver = self._module.SpoutReceiver()
-        self._receiver.setReceiverName(self.sender)
+        if self._receiver is None:
+            self._receiver = self._create("SpoutReceiver", "setReceiverName", self.sender)
 
     def close(self) -> None:
         if self._receiver is None:
@@ -246,12 +247,9 @@ class SpoutSink(_SpoutBridge):
         self._status = StateLog(log)
 
     def open(self) -> None:
-        if self._sender is not None:
-            return
-        self._open_gl()
-        self._sender = self._module.SpoutSender()
-        self._sender.setSenderName(self.name)
-        log.info("Spout: sending as %r (Spout appends _1, _2 ... if another sender has that name)", self.name)
+        if self._sender is None:
+            self._sender = self._create("SpoutSender", "setSenderName", self.name)
+            log.info("Spout: sending as %r (Spout appends _1, _2 ... if another sender has that name)", self.name)
 
     def close(self) -> None:
         if self._sender is None:

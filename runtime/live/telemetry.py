@@ -64,21 +64,14 @@ class Stats:
     substituted). ``clock`` is injectable so tests can check rates exactly.
     """
 
+    COUNTERS = ("frames_in", "frames_out", "dropped_in", "dropped_out", "held", "steps", "skipped", "errors",
+                "paused", "bypassed", "substituted", "delay_steps")
+
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._lock = threading.Lock()
-        self.frames_in = 0
-        self.frames_out = 0
-        self.dropped_in = 0
-        self.dropped_out = 0
-        self.held = 0
-        self.steps = 0
-        self.skipped = 0
-        self.errors = 0
-        self.paused = 0
-        self.bypassed = 0
-        self.substituted = 0
-        self.delay_steps = 0
+        for name in self.COUNTERS:
+            setattr(self, name, 0)
         self.ready = False
         self.health: Callable[[], tuple[str, str]] = lambda: ("ok", "")
         self.engine_s_total = 0.0
