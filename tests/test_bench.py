@@ -16,4 +16,6 @@ def test_bench_reports_every_comparison():
     # A static input: the first call is processed, then every (cap+1)-th is forced through.
     cycle = s["max_skip"] + 1
     assert s["skipped"] == (s["calls"] - 1) // cycle * s["max_skip"] + min((s["calls"] - 1) % cycle, s["max_skip"])
-    assert "stream ms/frame" in format_results(r)
+    c = r["nan_check"]
+    assert c["ms"] > 0 and c["fraction_of_step"] == c["ms"] / c["step_ms"]
+    assert "stream ms/frame" in format_results(r) and "NaN/inf guard" in format_results(r)

@@ -148,12 +148,25 @@ def compare_engines(base: StreamEngine, size: int, rounds: int, per_round: int, 
                     images, rounds, per_round)
     filt = Params({"t_index_list": T_INDEX[2], "similarity_filter": True})
     moving = [images.roll(8 * k, dims=-1) for k in range(8)]  # a scrolling picture: every frame differs
+    out = engine(params=p, guidance="self").step(images).images
     return {
+        "nan_check": _finite_check_cost(out, rcfg),
         "stream_vs_sequential": rows,
         "rcfg_self_vs_full": {"full_ms": full, "self_ms": rcfg, "speedup": full / rcfg},
         "similarity_static": _filter_run(engine(params=filt, guidance="none"), [images], filter_calls),
         "similarity_moving": _filter_run(engine(params=filt, guidance="none"), moving, filter_calls),
     }
+
+
+def _finite_check_cost(out: torch.Tensor, step_ms: float, count: int = 200) -> dict:
+    """What the loop's NaN/inf guard costs per output: one fused reduction (read here, so synced)."""
+    _sync(out.device)
+    t0 = time.perf_counter()
+    for _ in range(count):
+        finite = torch.isfinite(out).all()
+    bool(finite)
+    ms = (time.perf_counter() - t0) * 1e3 / count
+    return {"ms": ms, "step_ms": step_ms, "fraction_of_step": ms / step_ms}
 
 
 def _filter_run(filt: StreamEngine, inputs: list[torch.Tensor], calls: int) -> dict:
@@ -182,6 +195,9 @@ def format_results(r: dict) -> str:
     g = r["rcfg_self_vs_full"]
     lines += ["", f"RCFG self {g['self_ms']:.1f} ms vs full CFG {g['full_ms']:.1f} ms per frame (n=2): "
                   f"{g['speedup']:.2f}x"]
+    c = r["nan_check"]
+    lines += [f"NaN/inf guard: {c['ms']:.3f} ms per output, {100 * c['fraction_of_step']:.2f}% of a "
+              f"{c['step_ms']:.1f} ms step (RCFG self, n=2)"]
     for kind in ("static", "moving"):
         s = r[f"similarity_{kind}"]
         lines += [f"Similarity filter on a {kind} input: {s['skipped']}/{s['calls']} engine calls skipped "
