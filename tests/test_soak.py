@@ -34,6 +34,7 @@ def _proc_status(pid: int) -> dict[str, int]:
 
 
 def _change(rng: random.Random) -> tuple[str, list]:
+    """One valid live change as (address, arguments); send it as ``client.send(address, *arguments)``."""
     return rng.choice([
         ("/dreamwire/prompt", [rng.choice(PROMPTS)]),
         ("/dreamwire/strength", [rng.uniform(0.1, 1.0)]),
@@ -44,6 +45,11 @@ def _change(rng: random.Random) -> tuple[str, list]:
         ("/dreamwire/prompt_blend", [rng.choice(PROMPTS), 0.5, rng.choice(PROMPTS), 0.5]),
         ("/dreamwire/seed_blend", [rng.randrange(100), 0.5, rng.randrange(100), 0.5]),
     ])
+
+
+def _send_change(client: Client, rng: random.Random) -> None:
+    address, args = _change(rng)
+    client.send(address, *args)
 
 
 def _bad(rng: random.Random) -> bytes:
@@ -72,7 +78,7 @@ def test_ten_thousand_frames_with_live_changes_and_bad_packets(tmp_path):
         client.status(timeout=180)
         client.send("/dreamwire/prompt_blend", PROMPTS[0], 0.5, PROMPTS[1], 0.5)  # start the prompt worker
         while _stats(client.status(30))["frames"] < 1000:  # warm-up: allocator, caches, worker threads
-            client.send(*_change(rng))
+            _send_change(client, rng)
             time.sleep(0.05)
         base = _proc_status(proc.pid)
         samples = [base]
@@ -80,7 +86,7 @@ def test_ten_thousand_frames_with_live_changes_and_bad_packets(tmp_path):
             stats = _stats(client.status(30))
             if stats["frames"] >= FRAMES:
                 break
-            client.send(*_change(rng))
+            _send_change(client, rng)
             for _ in range(rng.randint(0, 3)):
                 if sent_bad < BAD_PACKETS:
                     client.sock.sendto(_bad(rng), client.target)
