@@ -72,7 +72,7 @@ def test_2_accepted_blends_always_give_finite_noise_and_embeddings(make_engine):
         engine = make_engine(Params({"seed_blend": blend, "t_index_list": (45,)}), width=64, height=64)
         assert np.isfinite(engine.noise.numpy()).all()
     engine = make_engine(Params({"prompt_blend": (("a", lo), ("b", hi)), "t_index_list": (45,)}), width=64, height=64)
-    assert np.isfinite(engine.embeddings.cond.numpy()).all()
+    assert np.isfinite(engine.embeddings.cond.hidden.numpy()).all()
 
 
 def test_3_status_answers_after_any_accepted_state():

@@ -14,6 +14,7 @@ from dreamwire.engine.guidance import (
     SelfNegative,
     cfg,
     make_guidance,
+    plain_unet,
     rcfg,
 )
 from dreamwire.engine.schedule import alpha_beta, timestep_grid
@@ -43,6 +44,10 @@ def _inputs(tiny_parts, rows=2, new_rows=2, scale=4.0, delta=1.0):
                           scale=scale, delta=delta, prediction_type="epsilon")
 
 
+def _plain(backend):
+    return plain_unet(backend.unet)
+
+
 def _emb(prompt_encoder):
     return Embeddings(cond=prompt_encoder.encode("a red fox"), negative=prompt_encoder.encode("blurry"))
 
@@ -50,16 +55,16 @@ def _emb(prompt_encoder):
 def test_full_guidance_equals_two_separate_unet_calls(tiny_parts, torch_backend, prompt_encoder):
     emb, g = _emb(prompt_encoder), _inputs(tiny_parts)
     unet = torch_backend.unet
-    out, _ = FullGuidance()(unet, emb, g)
-    eps_u = unet(g.x, g.timesteps, emb.negative.expand(2, -1, -1))
-    eps_c = unet(g.x, g.timesteps, emb.cond.expand(2, -1, -1))
+    out, _ = FullGuidance()(_plain(torch_backend), emb, g)
+    eps_u = unet(g.x, g.timesteps, emb.negative.hidden.expand(2, -1, -1))
+    eps_c = unet(g.x, g.timesteps, emb.cond.hidden.expand(2, -1, -1))
     torch.testing.assert_close(out, eps_u + g.scale * (eps_c - eps_u), rtol=1e-5, atol=5e-5)
 
 
 def test_self_negative_uses_residual_noise_toward_input_latent(tiny_parts, torch_backend, prompt_encoder):
     emb, g = _emb(prompt_encoder), _inputs(tiny_parts)
-    out, ref = SelfNegative()(torch_backend.unet, emb, g)
-    eps_c = torch_backend.unet(g.x, g.timesteps, emb.cond.expand(2, -1, -1))
+    out, ref = SelfNegative()(_plain(torch_backend), emb, g)
+    eps_c = torch_backend.unet(g.x, g.timesteps, emb.cond.hidden.expand(2, -1, -1))
     virtual = (g.x - g.a * g.z_new) / g.b  # the paper's virtual residual noise
     torch.testing.assert_close(out, virtual + g.scale * (eps_c - virtual), rtol=1e-5, atol=5e-5)
     torch.testing.assert_close(ref, g.z_new)
@@ -68,8 +73,8 @@ def test_self_negative_uses_residual_noise_toward_input_latent(tiny_parts, torch
 def test_self_with_zero_delta_equals_none(tiny_parts, torch_backend, prompt_encoder):
     emb = _emb(prompt_encoder)
     g = _inputs(tiny_parts, delta=0.0)
-    a, _ = SelfNegative()(torch_backend.unet, emb, g)
-    b, _ = NoGuidance()(torch_backend.unet, emb, g)
+    a, _ = SelfNegative()(_plain(torch_backend), emb, g)
+    b, _ = NoGuidance()(_plain(torch_backend), emb, g)
     torch.testing.assert_close(a, b)
 
 
@@ -122,8 +127,8 @@ def test_onetime_reference_for_other_new_frames_follows_the_newest_negative(tiny
     emb, g = _emb(prompt_encoder), _inputs(tiny_parts, rows=2, new_rows=2)
     g = GuidanceInputs(**{**g.__dict__, "timesteps": torch.tensor([359, 359]), "a": g.a[:1].expand(2, 1, 1, 1),
                           "b": g.b[:1].expand(2, 1, 1, 1)})
-    _, ref = OnetimeNegative()(torch_backend.unet, emb, g)
-    neg = torch_backend.unet(g.x[1:], g.timesteps[1:], emb.negative)
+    _, ref = OnetimeNegative()(_plain(torch_backend), emb, g)
+    neg = torch_backend.unet(g.x[1:], g.timesteps[1:], emb.negative.hidden)
     x0_neg = predict_x0(g.x[1:], neg, g.a[1:], g.b[1:], "epsilon")
     torch.testing.assert_close(ref[1:], x0_neg, rtol=1e-5, atol=5e-5)
     torch.testing.assert_close(ref[:1], g.z_new[:1] + (x0_neg - g.z_new[1:]), rtol=1e-5, atol=5e-5)

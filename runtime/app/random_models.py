@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import torch
 
-from dreamwire.engine.prompts import blend_embeddings
+from dreamwire.engine.conditioning import Conditioning
 from dreamwire.engine.spec import ModelSpec
 from dreamwire.models.parts import ModelParts
 
@@ -68,14 +68,14 @@ class RandomPrompts:
     def __init__(self, spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> None:
         self.shape = (1, spec.text_tokens, spec.text_dim)
         self.device, self.dtype = device, dtype
-        self._cache: dict[str, torch.Tensor] = {}
+        self._cache: dict[str, Conditioning] = {}
 
-    def encode(self, text: str) -> torch.Tensor:
+    def encode(self, text: str) -> Conditioning:
         hit = self._cache.get(text)
         if hit is None:
             gen = torch.Generator("cpu").manual_seed(zlib.crc32(text.encode("utf-8")))
-            hit = self._cache[text] = torch.randn(self.shape, generator=gen).to(self.device, self.dtype)
+            hit = self._cache[text] = Conditioning(torch.randn(self.shape, generator=gen).to(self.device, self.dtype))
         return hit
 
-    def encode_blend(self, pairs: Sequence[tuple[str, float]]) -> torch.Tensor:
-        return blend_embeddings([self.encode(t) for t, _ in pairs], [w for _, w in pairs])
+    def encode_blend(self, pairs: Sequence[tuple[str, float]]) -> Conditioning:
+        return Conditioning.blend([self.encode(t) for t, _ in pairs], [w for _, w in pairs])

@@ -24,9 +24,12 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from dreamwire.engine.conditioning import Conditioning
 from dreamwire.engine.schedule import output_for_x0, predict_x0
 
-UNetFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+UNetFn = Callable[[torch.Tensor, torch.Tensor, Conditioning, torch.Tensor], torch.Tensor]
+"""``unet(x, timesteps, cond, rows)``: ``rows`` (long) names, for each UNet row, the latent row of the
+call it belongs to, so the engine can attach per-frame inputs (ControlNet images) to CFG's extra rows."""
 GUIDANCE_MODES = ("none", "full", "self", "onetime")
 
 
@@ -42,10 +45,10 @@ def rcfg(cond: torch.Tensor, virtual_negative: torch.Tensor, scale: float, delta
 
 @dataclass(frozen=True)
 class Embeddings:
-    """Text conditioning, each (1, tokens, dim); ``negative`` is the negative prompt's."""
+    """The prompt's and the negative prompt's conditioning, each for one row."""
 
-    cond: torch.Tensor
-    negative: torch.Tensor
+    cond: Conditioning
+    negative: Conditioning
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,14 @@ class GuidanceInputs:
     prediction_type: str
 
 
-def _rows(emb: torch.Tensor, n: int) -> torch.Tensor:
-    return emb.expand(n, -1, -1)
+def _rows(emb: Conditioning, n: int) -> Conditioning:
+    return emb.rows(n)
+
+
+def _ids(g: GuidanceInputs, *parts: torch.Tensor | slice) -> torch.Tensor:
+    """The latent-row indices of a UNet batch made of ``parts`` (slices of, or indices into, ``g.x``)."""
+    every = torch.arange(len(g.x), device=g.x.device)
+    return torch.cat([every[p] for p in parts])
 
 
 class _Strategy:
@@ -91,7 +100,7 @@ class NoGuidance(_Strategy):
     name = "none"
 
     def __call__(self, unet: UNetFn, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, None]:
-        return unet(g.x, g.timesteps, _rows(emb.cond, len(g.x))), None
+        return unet(g.x, g.timesteps, _rows(emb.cond, len(g.x)), _ids(g, slice(None))), None
 
 
 class FullGuidance(_Strategy):
@@ -107,7 +116,8 @@ class FullGuidance(_Strategy):
         out = unet(
             torch.cat([g.x, g.x]),
             torch.cat([g.timesteps, g.timesteps]),
-            torch.cat([_rows(emb.negative, n), _rows(emb.cond, n)]),
+            Conditioning.cat([_rows(emb.negative, n), _rows(emb.cond, n)]),
+            _ids(g, slice(None), slice(None)),
         )
         uncond, cond = out.chunk(2)
         return cfg(uncond, cond, g.scale), None
@@ -131,7 +141,7 @@ class SelfNegative(_Strategy):
     needs_input_latent = True
 
     def __call__(self, unet: UNetFn, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, torch.Tensor]:
-        cond = unet(g.x, g.timesteps, _rows(emb.cond, len(g.x)))
+        cond = unet(g.x, g.timesteps, _rows(emb.cond, len(g.x)), _ids(g, slice(None)))
         ref_new = g.z_new[: g.new_rows] if g.new_rows else g.x[:0]
         return _with_reference(cond, ref_new, g)
 
@@ -168,7 +178,8 @@ class OnetimeNegative(_Strategy):
         out = unet(
             torch.cat([g.x, g.x[neg]]),
             torch.cat([g.timesteps, g.timesteps[neg]]),
-            torch.cat([_rows(emb.cond, n), _rows(emb.negative, 1 if k else 0)]),
+            Conditioning.cat([_rows(emb.cond, n), _rows(emb.negative, 1 if k else 0)]),
+            _ids(g, slice(None), neg),
         )
         cond = out[:n]
         if k:
@@ -181,10 +192,19 @@ class OnetimeNegative(_Strategy):
     def _refresh_all(self, unet: UNetFn, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(g.x)
         out = unet(torch.cat([g.x, g.x]), torch.cat([g.timesteps, g.timesteps]),
-                   torch.cat([_rows(emb.cond, n), _rows(emb.negative, n)]))
+                   Conditioning.cat([_rows(emb.cond, n), _rows(emb.negative, n)]), _ids(g, slice(None), slice(None)))
         self._refresh = False  # only once the refreshing call went through; a failed one retries next frame
         ref = predict_x0(g.x, out[n:], g.a, g.b, g.prediction_type)
         return _with_reference(out[:n], ref, replace(g, new_rows=n, ref_inflight=None))
+
+
+def plain_unet(fn: Callable[..., torch.Tensor]) -> UNetFn:
+    """A backend's ``unet`` as a strategy calls it, for a model with no per-frame inputs."""
+
+    def call(x: torch.Tensor, t: torch.Tensor, cond: Conditioning, rows: torch.Tensor) -> torch.Tensor:
+        return fn(x, t, cond.hidden, **({"added": cond.added} if cond.added else {}))
+
+    return call
 
 
 def make_guidance(mode: str) -> NoGuidance | FullGuidance | SelfNegative | OnetimeNegative:

@@ -12,18 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-
-def blend_embeddings(embeddings: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
-    """Weighted mean of prompt embeddings (weights normalised to sum 1)."""
-    if len(embeddings) != len(weights) or not embeddings:
-        raise ValueError("need one weight per embedding, and at least one")
-    total = float(sum(weights))
-    if total <= 0:
-        raise ValueError("weights must not all be zero")
-    out = torch.zeros_like(embeddings[0])
-    for e, w in zip(embeddings, weights):
-        out = out + e * (float(w) / total)
-    return out
+from dreamwire.engine.conditioning import Conditioning
 
 
 class PromptEncoder:
@@ -36,12 +25,12 @@ class PromptEncoder:
         self._device = torch.device(device)
         self._dtype = dtype
         self._capacity = capacity
-        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._cache: OrderedDict[str, Conditioning] = OrderedDict()
         self.encodes = 0  # CLIP passes actually run; tests use it to see the cache work
 
     @torch.inference_mode()
-    def encode(self, text: str) -> torch.Tensor:
-        """(1, tokens, dim) embedding of ``text``."""
+    def encode(self, text: str) -> Conditioning:
+        """``text``'s conditioning: hidden states (1, tokens, dim)."""
         hit = self._cache.get(text)
         if hit is not None:
             self._cache.move_to_end(text)
@@ -53,12 +42,13 @@ class PromptEncoder:
             truncation=True,
             return_tensors="pt",
         ).input_ids.to(self._encoder.device)
-        emb = self._encoder(ids)[0].to(device=self._device, dtype=self._dtype)
+        emb = Conditioning(self._encoder(ids)[0].to(device=self._device, dtype=self._dtype))
         self.encodes += 1
         self._cache[text] = emb
         if len(self._cache) > self._capacity:
             self._cache.popitem(last=False)
         return emb
 
-    def encode_blend(self, pairs: Sequence[tuple[str, float]]) -> torch.Tensor:
-        return blend_embeddings([self.encode(t) for t, _ in pairs], [w for _, w in pairs])
+    def encode_blend(self, pairs: Sequence[tuple[str, float]]) -> Conditioning:
+        """Weighted mean of the prompts' conditionings (weights normalised to sum 1)."""
+        return Conditioning.blend([self.encode(t) for t, _ in pairs], [w for _, w in pairs])

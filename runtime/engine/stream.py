@@ -37,6 +37,7 @@ from dreamwire.control.params import Params
 from dreamwire.control.schema import MAX_STEPS
 from dreamwire.engine.backend import Backend
 from dreamwire.engine.background import Latest
+from dreamwire.engine.conditioning import Conditioning
 from dreamwire.engine.config import EngineConfig
 from dreamwire.engine.guidance import Embeddings, GuidanceInputs, make_guidance
 from dreamwire.engine.noise import NoiseBank
@@ -252,9 +253,14 @@ class StreamEngine:
             ref_inflight=ref_inflight, scale=self.params.guidance_scale, delta=self.params.delta,
             prediction_type=self.model.prediction_type,
         )
-        out, ref = self.guidance(self.backend.unet, self.embeddings, g)
+        out, ref = self.guidance(self._unet, self.embeddings, g)
         den = lcm_denoise(x, out, g.a, g.b, c.c_skip[rows], c.c_out[rows], self.model.prediction_type)
         return den, ref
+
+    def _unet(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, rows: torch.Tensor) -> torch.Tensor:
+        """The strategies' UNet call: conditioning unpacked for the backend (SDXL's added kwargs only when set)."""
+        extra = {"added": cond.added} if cond.added else {}
+        return self.backend.unet(x, t, cond.hidden, **extra)
 
     def _sequential(self, x: torch.Tensor, z: torch.Tensor | None, steps: int
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
