@@ -19,8 +19,9 @@ every live change a pure recomputation:
   slots. No change ever costs an extra UNet call.
 * similarity_*: applies from the next frame; the reference frame is kept.
 
-Start-up *primes* the buffer: the first frame runs its first n-1 steps
-sequentially, so the first output is that frame fully denoised and output k equals the sequential result for frame max(0, k-(n-1)).
+Start-up *primes* the buffer: the first frame runs its first n-1 steps sequentially, so the
+first output is that frame fully denoised and output k equals the sequential result for frame
+max(0, k-(n-1)).
 """
 
 from __future__ import annotations
