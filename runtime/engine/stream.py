@@ -1,17 +1,16 @@
 """StreamEngine: the stream-batch denoiser with live parameters and no warm-up frames.
 
-State between calls is kept as *clean-latent estimates* of the in-flight
-frames (``_x0``) plus their RCFG reference latents (``_ref``), not as noisy
-latents. The noisy batch is rebuilt each call as ``a * x0 + b * noise`` (one
+State between calls is kept as *clean-latent estimates* of the in-flight frames (``_x0``)
+plus their RCFG reference latents (``_ref``), not as noisy latents. The noisy batch is rebuilt each call as ``a * x0 + b * noise`` (one
 fused multiply-add), which is exactly the original's buffer update and makes
 every live change a pure recomputation:
 
-* prompt, prompt_blend, negative_prompt: new embeddings; in-flight frames keep
-  their latents and take their remaining steps with the new conditioning, so
-  the very next output has had its last step under the new prompt.
+* prompt, prompt_blend, negative_prompt: new embeddings; in-flight frames keep their latents and
+  take their remaining steps with the new conditioning, so the very next output has had its last
+  step under the new prompt.
 * guidance_scale, delta: read at each call; same as above.
-* seed, seed_blend: new noise; in-flight frames keep their clean estimates and
-  are re-noised with the new noise at their next step (the next output sees it).
+* seed, seed_blend: new noise; in-flight frames keep their clean estimates and are re-noised
+  with the new noise at their next step (the next output sees it).
 * strength, steps, t_index_list: new step constants; in-flight estimates are
   re-noised to the new timesteps. If the depth n changes, the newest n'-1
   in-flight frames are kept (the oldest repeated if n grows); if there were no
