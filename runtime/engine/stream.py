@@ -1,9 +1,9 @@
 """StreamEngine: the stream-batch denoiser with live parameters and no warm-up frames.
 
 State between calls is kept as *clean-latent estimates* of the in-flight frames (``_x0``)
-plus their RCFG reference latents (``_ref``), not as noisy latents. The noisy batch is rebuilt each call as ``a * x0 + b * noise`` (one
-fused multiply-add), which is exactly the original's buffer update and makes
-every live change a pure recomputation:
+plus their RCFG reference latents (``_ref``), not as noisy latents. The noisy batch is rebuilt
+each call as ``a * x0 + b * noise`` (one fused multiply-add), which is exactly the original's
+buffer update and makes every live change a pure recomputation:
 
 * prompt, prompt_blend, negative_prompt: new embeddings; in-flight frames keep their latents and
   take their remaining steps with the new conditioning, so the very next output has had its last
@@ -11,11 +11,10 @@ every live change a pure recomputation:
 * guidance_scale, delta: read at each call; same as above.
 * seed, seed_blend: new noise; in-flight frames keep their clean estimates and are re-noised
   with the new noise at their next step (the next output sees it).
-* strength, steps, t_index_list: new step constants; in-flight estimates are
-  re-noised to the new timesteps. If the depth n changes, the newest n'-1
-  in-flight frames are kept (the oldest repeated if n grows); if there were no
-  in-flight frames (n was 1) the last output's clean latent fills the new
-  slots. No change ever costs an extra UNet call.
+* strength, steps, t_index_list: new step constants; in-flight estimates are re-noised to the
+  new timesteps. If the depth n changes, the newest n'-1 in-flight frames are kept (the oldest
+  repeated if n grows); if there were no in-flight frames (n was 1) the last output's clean
+  latent fills the new slots. No change ever costs an extra UNet call.
 * similarity_*: applies from the next frame; the reference frame is kept.
 
 Start-up *primes* the buffer: the first frame runs its first n-1 steps sequentially, so the
