@@ -27,8 +27,7 @@ check it against dreamwire's control schema, so the two cannot drift apart.
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import td
 
@@ -44,14 +43,15 @@ SCENE_SAVE = PREFIX + "/scene/save"
 SCENE_RECALL = PREFIX + "/scene/recall"
 
 
-@dataclass(frozen=True)
-class Control:
+class Control(NamedTuple):
     """One custom parameter and the OSC message a change of it sends.
 
     ``tag`` is the OSC type its value goes out as: ``s`` string, ``f`` float,
     ``i`` int, ``b`` a toggle sent as int 0/1 (dreamwire's booleans take 0/1 or
     T/F; every OSC tool reads ints). ``osc`` is the schema parameter it sets, or
-    ``None`` for controls used only by the scene pulses.
+    ``None`` for controls used only by the scene pulses. (A NamedTuple, not a
+    dataclass: TouchDesigner runs a DAT's script under a module name that is not in
+    ``sys.modules``, which dataclasses need.)
     """
 
     par: str

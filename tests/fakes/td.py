@@ -141,6 +141,8 @@ class ParCollection:
 
     def __setattr__(self, name: str, value: Any) -> None:
         par = self.__getattr__(name)
+        owner = object.__getattribute__(self, "_owner")
+        owner._world.used.add((owner.OPType, name))
         if par.isCustom:
             par.val = value
         else:
@@ -280,6 +282,7 @@ class COMP(OP):
             raise TypeError(f"create() takes an operator type such as td.baseCOMP, got {optype!r}")
         if name in self.children_by_name:
             raise ValueError(f"{self.path} already has an operator named {name!r}")
+        self._world.used.add((optype.name, ""))
         made = _CLASSES.get(optype.name, DAT if optype.name.endswith("DAT") else
                             COMP if optype.name.endswith("COMP") else OP)(self._world, optype, name, self)
         self.children_by_name[name] = made
@@ -437,6 +440,7 @@ class World:
 
     def __init__(self) -> None:
         self.types = {n: OpType(n, pars) for n, pars in operator_parameters().items()}
+        self.used: set[tuple[str, str]] = set()  # (operator type, parameter) pairs set through op.par
         self.root = COMP(self, OpType("root", frozenset()), "", None)
         self.project = COMP(self, OpType("containerCOMP", frozenset()), "project1", self.root)
         self.root.children_by_name["project1"] = self.project
