@@ -1,1 +1,1 @@
-"""Stand-ins for SDKs that cannot run on the Linux CI machine (only SpoutGL so far)."""
+"""Stand-ins for SDKs that cannot run on the Linux CI machine (SpoutGL, CUDA, TensorRT, TouchDesigner's td)."""
