@@ -149,7 +149,7 @@ def test_real_aalink_when_installed():
 
 
 def test_threads_submit_while_the_engine_ticks():
-    rig, state, clock = _rig("off")
+    rig = _rig("off")[0]
     stop = threading.Event()
 
     def ticker():

@@ -19,7 +19,8 @@ from tests.test_morph import FakeClock
 
 SHOW = {
     "prompt": 'a "quoted" city\nwith a tab\t and ünïcode ✨ and \x7f', "prompt_blend": (("a", 0.25), ("b", 0.75)),
-    "negative_prompt": "blurry", "guidance_scale": 3.5, "delta": 0.25, "seed": 123456, "seed_blend": ((1, 0.5), (2, 1.5)),
+    "negative_prompt": "blurry", "guidance_scale": 3.5, "delta": 0.25, "seed": 123456,
+    "seed_blend": ((1, 0.5), (2, 1.5)),
     "strength": 0.65, "steps": 3, "t_index_list": (10, 20, 30), "similarity_filter": True,
     "similarity_threshold": 0.9, "similarity_max_skip": 4, "pause": False, "bypass": True, "quantize": "bar",
 }
