@@ -47,8 +47,13 @@ def beats_to_seconds(beats: float, bpm: float) -> float:
     return beats * 60.0 / bpm
 
 
-def next_boundary(grid: BeatGrid, now: float, unit: str) -> float:
-    """The first beat (``unit="beat"``) or downbeat (``"bar"``) at or after ``now``; ``"off"`` is ``now``."""
+LATE = 0.03
+"""A change this many seconds after a boundary still belongs to it: a cue sent on the beat arrives a little
+late, and should not wait a whole beat more."""
+
+
+def next_boundary(grid: BeatGrid, now: float, unit: str, late: float = 0.0) -> float:
+    """The first beat (``unit="beat"``) or downbeat (``"bar"``) at or after ``now - late``; ``"off"`` is ``now``."""
     if unit == "off":
         return now
     if unit == "beat":
@@ -57,7 +62,7 @@ def next_boundary(grid: BeatGrid, now: float, unit: str) -> float:
         origin, span = grid.bar_origin, grid.period * grid.beats_per_bar
     else:
         raise ValueError(f"unknown quantize unit {unit!r}")
-    k = math.ceil((now - origin) / span - EPS)
+    k = math.ceil((now - late - origin) / span - EPS)
     return origin + k * span
 
 

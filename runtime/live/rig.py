@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dreamwire.control.beats import beats_to_seconds, next_boundary
+from dreamwire.control.beats import LATE, beats_to_seconds, next_boundary
 from dreamwire.control.commands import BeatTap, MorphRequest, Request, SceneRecall, SceneSave, TempoRequest
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.morph import BLENDS, Morph, effective_blend, morph_sort, start_morph, touched
@@ -81,7 +81,7 @@ class Rig:
                 if "quantize" in changes:
                     self.state.apply({"quantize": changes.pop("quantize")})
                 if changes or timed:
-                    due = next_boundary(self.tempo.grid(now), now, mode)
+                    due = next_boundary(self.tempo.grid(now), now, mode, LATE)
                     self._held.append(_Held(due, changes, timed))
             for r in requests:
                 if isinstance(r, TempoRequest):
