@@ -52,11 +52,11 @@ class Board:
                 f"{s.get('engine_ms', 0):6.1f} ms | health {self.health[0]} | last error {err}")
 
     def screen(self) -> str:
+        err = f"{self.last_error[0]}: {self.last_error[1]}" if self.last_error else "-"
         rows = [f"dreamwire telemetry  {time.strftime('%H:%M:%S')}", ""]
         rows += [f"  {name:<13}{self.stats.get(name, 0.0):>12.2f}" for name in SHOWN]
         rows += ["", f"  health       {self.health[0]}  {self.health[1]}",
-                 f"  last error   {'%s: %s' % self.last_error if self.last_error else '-'}"
-                 f"  ({self.errors_seen} seen)"]
+                 f"  last error   {err}  ({self.errors_seen} seen)"]
         return "\n".join(rows)
 
 

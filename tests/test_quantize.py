@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
@@ -163,3 +164,11 @@ def test_threads_submit_while_the_engine_ticks():
     stop.set()
     t.join()
     assert len(rig.morphs()) == 1
+
+
+def test_link_without_aalink_is_a_clear_error(monkeypatch):
+    from dreamwire.live.tempo import LinkUnavailable
+
+    monkeypatch.setitem(sys.modules, "aalink", None)  # import aalink now raises ImportError
+    with pytest.raises(LinkUnavailable, match=r"pip install 'dreamwire\[link\]'"):
+        LinkSession()
