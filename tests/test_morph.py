@@ -197,3 +197,13 @@ def test_a_bad_message_in_a_bundle_stops_the_morph_too():
     out = h.handle(build_bundle([build_message("/dreamwire/morph", ["strength", 0.9, 1.0]),
                                  build_message("/dreamwire/tempo", [5.0])]))
     assert len(out.errors) == 1 and h.rig.morphs() == []
+
+
+def test_a_direct_change_and_a_morph_in_one_bundle_morph_from_the_new_value():
+    rig, state, clock = _rig(strength=0.0)
+    rig.submit({}, [MorphRequest("strength", 1.0, 4.0)])
+    clock.t = 102.0
+    rig.submit({"strength": 0.2}, [MorphRequest("strength", 0.6, 1.0)])
+    clock.t = 102.5
+    rig.tick()
+    assert state.params.strength == pytest.approx(0.4)

@@ -152,9 +152,9 @@ class Rig:
                 values = {**values, **updates}
             elif isinstance(r, MorphRequest):
                 seconds = self._seconds(r.time, r.unit, t0)
+                current = {**values, **self._current(t0, cancelled)}
                 cancelled.add(r.name)
                 started.pop(r.name, None)
-                current = {**values, **self._current(values, t0)}
                 m = start_morph(current, r.name, r.target, t0, seconds, r.curve)
                 if seconds <= 0:
                     updates.update(m.final)
@@ -167,11 +167,13 @@ class Rig:
             self._morphs.pop(name, None)
         self._morphs.update(started)
 
-    def _current(self, values: Mapping[str, Any], now: float) -> dict[str, Any]:
-        """Running morphs' values at ``now``: where a replacing morph starts from."""
+    def _current(self, now: float, cancelled: set[str]) -> dict[str, Any]:
+        """Running morphs' values at ``now`` (those this packet did not cancel): where a replacing morph
+        starts from."""
         out: dict[str, Any] = {}
-        for m in self._morphs.values():
-            out.update(m.values(now))
+        for name, m in self._morphs.items():
+            if name not in cancelled:
+                out.update(m.values(now))
         return out
 
     @staticmethod
