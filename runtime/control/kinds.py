@@ -292,28 +292,3 @@ class IndexList(_ListKind):
 def _split_numbers(raw: Iterable[Any]) -> list[float]:
     """CLI words ``"10,20" "30"`` -> ``[10.0, 20.0, 30.0]``."""
     return [float(x) for item in raw for x in str(item).replace(",", " ").split()]
-
-
-class Choice(Kind):
-    """One word out of a fixed set, e.g. ``quantize``'s off/beat/bar."""
-
-    label = "string (one of)"
-    osc_args = "s"
-    metavar = "WORD"
-
-    def __init__(self, options: Sequence[str]) -> None:
-        self.options = tuple(options)
-        self.metavar = "|".join(self.options)
-
-    def check(self, name: str, value: Any) -> str:
-        if not isinstance(value, str):
-            raise ControlError(f"{name}: expected one of {', '.join(self.options)}, got {type(value).__name__}")
-        if value not in self.options:
-            raise ControlError(f"{name}: expected one of {', '.join(self.options)}, got {value!r}")
-        return value
-
-    def range_label(self) -> str:
-        return " / ".join(self.options)
-
-    def describe_default(self, value: Any) -> str:
-        return f'"{value}"'
