@@ -122,6 +122,7 @@ def test_every_schema_parameter_has_a_flag():
         "--guidance-scale", "2", "--delta", "0.5", "--seed", "9", "--seed-blend", "1", "0.5", "2", "0.5",
         "--strength", "0.6", "--steps", "3", "--t-index-list", "10,20,30", "--similarity-filter", "on",
         "--similarity-threshold", "0.9", "--similarity-max-skip", "4", "--pause", "0", "--bypass", "false",
+        "--quantize", "beat",
     ])
     cfg = cli.config_from_args(ns)
     assert set(cfg.control) == {s.name for s in SCHEMA}

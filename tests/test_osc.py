@@ -103,6 +103,7 @@ GOOD = [
     ("similarity_max_skip", [5], 5),
     ("pause", [1], True),
     ("bypass", [0], False),
+    ("quantize", ["bar"], "bar"),
 ]
 
 

@@ -126,6 +126,11 @@ class RuntimeConfig:
                            "graphs per shape)", choice(WARM_UP), choices=WARM_UP)
     log_level: str = setting("info", "log verbosity", choice(LOG_LEVELS), choices=LOG_LEVELS)
     report: bool = setting(False, "print the pipeline overhead (wall vs engine time per frame) on exit", boolean)
+    scenes: str | None = setting(None, "TOML file that /dreamwire/scene/save writes (atomically) and the run loads "
+                                 "at start; created on the first save", text, metavar="PATH",
+                                 default_doc="none: scenes are kept in memory only")
+    link: bool = setting(False, "follow an Ableton Link session's tempo and beat (pip install 'dreamwire[link]')",
+                         boolean)
     osc: OscSettings = table(OscSettings, "OSC control and telemetry")
     failsafe: FailsafeSettings = table(FailsafeSettings, "what happens when the engine fails mid-show")
     control: dict[str, Any] = field(default_factory=dict)  # initial live parameters, by schema name

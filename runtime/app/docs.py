@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dreamwire.app.config import RuntimeConfig
+from dreamwire.control.commands import COMMANDS
 from dreamwire.control.schema import SCHEMA, SPECS, ParamSpec
 from dreamwire.control.settings import describe_default, flag_of, settings_of, tables_of
 from dreamwire.live.osc_handler import DEFAULT_PREFIX
@@ -48,8 +49,22 @@ def _limits() -> str:
     return "\n".join(f"- {r}" for r in rows)
 
 
+def _commands(prefix: str) -> str:
+    out = []
+    for c in COMMANDS:
+        out.append(f"### `{prefix}/{c.address} {c.signature}`\n\n{c.doc}\n")
+        if c.args:
+            out.append("| argument | OSC type | range | default | meaning |\n|---|---|---|---|---|")
+            for a in c.args:
+                default = a.default if a.default is not None else "required"
+                out.append(f"| `{a.name}` | `{a.osc}` | {a.range} | {default} | {a.doc} |")
+            out.append("")
+    return "\n".join(out)
+
+
 def osc_markdown(prefix: str = DEFAULT_PREFIX) -> str:
     limits = _limits()
+    commands = _commands(prefix)
     rows = "\n".join(_row(s, prefix) for s in SCHEMA)
     stats = "\n".join(f"| `{prefix}/stats/{n}` | {STAT_DOCS[n]} |" for n in STAT_NAMES)
     return f"""# OSC reference
@@ -73,6 +88,14 @@ a message with no arguments clears a list.
 |---|---|---|---|---|---|
 {rows}
 
+## VJ commands: morphs, scenes, tempo
+
+Not parameters but actions; their bad arguments are rejected and reported as `{prefix}/error` like
+any other. With `quantize` set to `beat` or `bar`, parameter changes, morph starts and scene recalls
+are held until the next beat or bar and land on the first engine step at or after it; saves, tempo
+and taps act at once. See [vj.md](vj.md).
+
+{commands}
 ## Status, telemetry and errors
 
 | address | direction | arguments |
@@ -82,6 +105,12 @@ a message with no arguments clears a list.
 | `{prefix}/stats/<name>` | reply to `status`, and to the telemetry target about once a second | one float |
 | `{prefix}/error` | to the telemetry target | `s address` (`engine` for the engine's own failures), `s reason` |
 | `{prefix}/health` | with every stats push and status reply | `s state` (ok/degraded/failing), `s last reason` |
+| `{prefix}/state/morphs` | reply to `status` | one `s` per morph in flight (none: no arguments) |
+| `{prefix}/state/tempo` | reply to `status` | `f bpm` |
+| `{prefix}/state/beat` | reply to `status` | `f` beats since the last downbeat origin (4 to a bar) |
+| `{prefix}/state/tempo_source` | reply to `status` | `s` osc or link |
+| `{prefix}/state/scenes` | reply to `status` | one `i` per saved scene |
+| `{prefix}/state/held` | reply to `status` | `i` quantized packets waiting for their beat/bar |
 
 A `status` request is answered with one bundle holding one `state` message per parameter and
 one `stats` message per statistic (over TCP: consecutive messages on the same connection).

@@ -31,8 +31,11 @@ from dreamwire.engine.warmup import warm_up
 from dreamwire.live.failsafe import Failsafe
 from dreamwire.live.loop import FrameLoop, LoopOptions
 from dreamwire.live.osc_server import OscControl
+from dreamwire.live.rig import Rig
+from dreamwire.live.scenes import SceneFileError, SceneStore
 from dreamwire.live.state import ControlState
 from dreamwire.live.telemetry import Stats, Ticker
+from dreamwire.live.tempo import LinkSession, LinkUnavailable, TempoClock
 from dreamwire.models.load import check_source
 from dreamwire.models.parts import ModelLoadError
 
@@ -149,8 +152,9 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
         engine_config = EngineConfig(width=cfg.width, height=cfg.height, guidance=cfg.guidance,  # type: ignore[arg-type]
                                      batching=cfg.batching, frames=cfg.frame_buffer, mode=cfg.mode)
         check_source(cfg.model)
+        scenes = SceneStore.load(cfg.scenes)
         source, sink = _open_bridges(cfg, stack)
-    except (ControlError, ValueError, ModelLoadError, BridgeError) as exc:
+    except (ControlError, ValueError, ModelLoadError, BridgeError, SceneFileError) as exc:
         raise _Failed(str(exc)) from None
     print(f"dreamwire: {cfg.source} -> {cfg.model} ({cfg.width}x{cfg.height}, {device}) -> {cfg.sink}",
           file=sys.stderr)
@@ -170,7 +174,9 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
     engine.background = Latest()  # live prompt changes are encoded off the engine thread
     stack.callback(engine.background.close)
     stats = Stats()
-    osc = _start_osc(cfg, state, stats, stack)
+    rig = Rig(state, scenes=scenes, tempo=_tempo(cfg, stack))
+    osc = _start_osc(cfg, state, stats, stack, rig)
+    rig.report = osc.report
     stack.callback(Ticker(cfg.osc.telemetry_period, osc.send_telemetry, "dreamwire-telemetry").start().stop)
     if cfg.warm_up == "all" or (cfg.warm_up == "auto" and device.type == "cuda"):
         _warm(engine)
@@ -178,7 +184,7 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
     print("dreamwire: ready", file=sys.stderr)
     failsafe = Failsafe(cfg.failsafe, report=lambda reason: osc.report("engine", reason))
     loop = FrameLoop(engine, source, sink, state, LoopOptions(max_frames=cfg.frames, output_size=cfg.output_size),
-                     stats, failsafe=failsafe, fallback=fallback_for(engine, parts))
+                     stats, failsafe=failsafe, fallback=fallback_for(engine, parts), rig=rig)
     stack.callback(loop.stop)
     stack.callback(Ticker(1.0, _status_printer(stats), "dreamwire-status").start().stop)
     loop.start()
@@ -187,9 +193,25 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
     return stats
 
 
-def _start_osc(cfg: RuntimeConfig, state: ControlState, stats: Stats, stack: contextlib.ExitStack) -> OscControl:
+def _tempo(cfg: RuntimeConfig, stack: contextlib.ExitStack) -> TempoClock:
+    """The beat grid: OSC tempo and taps, or an Ableton Link session with --link."""
+    import time
+
+    if not cfg.link:
+        return TempoClock(time.monotonic)
     try:
-        osc = OscControl(state, stats.snapshot, cfg.osc).start()
+        link = LinkSession()
+    except LinkUnavailable as exc:
+        raise _Failed(str(exc)) from None
+    stack.callback(link.close)
+    print("dreamwire: following Ableton Link", file=sys.stderr)
+    return TempoClock(time.monotonic, link=link)
+
+
+def _start_osc(cfg: RuntimeConfig, state: ControlState, stats: Stats, stack: contextlib.ExitStack,
+               rig: Rig | None = None) -> OscControl:
+    try:
+        osc = OscControl(state, stats.snapshot, cfg.osc, rig).start()
     except OSError as exc:
         raise _Failed(f"cannot listen for OSC on {cfg.osc.host}:{cfg.osc.port}: {exc.strerror or exc} "
                       "(use --osc-port)") from None

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dreamwire.control.choice import Choice
 from dreamwire.control.kinds import Bool, Float, IndexList, Int, Kind, Pairs, Text
 
 MAX_STEPS = 8
@@ -21,6 +22,9 @@ T_INDEX_GRID = 50
 """Default length of the LCM timestep grid ``t_index_list`` indexes (``set_timesteps(50)``)."""
 
 SEED_MAX = 2**31 - 1
+
+QUANTIZE = ("off", "beat", "bar")
+"""Where a change may land: at once, on the next beat, or on the next bar (see dreamwire.control.beats)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,10 @@ SCHEMA: tuple[ParamSpec, ...] = (
     ParamSpec("similarity_max_skip", Int(0, 1000), 10, "Most consecutive skips before a frame is forced through."),
     ParamSpec("pause", Bool(), False, "Hold the last output; the engine does no work."),
     ParamSpec("bypass", Bool(), False, "Pass input frames straight through to the output."),
+    ParamSpec("quantize", Choice(QUANTIZE), "off",
+              "Hold each change (parameters, morph starts, scene recalls) until the next beat or bar of the "
+              "tempo (/dreamwire/tempo, /dreamwire/beat taps or Ableton Link); a change of quantize itself "
+              "applies at once."),
 )
 
 SPECS: Mapping[str, ParamSpec] = {s.name: s for s in SCHEMA}

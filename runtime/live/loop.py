@@ -78,8 +78,10 @@ class FrameLoop:
     def __init__(self, engine: Any, source: Source, sink: Sink, control: ControlState,
                  options: LoopOptions | None = None, stats: Stats | None = None,
                  on_sent: Callable[[Output], None] | None = None, timer: StepTimer | None = None,
-                 failsafe: Failsafe | None = None, fallback: Callable[[], str | None] | None = None) -> None:
+                 failsafe: Failsafe | None = None, fallback: Callable[[], str | None] | None = None,
+                 rig: Any = None) -> None:
         self.engine = engine
+        self.rig = rig  # a dreamwire.live.rig.Rig: morphs and held changes move once per engine step
         self.source = source
         self.sink = sink
         self.control = control
@@ -197,6 +199,11 @@ class FrameLoop:
             self._engine_done.set()
 
     def _engine_frame(self, frame: Frame) -> None:
+        if self.rig is not None:
+            try:
+                self.rig.tick()  # this step's morph values and due quantized changes, before the snapshot
+            except Exception as exc:  # the rig never raises by design; if it did, frames must still flow
+                self._report.log("rig tick failed (the output goes on): %s", exc, exc_info=exc)
         v, params = self.control.snapshot()
         try:
             if v != self._version:

@@ -21,7 +21,9 @@ from pythonosc.dispatcher import Dispatcher
 
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.schema import SCHEMA, ParamSpec
+from dreamwire.live.osc_commands import RigCommand, command_routes
 from dreamwire.live.osc_wire import Message, OscInputError, build_message, parse_packet
+from dreamwire.live.rig import Rig
 from dreamwire.live.state import ControlState
 from dreamwire.live.telemetry import STAT_NAMES
 
@@ -43,7 +45,7 @@ class StatusRequest:
     """The sender wants every current value back."""
 
 
-Command = SetParam | StatusRequest
+Command = SetParam | StatusRequest | RigCommand
 
 
 @dataclass
@@ -58,8 +60,9 @@ class Outcome:
 
 class OscHandler:
     def __init__(self, state: ControlState, stats: Callable[[], Mapping[str, float | str]],
-                 prefix: str = DEFAULT_PREFIX) -> None:
+                 prefix: str = DEFAULT_PREFIX, rig: Rig | None = None) -> None:
         self.state = state
+        self.rig = rig or Rig(state)
         self.stats = stats
         self.prefix = prefix.rstrip("/")
         self.dispatcher = Dispatcher(strict_timing=False)
@@ -68,6 +71,8 @@ class OscHandler:
             for name in (spec.name, *spec.aliases):
                 self.dispatcher.map(f"{self.prefix}/{name}", route)
         self.dispatcher.map(f"{self.prefix}/status", self._status_route)
+        for address, route in command_routes(self.rig).items():
+            self.dispatcher.map(f"{self.prefix}/{address}", route)
 
     @staticmethod
     def _param_route(spec: ParamSpec) -> Callable[..., Command]:
@@ -101,11 +106,14 @@ class OscHandler:
             out.errors.append((exc.address, exc.reason))
             return out
         changes: dict[str, Any] = {}
+        requests: list[Any] = []
         for message in messages:
             try:
                 for command in self.commands(message):
                     if isinstance(command, StatusRequest):
                         out.status = True
+                    elif isinstance(command, RigCommand):
+                        requests.append(command.request)
                     else:
                         changes[command.name] = command.value
             except ControlError as exc:
@@ -118,14 +126,14 @@ class OscHandler:
                 log.info("OSC bundle rejected as a whole (%d bad of %d messages)", len(out.errors), len(messages))
             out.status = False
             return out
-        if changes:
+        if changes or requests:
             try:
-                self.state.apply(changes)
+                self.rig.submit(changes, requests)
             except ControlError as exc:
                 out.errors.append((messages[0].address, str(exc)))
                 return out
             out.applied = True
-            log.debug("OSC applied %s", changes)
+            log.debug("OSC applied %s %s", changes, requests)
         return out
 
     # --- replies --------------------------------------------------------------------------------------
@@ -145,6 +153,8 @@ class OscHandler:
             except Exception as exc:  # python-osc raises BuildError/struct.error/OverflowError
                 log.error("cannot encode %s for a status reply: %s", address, exc)
                 out.append(self.error_message(address, f"value cannot be encoded: {exc}"))
+        for name, args in self.rig.status():
+            out.append(build_message(f"{self.prefix}/state/{name}", args))
         return out
 
     def stats_messages(self) -> list[bytes]:

@@ -22,6 +22,7 @@ from dreamwire.live.osc_handler import DEFAULT_PREFIX, OscHandler
 from dreamwire.live.osc_tcp import TCPServer
 from dreamwire.live.osc_wire import build_bundle
 from dreamwire.live.ratelimit import RateLimit
+from dreamwire.live.rig import Rig
 from dreamwire.live.state import ControlState
 from dreamwire.logs import Throttle
 
@@ -86,10 +87,11 @@ class OscControl:
     """Owns the UDP (and TCP) servers; turns packets into control changes, status replies and errors."""
 
     def __init__(self, state: ControlState, stats: Callable[[], Mapping[str, float | str]],
-                 settings: OscSettings | None = None) -> None:
+                 settings: OscSettings | None = None, rig: Rig | None = None) -> None:
         self.state = state
         self.settings = settings or OscSettings()
-        self.handler = OscHandler(state, lambda: {**stats(), "osc_errors": float(self.errors)}, self.settings.prefix)
+        self.handler = OscHandler(state, lambda: {**stats(), "osc_errors": float(self.errors)}, self.settings.prefix,
+                                  rig)
         self.prefix = self.handler.prefix
         self.errors = 0
         self.applied = 0

@@ -38,6 +38,15 @@ class ControlState:
                 self._version += 1
             return new
 
+    def validate(self, changes: Mapping[str, Any]) -> Params:
+        """What :meth:`apply` would make of ``changes``, without applying them (for changes held until a
+        beat: they are rejected when sent, not when they land)."""
+        with self._lock:
+            new = self._params.replace(**changes)
+            if self._check is not None:
+                self._check(new)
+            return new
+
     def snapshot(self) -> tuple[int, Params]:
         with self._lock:
             return self._version, self._params

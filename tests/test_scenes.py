@@ -1,0 +1,154 @@
+"""Scenes: save -> restart (a new store from the file) -> recall restores every value; atomic writes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dreamwire.control.commands import SceneRecall, SceneSave
+from dreamwire.control.params import Params
+from dreamwire.control.schema import SCHEMA
+from dreamwire.live import scenes as scenes_mod
+from dreamwire.live.rig import Rig
+from dreamwire.live.scenes import SceneFileError, SceneStore, parse_scenes, scenes_toml
+from dreamwire.live.state import ControlState
+from tests.test_morph import FakeClock
+
+SHOW = {
+    "prompt": 'a "quoted" city\nwith a tab\t and ünïcode ✨ and \x7f', "prompt_blend": (("a", 0.25), ("b", 0.75)),
+    "negative_prompt": "blurry", "guidance_scale": 3.5, "delta": 0.25, "seed": 123456,
+    "seed_blend": ((1, 0.5), (2, 1.5)),
+    "strength": 0.65, "steps": 3, "t_index_list": (10, 20, 30), "similarity_filter": True,
+    "similarity_threshold": 0.9, "similarity_max_skip": 4, "pause": False, "bypass": True, "quantize": "bar",
+}
+
+
+def test_the_show_values_differ_from_every_default():
+    assert set(SHOW) == {s.name for s in SCHEMA}
+    assert all(SHOW[s.name] != s.default for s in SCHEMA if s.name != "pause")
+
+
+def test_save_restart_recall_restores_every_value(tmp_path):
+    path = tmp_path / "show" / "scenes.toml"
+    state = ControlState(Params(SHOW))
+    Rig(state, scenes=SceneStore.load(path)).submit({}, [SceneSave(7)])
+    assert path.exists()
+    # a restart: a new store from the file, a fresh state at defaults
+    fresh = ControlState()
+    rig = Rig(fresh, scenes=SceneStore.load(path))
+    assert rig.scenes.numbers() == [7]
+    rig.submit({}, [SceneRecall(7)])
+    assert fresh.params.as_dict() == Params(SHOW).as_dict()
+
+
+def test_save_in_one_process_recall_in_another(tmp_path):
+    path = tmp_path / "scenes.toml"
+    code = ("import sys; from dreamwire.live.scenes import SceneStore; from dreamwire.control.params import Params;"
+            "SceneStore.load(sys.argv[1]).save(2, Params({'strength': 0.77, 'prompt': 'sub'}).as_dict())")
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=60)
+    state = ControlState()
+    Rig(state, scenes=SceneStore.load(path)).submit({}, [SceneRecall(2)])
+    assert state.params.strength == 0.77 and state.params.prompt == "sub"
+
+
+def test_recall_with_time_morphs_numbers_and_prompt(tmp_path):
+    clock = FakeClock()
+    state = ControlState(Params({"strength": 0.2, "prompt": "x"}))
+    store = SceneStore(scenes={1: Params({"strength": 0.6, "prompt": "y", "bypass": True}).as_dict()})
+    rig = Rig(state, clock=clock, scenes=store)
+    rig.submit({}, [SceneRecall(1, 2.0)])
+    assert state.params.bypass is True  # not morphable: at once
+    clock.t += 1.0
+    rig.tick()
+    assert state.params.strength == pytest.approx(0.4)  # ease at half-way is 0.5
+    assert sum(w for _, w in state.params.prompt_blend) == pytest.approx(1.0)
+    clock.t += 1.0
+    rig.tick()
+    assert state.params.as_dict() == store.get(1)
+
+
+def _write_then_fail(tmp_path, monkeypatch, where: str):
+    path = tmp_path / "scenes.toml"
+    store = SceneStore.load(path)
+    store.save(1, Params({"strength": 0.1}).as_dict())
+    old = path.read_bytes()
+
+    def boom(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(scenes_mod.os, where, boom)
+    with pytest.raises(SceneFileError, match="kept in memory"):
+        store.save(2, Params({"strength": 0.9}).as_dict())
+    monkeypatch.undo()
+    assert path.read_bytes() == old  # the old file, intact
+    assert [p.name for p in tmp_path.iterdir()] == ["scenes.toml"]  # no temp file left behind
+    assert SceneStore.load(path).numbers() == [1]
+    assert store.get(2) is not None  # still recallable in this run
+
+
+@pytest.mark.parametrize("where", ["replace", "fsync"])
+def test_a_killed_write_leaves_the_old_file_intact(tmp_path, monkeypatch, where):
+    _write_then_fail(tmp_path, monkeypatch, where)
+
+
+def test_a_process_killed_mid_write_leaves_the_old_file(tmp_path):
+    """A real kill: the child blocks inside fsync of the temp file and is SIGKILLed there."""
+    path = tmp_path / "scenes.toml"
+    SceneStore.load(path).save(1, Params({"strength": 0.1}).as_dict())
+    old = path.read_bytes()
+    code = ("import os, sys, time; from dreamwire.live import scenes as s; from dreamwire.control.params import Params;"
+            "s.os.fsync = lambda fd: (print('writing', flush=True), time.sleep(60));"
+            "s.SceneStore.load(sys.argv[1]).save(2, Params({'strength': 0.9}).as_dict())")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    proc.kill()
+    proc.wait(timeout=30)
+    assert path.read_bytes() == old
+    assert SceneStore.load(path).numbers() == [1]
+
+
+def test_toml_round_trip_of_every_value():
+    scenes = {3: Params(SHOW).as_dict(), 0: Params().as_dict()}
+    assert parse_scenes(scenes_toml(scenes), "x") == scenes
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("[scenes.1]\nstrength = 2.0\n", "outside"),
+    ("[scenes.1]\nnope = 1\n", "unknown parameter"),
+    ("[scenes.1000]\nstrength = 0.5\n", "0 .. 999"),
+    ("other = 1\n", "unknown key"),
+    ("[scenes.1\n", "not valid TOML"),
+])
+def test_a_bad_scenes_file_is_a_clear_error(tmp_path, text, fragment):
+    p = tmp_path / "s.toml"
+    p.write_text(text)
+    with pytest.raises(SceneFileError, match=fragment) as exc:
+        SceneStore.load(p)
+    assert str(p) in str(exc.value)
+
+
+def test_scenes_flag_and_toml_key(tmp_path):
+    from dreamwire.app import cli
+
+    cfg = cli.config_from_args(cli.build_parser().parse_args(["run", "--scenes", str(tmp_path / "a.toml")]))
+    assert cfg.scenes == str(tmp_path / "a.toml")
+    conf = tmp_path / "show.toml"
+    conf.write_text(f'scenes = "{tmp_path / "b.toml"}"\nlink = false\n')
+    cfg = cli.config_from_args(cli.build_parser().parse_args(["run", "--config", str(conf)]))
+    assert cfg.scenes == str(tmp_path / "b.toml") and cfg.link is False
+
+
+def test_unwritable_scene_file_error_reaches_osc(tmp_path):
+    from dreamwire.live.osc_handler import OscHandler
+    from dreamwire.live.osc_wire import build_message
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    state = ControlState()
+    h = OscHandler(state, lambda: {}, rig=Rig(state, scenes=SceneStore(blocker / "scenes.toml")))
+    out = h.handle(build_message("/dreamwire/scene/save", [1]))
+    assert len(out.errors) == 1 and "not written" in out.errors[0][1]
+    assert os.listdir(tmp_path) == ["file"]
