@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dreamwire.control.kinds import Bool, Float, IndexList, Int, Kind, Pairs, Text
+from dreamwire.control.kinds import Bool, Float, IndexList, Int, Kind, Pairs, Text, ValueList
 
 MAX_STEPS = 8
 """Most denoising steps (stream-batch depth) a live change may reach; engines and profiles are sized for it."""
@@ -21,6 +21,9 @@ T_INDEX_GRID = 50
 """Default length of the LCM timestep grid ``t_index_list`` indexes (``set_timesteps(50)``)."""
 
 SEED_MAX = 2**31 - 1
+
+MAX_CONTROLNETS = 4
+"""Most ControlNets one engine loads; the per-ControlNet live lists hold at most this many values."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,15 @@ SCHEMA: tuple[ParamSpec, ...] = (
     ParamSpec("similarity_max_skip", Int(0, 1000), 10, "Most consecutive skips before a frame is forced through."),
     ParamSpec("pause", Bool(), False, "Hold the last output; the engine does no work."),
     ParamSpec("bypass", Bool(), False, "Pass input frames straight through to the output."),
+    # --- ControlNet: one value per loaded ControlNet (in --controlnet order); empty = the defaults ---
+    ParamSpec("controlnet_scale", ValueList(Float(0.0, 5.0), MAX_CONTROLNETS), (),
+              "ControlNet conditioning scales, one per ControlNet. Empty = the --controlnet ID:SCALE values."),
+    ParamSpec("controlnet_enabled", ValueList(Bool(), MAX_CONTROLNETS), (),
+              "ControlNets on/off, one per ControlNet (off = residuals skipped, no rebuild). Empty = all on."),
+    ParamSpec("controlnet_start", ValueList(Float(0.0, 1.0), MAX_CONTROLNETS), (),
+              "Fraction of the denoising steps before which each ControlNet is inactive. Empty = 0."),
+    ParamSpec("controlnet_end", ValueList(Float(0.0, 1.0), MAX_CONTROLNETS), (),
+              "Fraction of the denoising steps after which each ControlNet is inactive. Empty = 1."),
 )
 
 SPECS: Mapping[str, ParamSpec] = {s.name: s for s in SCHEMA}

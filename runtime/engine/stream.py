@@ -18,6 +18,12 @@ every live change a pure recomputation:
   in-flight frames (n was 1) the last output's clean latent fills the new
   slots. No change ever costs an extra UNet call.
 * similarity_*: applies from the next frame; the reference frame is kept.
+* controlnet_*: per-row residual scales, read at each call (no rebuild, no extra UNet call); a
+  ControlNet that is off for every row of a call is not run, and the UNet still gets (zero) residuals.
+
+ControlNet control images are made once per frame, when it enters (preprocessed from the input frame,
+or passed in by the caller), and travel with the frame's in-flight slot like its latent: every row of
+a stream-batch call is conditioned on its own frame's control image.
 
 Start-up *primes* the buffer: the first frame runs its
 first n-1 steps sequentially, so the first output is that frame fully
@@ -39,8 +45,10 @@ from dreamwire.engine.backend import Backend
 from dreamwire.engine.background import Latest
 from dreamwire.engine.conditioning import Conditioning
 from dreamwire.engine.config import EngineConfig
+from dreamwire.engine.controlnet import ControlNetSetup, check_lengths, live_values, row_scales
 from dreamwire.engine.guidance import Embeddings, GuidanceInputs, make_guidance
 from dreamwire.engine.noise import NoiseBank
+from dreamwire.engine.preprocess import make_preprocessor
 from dreamwire.engine.prompts import PromptEncoder
 from dreamwire.engine.schedule import StepConstants, add_noise, lcm_denoise, step_constants, t_index_for
 from dreamwire.engine.similarity import SimilarityFilter
@@ -48,6 +56,7 @@ from dreamwire.engine.spec import ModelSpec
 
 Sources = tuple[Any, ...]
 PROMPT_KEYS = frozenset({"prompt", "prompt_blend", "negative_prompt"})
+CONTROL_LISTS = ("controlnet_scale", "controlnet_enabled", "controlnet_start", "controlnet_end")
 
 
 @dataclass(frozen=True)
@@ -70,9 +79,14 @@ class StepResult:
 class StreamEngine:
     def __init__(self, backend: Backend, prompts: PromptEncoder, model: ModelSpec,
                  config: EngineConfig | None = None, params: Params | None = None,
-                 background: Latest | None = None) -> None:
+                 background: Latest | None = None, controlnets: Sequence[ControlNetSetup] = ()) -> None:
         """``background``: encode prompt changes on that worker instead of inside :meth:`update` (the live
-        loop's choice, so a blend never stops frames); without it a change lands on the next step."""
+        loop's choice, so a blend never stops frames); without it a change lands on the next step.
+        ``controlnets``: one setup per ControlNet the backend was built with, in the same order."""
+        self.controlnets = tuple(controlnets)
+        self._preprocess = [make_preprocessor(c.preprocessor) for c in self.controlnets]
+        self._ctrl: list[torch.Tensor] = []  # per ControlNet: control images of the in-flight slots
+        self._last_ctrl: list[torch.Tensor] = []
         self.backend = backend
         self.background = background
         self.prompts = prompts
@@ -120,6 +134,9 @@ class StreamEngine:
         if bad:
             raise ControlError(f"t_index_list: index {bad[0]} is outside this model's 0..{grid - 1} step grid "
                                f"(its scheduler has original_inference_steps={grid})")
+        problem = check_lengths(len(self.controlnets), {k: getattr(params, k) for k in CONTROL_LISTS})
+        if problem:
+            raise ControlError(problem)
 
     def swap_backend(self, backend: Backend) -> None:
         """Run on ``backend`` from the next step (the failsafe's fallback); in-flight frames start over."""
@@ -137,6 +154,7 @@ class StreamEngine:
         """
         self._x0 = self._ref = self._last_latent = self._last_ref = None
         self._tags = []
+        self._ctrl, self._last_ctrl = [], []
         self.filter.reset()
 
     def update(self, params: Params) -> set[str]:
@@ -192,6 +210,7 @@ class StreamEngine:
             self._x0 = self._last_latent.repeat(k, 1, 1, 1)
             self._ref = self._last_ref.repeat(k, 1, 1, 1) if self._last_ref is not None else None
             self._tags = [self._last_tags] * k
+            self._ctrl = [c.repeat(k, 1, 1, 1) for c in self._last_ctrl]
             return
         # Keep frames by age: new slot j takes old slot min(j, old_n - 2), newest first.
         keep = [min(j, old_n - 2) for j in range(k)]
@@ -200,17 +219,20 @@ class StreamEngine:
         if self._ref is not None:
             self._ref = self._ref.index_select(0, rows)
         self._tags = [self._tags[j] for j in keep]
+        self._ctrl = [c.index_select(0, rows) for c in self._ctrl]
 
     # --- frames ------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def step(self, images: torch.Tensor | None = None, sources: Sequence[Any] | None = None) -> StepResult:
+    def step(self, images: torch.Tensor | None = None, sources: Sequence[Any] | None = None,
+             control: Sequence[torch.Tensor | None] | None = None) -> StepResult:
         """Advance the stream by one call.
 
         ``images`` is (f,3,H,W) in [-1, 1] on the engine's device for img2img,
         ``None`` for txt2img. ``sources`` are f opaque tags for the new frames
         (the loop passes its input frames); the result names the ones its
-        images came from.
+        images came from. ``control``: per ControlNet, (f,3,H,W) control images
+        in [0, 1] for the new frames, or ``None`` to preprocess ``images``.
         """
         if self.background is not None and (done := self.background.take()) is not None:
             self._set_embeddings(*done[1])
@@ -227,33 +249,60 @@ class StreamEngine:
             # The filter never skips before a first output exists: it has no reference frame yet.
             if self.params.similarity_filter and self.filter.should_skip(images):
                 return StepResult(self._last, skipped=True, delay=self.delay, sources=self._last_tags)
+        ctrl = self._control_images(images, control)
         z = self.backend.encode(images.to(self.dtype)) if img2img else None
         c = self.consts
         x_new = add_noise(z, self.noise[:f], c.a[:f], c.b[:f]) if img2img else self.noise[:f]
         if self.config.batching == "sequential":
-            latent = self._sequential(x_new, z, c.steps)[0]
+            latent = self._sequential(x_new, z, c.steps, ctrl)[0]
             out_tags = tags
         else:
             if self._x0 is None:
-                _, self._x0, self._ref = self._sequential(x_new, z, c.steps - 1)
+                _, self._x0, self._ref = self._sequential(x_new, z, c.steps - 1, ctrl)
                 self._tags = [tags] * (c.steps - 1)
-            latent = self._stream(x_new, z)
+                self._ctrl = [im.repeat(c.steps - 1, 1, 1, 1) for im in ctrl]
+            latent = self._stream(x_new, z, ctrl)
             self._tags.insert(0, tags)
             out_tags = self._tags.pop()
         self._last = self.backend.decode(latent)
         self._last_tags = out_tags
         return StepResult(self._last, skipped=False, delay=self.delay, sources=out_tags)
 
+    def _control_images(self, images: torch.Tensor | None, control: Sequence[torch.Tensor | None] | None
+                        ) -> list[torch.Tensor]:
+        """Each ControlNet's control images for the new frames: given, or preprocessed from ``images``."""
+        if not self.controlnets:
+            return []
+        given = list(control) if control is not None else [None] * len(self.controlnets)
+        if len(given) != len(self.controlnets):
+            raise ValueError(f"expected {len(self.controlnets)} control images, got {len(given)}")
+        shape = (self.config.frames, 3, self.config.height, self.config.width)
+        out = []
+        for prep, im in zip(self._preprocess, given):
+            if im is None:
+                if images is None:
+                    raise ValueError("ControlNets need control images (or input frames to preprocess) in txt2img")
+                im = prep(images)
+            if tuple(im.shape) != shape:
+                raise ValueError(f"expected control images of shape {shape}, got {tuple(im.shape)}")
+            out.append(im.to(device=self.device, dtype=self.dtype))
+        return out
+
     def _guided_denoise(self, x: torch.Tensor, rows: slice, new_rows: int, z: torch.Tensor | None,
-                        ref_inflight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One UNet evaluation with guidance and the consistency step, for batch rows ``rows``."""
+                        ref_inflight: torch.Tensor | None, ctrl: Sequence[torch.Tensor] = ()
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One UNet evaluation with guidance and the consistency step, for batch rows ``rows``.
+
+        ``ctrl``: per ControlNet, the control image of each latent row of this call.
+        """
         c = self.consts
         g = GuidanceInputs(
             x=x, timesteps=c.timesteps[rows], a=c.a[rows], b=c.b[rows], new_rows=new_rows, z_new=z,
             ref_inflight=ref_inflight, scale=self.params.guidance_scale, delta=self.params.delta,
             prediction_type=self.model.prediction_type,
         )
-        out, ref = self.guidance(self._unet, self.embeddings, g)
+        unet = self._controlled(ctrl, rows) if self.controlnets else self._unet
+        out, ref = self.guidance(unet, self.embeddings, g)
         den = lcm_denoise(x, out, g.a, g.b, c.c_skip[rows], c.c_out[rows], self.model.prediction_type)
         return den, ref
 
@@ -262,7 +311,34 @@ class StreamEngine:
         extra = {"added": cond.added} if cond.added else {}
         return self.backend.unet(x, t, cond.hidden, **extra)
 
-    def _sequential(self, x: torch.Tensor, z: torch.Tensor | None, steps: int
+    def _controlled(self, ctrl: Sequence[torch.Tensor], rows: slice) -> Any:
+        """The strategies' UNet call with ControlNet residuals: every ControlNet once, on the same rows.
+
+        Row r of the call (latent row ``rows.start + r`` of the step constants) is at step ``r // f``;
+        its scale is scale x enabled x keep(step), as one (B,1,1,1) factor on that ControlNet's residuals.
+        """
+        p, f, n = self.params, self.consts.frames, self.consts.steps
+        values = live_values(self.controlnets, p.controlnet_scale, p.controlnet_enabled, p.controlnet_start,
+                             p.controlnet_end)
+        steps = [r // f for r in range(rows.start or 0, rows.stop)]
+        host = [row_scales(v, steps, n) for v in values]
+        scales = [torch.tensor(h, device=self.device, dtype=self.dtype) for h in host]
+
+        def call(x: torch.Tensor, t: torch.Tensor, cond: Conditioning, ids: torch.Tensor) -> torch.Tensor:
+            total: list[torch.Tensor] | None = None
+            added = {"added": cond.added} if cond.added else {}
+            for k, (images, scale, h) in enumerate(zip(ctrl, scales, host)):
+                if not any(h):  # off for every row: skipped, and the UNet graph stays the same
+                    continue
+                res = self.backend.controlnet(k, x, t, cond.hidden, images.index_select(0, ids), **added)
+                w = scale.index_select(0, ids).view(-1, 1, 1, 1)
+                scaled = [r * w for r in res]
+                total = scaled if total is None else [a + b for a, b in zip(total, scaled)]
+            return self.backend.unet(x, t, cond.hidden, residuals=tuple(total) if total else None, **added)
+
+        return call
+
+    def _sequential(self, x: torch.Tensor, z: torch.Tensor | None, steps: int, ctrl: Sequence[torch.Tensor] = ()
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Run the first ``steps`` steps on the new frames one UNet call per step.
 
@@ -276,7 +352,7 @@ class StreamEngine:
         for i in range(steps):
             if i:
                 x = add_noise(den, self.noise[c.slot(i)], c.a[c.slot(i)], c.b[c.slot(i)])
-            den, r = self._guided_denoise(x, c.slot(i), f if i == 0 else 0, z, ref)
+            den, r = self._guided_denoise(x, c.slot(i), f if i == 0 else 0, z, ref, ctrl)
             ref = r if r is not None else ref
             estimates.append(den)
             if ref is not None:
@@ -285,7 +361,8 @@ class StreamEngine:
         return (den, torch.cat(estimates) if estimates else empty,
                 torch.cat(refs) if refs else (empty if self.guidance.needs_input_latent else None))
 
-    def _stream(self, x_new: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+    def _stream(self, x_new: torch.Tensor, z: torch.Tensor | None, ctrl: Sequence[torch.Tensor] = ()
+                ) -> torch.Tensor:
         """One batched UNet call: every in-flight frame advances one step; returns the oldest."""
         c = self.consts
         f = c.frames
@@ -293,7 +370,10 @@ class StreamEngine:
         assert self._x0 is not None
         inflight = add_noise(self._x0, self.noise[f:n * f], c.a[f:], c.b[f:])
         x = torch.cat([x_new, inflight])
-        den, ref = self._guided_denoise(x, slice(0, n * f), f, z, self._ref)
+        rows_ctrl = [torch.cat([new, old]) for new, old in zip(ctrl, self._ctrl)]
+        den, ref = self._guided_denoise(x, slice(0, n * f), f, z, self._ref, rows_ctrl)
+        self._ctrl = [im[:-f] for im in rows_ctrl]
+        self._last_ctrl = [im[-f:] for im in rows_ctrl]
         self._x0 = den[:-f]
         self._ref = ref[:-f] if ref is not None else None
         self._last_latent = den[-f:]
