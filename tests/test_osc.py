@@ -104,6 +104,11 @@ GOOD = [
     ("pause", [1], True),
     ("bypass", [0], False),
     ("quantize", ["bar"], "bar"),
+    ("controlnet_scale", [0.5, 1.25], (0.5, 1.25)),
+    ("controlnet_scale", [], ()),
+    ("controlnet_enabled", [1, False], (True, False)),
+    ("controlnet_start", [0.25], (0.25,)),
+    ("controlnet_end", [0.75, 1.0], (0.75, 1.0)),
 ]
 
 

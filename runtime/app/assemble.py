@@ -12,8 +12,10 @@ from dreamwire.backends.errors import BackendUnavailable
 from dreamwire.backends.select import cuda_torch_backend, make_backend
 from dreamwire.control.params import Params
 from dreamwire.engine.config import EngineConfig
+from dreamwire.engine.controlnet import ControlNetSetup
 from dreamwire.engine.prompts import PromptEncoder
 from dreamwire.engine.stream import StreamEngine
+from dreamwire.models.controlnet import ControlNetSource, load_controlnets
 from dreamwire.models.load import load_model
 from dreamwire.models.lora import DEFAULT_LCM_LORA
 from dreamwire.models.parts import ModelParts
@@ -41,15 +43,36 @@ def build(
     lcm_lora: str | None = DEFAULT_LCM_LORA,
     loras: tuple[tuple[str, float], ...] = (),
     backend_options: dict | None = None,
+    controlnets: tuple[ControlNetSource, ...] = (),
+    control_images: tuple[str, ...] = (),
 ) -> tuple[StreamEngine, ModelParts]:
-    """The engine, and the loaded parts it runs (what a backend fallback rebuilds from)."""
+    """The engine, and the loaded parts it runs (what a backend fallback rebuilds from).
+
+    ``control_images``: each ControlNet's preprocessor (one name for all, or one per ControlNet).
+    """
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
     config = config or EngineConfig()
+    setups = controlnet_setups(controlnets, control_images)
     parts = load_model(model, taesd=taesd, lcm_lora=lcm_lora, loras=loras, device=device, dtype=dtype)
+    if controlnets:
+        parts.controlnets = load_controlnets(controlnets, parts.unet, device=device, dtype=dtype)
+        parts.controlnet_sources = tuple(c.source for c in controlnets)
     be = make_backend(backend, parts, config=config, **(backend_options or {}))
     prompts = PromptEncoder(parts.tokenizer, parts.text_encoder, device, dtype)
-    return StreamEngine(be, prompts, parts.spec, config, params), parts
+    return StreamEngine(be, prompts, parts.spec, config, params, controlnets=setups), parts
+
+
+def controlnet_setups(controlnets: tuple[ControlNetSource, ...], control_images: tuple[str, ...]
+                      ) -> tuple[ControlNetSetup, ...]:
+    """One setup per ControlNet; raises ValueError for a preprocessor count that matches neither 1 nor them."""
+    names = control_images or ("canny",)
+    if len(names) == 1:
+        names = names * len(controlnets)
+    if controlnets and len(names) != len(controlnets):
+        raise ValueError(f"--control-image: {len(names)} given for {len(controlnets)} ControlNets; give one for "
+                         f"all or one per ControlNet")
+    return tuple(ControlNetSetup(preprocessor=p, scale=c.scale) for p, c in zip(names, controlnets))
 
 
 FALLBACK = {"compile": "torch", "torch+graphs": "torch", "onnxruntime": "torch"}

@@ -35,13 +35,15 @@ from typing import Any
 from dreamwire.backends.select import BACKENDS
 from dreamwire.bridges.base import BridgeError, parse_uri
 from dreamwire.control.kinds import ControlError
-from dreamwire.control.schema import SPECS
+from dreamwire.control.schema import MAX_CONTROLNETS, SPECS
 from dreamwire.control.settings import boolean, choice, integer, setting, settings_of, table, tables_of, text
 from dreamwire.engine.config import BATCHING, MODES
 from dreamwire.engine.guidance import GUIDANCE_MODES
+from dreamwire.engine.preprocess import PREPROCESSORS
 from dreamwire.live.failsafe import FailsafeSettings
 from dreamwire.live.loop import OUTPUT_SIZES
 from dreamwire.live.osc_server import OscSettings
+from dreamwire.models.controlnet import ControlNetSource
 from dreamwire.models.lora import DEFAULT_LCM_LORA, parse_lora
 
 if sys.version_info >= (3, 11):
@@ -84,6 +86,25 @@ def _loras(v: Any) -> tuple[tuple[str, float], ...]:
     return tuple(parse_lora(x.strip()) for x in v)
 
 
+def _controlnets(v: Any) -> tuple[ControlNetSource, ...]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, (str, ControlNetSource)) for x in v):
+        raise ValueError(f"expected a list of 'ID[:SCALE]' strings, got {v!r}")
+    out = tuple(x if isinstance(x, ControlNetSource) else ControlNetSource.parse(x) for x in v)
+    if len(out) > MAX_CONTROLNETS:
+        raise ValueError(f"{len(out)} ControlNets, at most {MAX_CONTROLNETS}")
+    return out
+
+
+def _control_images(v: Any) -> tuple[str, ...]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, (list, tuple)) or any(x not in PREPROCESSORS for x in v):
+        raise ValueError(f"expected preprocessor names from {', '.join(PREPROCESSORS)}, got {v!r}")
+    return tuple(v)
+
+
 @dataclass
 class RuntimeConfig:
     """Everything ``dreamwire run`` needs; ``None`` means "decide from the device/model" (see :func:`resolve`)."""
@@ -100,6 +121,13 @@ class RuntimeConfig:
     loras: tuple[tuple[str, float], ...] = setting(
         (), "style LoRAs fused at load (any model kind, turbo included), PATH[:SCALE] each", _loras,
         flag="--lora", metavar="PATH[:SCALE]", repeat=True)
+    controlnet: tuple[ControlNetSource, ...] = setting(
+        (), "ControlNets steering the UNet (hub id, local folder, or tiny), ID[:SCALE] each; live controls: "
+        "controlnet_scale/enabled/start/end", _controlnets, flag="--controlnet", metavar="ID[:SCALE]", repeat=True)
+    control_image: tuple[str, ...] = setting(
+        (), f"each ControlNet's control image, made on the device from the input frame: "
+        f"{', '.join(PREPROCESSORS)} (one for all, or one per --controlnet; default canny)", _control_images,
+        flag="--control-image", metavar="NAME", repeat=True)
     frame_buffer: int = setting(1, "frames per engine call; the UNet batch is steps x frame_buffer",
                                 integer(1, 8), parse=int, metavar="F")
     source: str = setting(DEFAULT_SOURCE, "input bridge: pattern[:WxH@FPS], images:DIR[@FPS], video:PATH, "

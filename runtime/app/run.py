@@ -36,6 +36,7 @@ from dreamwire.live.scenes import SceneFileError, SceneStore
 from dreamwire.live.state import ControlState
 from dreamwire.live.telemetry import Stats, Ticker
 from dreamwire.live.tempo import LinkSession, LinkUnavailable, TempoClock
+from dreamwire.models.controlnet import check_controlnet_source
 from dreamwire.models.load import check_source
 from dreamwire.models.parts import ModelLoadError
 
@@ -153,6 +154,8 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
                                      batching=cfg.batching, frames=cfg.frame_buffer, mode=cfg.mode)
         check_source(cfg.model)
         scenes = SceneStore.load(cfg.scenes)
+        for net in cfg.controlnet:
+            check_controlnet_source(net.source)
         source, sink = _open_bridges(cfg, stack)
     except (ControlError, ValueError, ModelLoadError, BridgeError, SceneFileError) as exc:
         raise _Failed(str(exc)) from None
@@ -165,7 +168,7 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
     try:
         engine, parts = build(cfg.model, backend=cfg.backend, config=engine_config, params=params, device=device,
                               taesd=cfg.taesd, lcm_lora=None if cfg.lcm_lora.lower() == "none" else cfg.lcm_lora,
-                              loras=cfg.loras)
+                              loras=cfg.loras, controlnets=cfg.controlnet, control_images=cfg.control_image)
         state = ControlState(params, check=engine.check)
     except (ModelLoadError, ValueError) as exc:
         raise _Failed(str(exc)) from None

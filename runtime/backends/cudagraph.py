@@ -88,7 +88,7 @@ class GraphPool:
 class _Captured:
     graph: torch.cuda.CUDAGraph
     inputs: tuple[torch.Tensor, ...]
-    output: torch.Tensor
+    output: torch.Tensor | tuple[torch.Tensor, ...]
 
 
 class CudaGraphRunner:
@@ -119,7 +119,11 @@ class CudaGraphRunner:
                 entry = self._graphs[sig] = self._capture(args)
             copy_inputs(entry.inputs, args)
             entry.graph.replay()
-            return entry.output.clone() if self.copy_output else entry.output
+            if not self.copy_output:
+                return entry.output
+            if isinstance(entry.output, tuple):  # a ControlNet's residuals
+                return tuple(o.clone() for o in entry.output)
+            return entry.output.clone()
 
     def _capture(self, args: tuple[torch.Tensor, ...]) -> _Captured:
         static = tuple(a.detach().clone().contiguous() for a in args)

@@ -68,3 +68,54 @@ def row_timesteps(timestep: torch.Tensor, batch: int, device: torch.device) -> t
     it to float itself; a fixed dtype and shape is what lets a graph be captured once.
     """
     return timestep.to(device=device, dtype=torch.float32).reshape(-1).expand(batch).contiguous()
+
+
+class ControlNetGraph(nn.Module):
+    """``controlnet(sample, timestep, cond, image) -> (*down residuals, mid residual)`` at scale 1.
+
+    The engine scales residuals per row afterwards, so one graph serves every live scale, on/off
+    state and start/end window.
+    """
+
+    def __init__(self, controlnet: nn.Module) -> None:
+        super().__init__()
+        self.controlnet = controlnet
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                controlnet_cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        down, mid = self.controlnet(sample, timestep, encoder_hidden_states, controlnet_cond=controlnet_cond,
+                                    conditioning_scale=1.0, return_dict=False)
+        return (*down, mid)
+
+
+class ResidualUNetGraph(nn.Module):
+    """The UNet taking ControlNet residuals as inputs: ``unet(sample, timestep, cond, *down, mid)``."""
+
+    def __init__(self, unet: nn.Module) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                *residuals: torch.Tensor) -> torch.Tensor:
+        return self.unet(sample, timestep, encoder_hidden_states, down_block_additional_residuals=residuals[:-1],
+                         mid_block_additional_residual=residuals[-1], return_dict=False)[0]
+
+
+def residual_shapes(unet_config: dict, batch: int, height: int, width: int) -> list[tuple[int, ...]]:
+    """Shapes of the residuals a ControlNet gives a UNet for (batch, latent height, latent width) samples.
+
+    Down residuals: conv_in, each resnet of each down block, and each downsampler (stride-2 3x3 convs:
+    ceil halving); then the mid block's. The ONNX graphs and the all-off zeros are sized from this.
+    """
+    ch = list(unet_config["block_out_channels"])
+    lpb = unet_config["layers_per_block"]
+    per_block = list(lpb) if isinstance(lpb, (list, tuple)) else [lpb] * len(ch)
+    h, w = height, width
+    shapes = [(batch, ch[0], h, w)]
+    for i, c in enumerate(ch):
+        shapes += [(batch, c, h, w)] * per_block[i]
+        if i < len(ch) - 1:
+            h, w = (h + 1) // 2, (w + 1) // 2
+            shapes.append((batch, c, h, w))
+    shapes.append((batch, ch[-1], h, w))
+    return shapes

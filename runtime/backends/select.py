@@ -79,6 +79,10 @@ def _auto(parts: ModelParts, config: EngineConfig) -> str:
     return name
 
 
+NO_CONTROLNET = ("onnxruntime", "tensorrt")
+"""Backends whose exported graphs take no ControlNet residuals yet (auto picks a torch one instead)."""
+
+
 def make_backend(name: str, parts: ModelParts, config: EngineConfig | None = None, **options) -> Backend:
     """Build backend ``name`` for ``parts``; ``options`` go to that backend's constructor.
 
@@ -89,6 +93,11 @@ def make_backend(name: str, parts: ModelParts, config: EngineConfig | None = Non
     config = config or EngineConfig()
     if name == "auto":
         name = _auto(parts, config)
+        if parts.controlnets and name in NO_CONTROLNET:  # the exported graphs have no residual inputs yet
+            name = "torch+graphs" if parts.unet.device.type == "cuda" else "torch"
+    if parts.controlnets and name in NO_CONTROLNET:
+        raise BackendUnavailable(f"backend {name!r} does not run ControlNets yet; use --backend torch, "
+                                 f"torch+graphs or compile")
     if name in ("torch", "torch+graphs"):
         from dreamwire.backends.torch_eager import TorchBackend
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from dreamwire.backends.cudagraph import CudaGraphRunner, GraphPool
-from dreamwire.backends.graphs import networks, row_timesteps
+from dreamwire.backends.graphs import ControlNetGraph, ResidualUNetGraph, networks, residual_shapes, row_timesteps
 from dreamwire.models.parts import ModelParts
 
 
@@ -39,6 +39,16 @@ class TorchBackend:
         for key, module in networks(parts.unet, parts.vae, parts.spec.vae_scaling_factor).items():
             fn = self._prepare(module)
             self._fns[key] = CudaGraphRunner(fn, self._pool) if self._pool is not None else fn
+        # With ControlNets the UNet always takes residuals (zeros when all are off), so toggling one
+        # never swaps the UNet graph.
+        extra = {f"controlnet{k}": ControlNetGraph(net).eval() for k, net in enumerate(parts.controlnets)}
+        if parts.controlnets:
+            extra["unet"] = ResidualUNetGraph(parts.unet).eval()
+        for key, module in extra.items():
+            fn = self._prepare(module)
+            self._fns[key] = CudaGraphRunner(fn, self._pool) if self._pool is not None else fn
+        self._unet_config = dict(parts.unet.config)
+        self._residual_inputs = bool(parts.controlnets)
 
     def _prepare(self, module: nn.Module) -> Callable[..., torch.Tensor]:
         return module
@@ -49,10 +59,37 @@ class TorchBackend:
         return self._pool.captures if self._pool is not None else 0
 
     @torch.inference_mode()
-    def unet(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor
-             ) -> torch.Tensor:
+    def unet(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor, *,
+             residuals: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
         t = row_timesteps(timestep, sample.shape[0], self.device)
-        return self._fns["unet"](sample.to(self.dtype), t, encoder_hidden_states.to(self.dtype))
+        args = (sample.to(self.dtype), t, encoder_hidden_states.to(self.dtype))
+        if self._residual_inputs:
+            args += tuple(r.to(self.dtype) for r in (residuals or self.zero_residuals(sample)))
+        elif residuals is not None:
+            raise ValueError("ControlNet residuals given to a backend built without ControlNets")
+        return self._fns["unet"](*args)
+
+    def zero_residuals(self, sample: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        b, _, h, w = sample.shape
+        return tuple(torch.zeros(s, device=self.device, dtype=self.dtype)
+                     for s in residual_shapes(self._unet_config, b, h, w))
+
+    @torch.inference_mode()
+    def controlnet(self, index: int, sample: torch.Tensor, timestep: torch.Tensor,
+                   encoder_hidden_states: torch.Tensor, image: torch.Tensor, *,
+                   added: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:
+        """ControlNet ``index``'s residuals (down..., mid) at conditioning scale 1; ``image`` in [0, 1].
+
+        ``added``: SDXL's added conditioning (``added_cond_kwargs``), passed to the module as is.
+        """
+        t = row_timesteps(timestep, sample.shape[0], self.device)
+        if added:
+            down, mid = self.parts.controlnets[index](
+                sample.to(self.dtype), t, encoder_hidden_states.to(self.dtype), controlnet_cond=image.to(self.dtype),
+                conditioning_scale=1.0, added_cond_kwargs=dict(added), return_dict=False)
+            return (*down, mid)
+        return self._fns[f"controlnet{index}"](sample.to(self.dtype), t, encoder_hidden_states.to(self.dtype),
+                                              image.to(self.dtype))
 
     @torch.inference_mode()
     def encode(self, images: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from typing import Any
 
 from dreamwire.control.choice import Choice
 from dreamwire.control.kinds import Bool, Float, IndexList, Int, Kind, Pairs, Text
+from dreamwire.control.valuelist import ValueList
 
 MAX_STEPS = 8
 """Most denoising steps (stream-batch depth) a live change may reach; engines and profiles are sized for it."""
@@ -25,6 +26,8 @@ SEED_MAX = 2**31 - 1
 
 QUANTIZE = ("off", "beat", "bar")
 """Where a change may land: at once, on the next beat, or on the next bar (see dreamwire.control.beats)."""
+MAX_CONTROLNETS = 4
+"""Most ControlNets one engine loads; the per-ControlNet live lists hold at most this many values."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,15 @@ SCHEMA: tuple[ParamSpec, ...] = (
               "Hold each change (parameters, morph starts, scene recalls) until the next beat or bar of the "
               "tempo (/dreamwire/tempo, /dreamwire/beat taps or Ableton Link); a change of quantize itself "
               "applies at once."),
+    # --- ControlNet: one value per loaded ControlNet (in --controlnet order); empty = the defaults ---
+    ParamSpec("controlnet_scale", ValueList(Float(0.0, 5.0), MAX_CONTROLNETS), (),
+              "ControlNet conditioning scales, one per ControlNet. Empty = the --controlnet ID:SCALE values."),
+    ParamSpec("controlnet_enabled", ValueList(Bool(), MAX_CONTROLNETS), (),
+              "ControlNets on/off, one per ControlNet (off = residuals skipped, no rebuild). Empty = all on."),
+    ParamSpec("controlnet_start", ValueList(Float(0.0, 1.0), MAX_CONTROLNETS), (),
+              "Fraction of the denoising steps before which each ControlNet is inactive. Empty = 0."),
+    ParamSpec("controlnet_end", ValueList(Float(0.0, 1.0), MAX_CONTROLNETS), (),
+              "Fraction of the denoising steps after which each ControlNet is inactive. Empty = 1."),
 )
 
 SPECS: Mapping[str, ParamSpec] = {s.name: s for s in SCHEMA}

@@ -17,9 +17,21 @@ class Backend(Protocol):
     device: torch.device
     dtype: torch.dtype
 
-    def unet(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor
-             ) -> torch.Tensor:
-        """Noise/velocity prediction for a batch; ``timestep`` is one value per row."""
+    def unet(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor, *,
+             residuals: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+        """Noise/velocity prediction for a batch; ``timestep`` is one value per row.
+
+        ``residuals``: summed ControlNet outputs (down..., mid) added inside the UNet; a backend built
+        with ControlNets takes zeros for ``None``, so its UNet graph never changes.
+        """
+        ...
+
+    def controlnet(self, index: int, sample: torch.Tensor, timestep: torch.Tensor,
+                   encoder_hidden_states: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """ControlNet ``index``'s residuals (down..., mid) at conditioning scale 1 for control images in [0, 1].
+
+        Only called on backends built with ControlNets (``ModelParts.controlnets``).
+        """
         ...
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,8 @@ buffer update and makes every live change a pure recomputation:
   repeated if n grows); if there were no in-flight frames (n was 1) the last output's clean
   latent fills the new slots. No change ever costs an extra UNet call.
 * similarity_*: applies from the next frame; the reference frame is kept.
+* controlnet_*: per-row residual scales, read at each call (no rebuild, no extra UNet call); the
+  control images travel with their frames' slots (see :mod:`control_slots`).
 
 Start-up *primes* the buffer: the first frame runs its first n-1 steps sequentially, so the
 first output is that frame fully denoised and output k equals the sequential result for frame
@@ -25,7 +27,6 @@ max(0, k-(n-1)).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,40 +38,26 @@ from dreamwire.engine.backend import Backend
 from dreamwire.engine.background import Latest
 from dreamwire.engine.conditioning import Conditioning
 from dreamwire.engine.config import EngineConfig
+from dreamwire.engine.control_slots import ControlSlots, controlled_unet
+from dreamwire.engine.controlnet import ControlNetSetup
 from dreamwire.engine.guidance import Embeddings, GuidanceInputs, make_guidance
 from dreamwire.engine.noise import NoiseBank
 from dreamwire.engine.prompts import PromptEncoder
+from dreamwire.engine.result import Sources, StepResult
 from dreamwire.engine.schedule import StepConstants, add_noise, lcm_denoise, step_constants, t_index_for
 from dreamwire.engine.similarity import SimilarityFilter
 from dreamwire.engine.spec import ModelSpec
 
-Sources = tuple[Any, ...]
 PROMPT_KEYS = frozenset({"prompt", "prompt_blend", "negative_prompt"})
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """One call's output: (f,3,H,W) images in [-1, 1] on the engine's device.
-
-    ``sources`` names, for each output image, the input it was made from: the
-    tag passed to :meth:`StreamEngine.step` with that frame ``delay`` calls
-    ago (or the first frame, while the primed buffer drains). The engine is
-    the one that knows which frame left the stream batch, so callers keep no
-    history of their own.
-    """
-
-    images: torch.Tensor
-    skipped: bool
-    delay: int  # how many calls ago the input that produced these images went in
-    sources: Sources = ()
 
 
 class StreamEngine:
     def __init__(self, backend: Backend, prompts: PromptEncoder, model: ModelSpec,
                  config: EngineConfig | None = None, params: Params | None = None,
-                 background: Latest | None = None) -> None:
+                 background: Latest | None = None, controlnets: Sequence[ControlNetSetup] = ()) -> None:
         """``background``: encode prompt changes on that worker instead of inside :meth:`update` (the live
         loop's choice, so a blend never stops frames); without it a change lands on the next step."""
+        self.controlnets = tuple(controlnets)
         self.backend = backend
         self.background = background
         self.prompts = prompts
@@ -81,6 +68,8 @@ class StreamEngine:
         self.guidance = make_guidance(self.config.guidance)
         self.filter = SimilarityFilter(seed=self.config.filter_seed)
         s = model.vae_scale_factor
+        frame_shape = (self.config.frames, 3, self.config.height, self.config.width)
+        self._ctrl = ControlSlots(self.controlnets, frame_shape, self.device, self.dtype)
         self.latent_size = (self.config.height // s, self.config.width // s)
         self._noise = NoiseBank((MAX_STEPS * self.config.frames, model.latent_channels, *self.latent_size),
                                 self.device, self.dtype)
@@ -118,6 +107,8 @@ class StreamEngine:
         if bad:
             raise ControlError(f"t_index_list: index {bad[0]} is outside this model's 0..{grid - 1} step grid "
                                f"(its scheduler has original_inference_steps={grid})")
+        if problem := self._ctrl.check(params):
+            raise ControlError(problem)
 
     def swap_backend(self, backend: Backend) -> None:
         """Run on ``backend`` from the next step (the failsafe's fallback); in-flight frames start over."""
@@ -135,6 +126,7 @@ class StreamEngine:
         """
         self._x0 = self._ref = self._last_latent = self._last_ref = None
         self._tags = []
+        self._ctrl.reset()
         self.filter.reset()
 
     def update(self, params: Params) -> set[str]:
@@ -190,6 +182,7 @@ class StreamEngine:
             self._x0 = self._last_latent.repeat(k, 1, 1, 1)
             self._ref = self._last_ref.repeat(k, 1, 1, 1) if self._last_ref is not None else None
             self._tags = [self._last_tags] * k
+            self._ctrl.refill(k)
             return
         # Keep frames by age: new slot j takes old slot min(j, old_n - 2), newest first.
         keep = [min(j, old_n - 2) for j in range(k)]
@@ -198,17 +191,19 @@ class StreamEngine:
         if self._ref is not None:
             self._ref = self._ref.index_select(0, rows)
         self._tags = [self._tags[j] for j in keep]
+        self._ctrl.select(rows)
 
     # --- frames ------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def step(self, images: torch.Tensor | None = None, sources: Sequence[Any] | None = None) -> StepResult:
+    def step(self, images: torch.Tensor | None = None, sources: Sequence[Any] | None = None,
+             control: Sequence[torch.Tensor | None] | None = None) -> StepResult:
         """Advance the stream by one call.
 
-        ``images`` is (f,3,H,W) in [-1, 1] on the engine's device for img2img,
-        ``None`` for txt2img. ``sources`` are f opaque tags for the new frames
-        (the loop passes its input frames); the result names the ones its
-        images came from.
+        ``images`` is (f,3,H,W) in [-1, 1] on the engine's device for img2img, ``None`` for txt2img.
+        ``sources`` are f opaque tags for the new frames (the loop passes its input frames); the result
+        names the ones its images came from. ``control``: per ControlNet, (f,3,H,W) control images in
+        [0, 1] for the new frames, or ``None`` to preprocess ``images``.
         """
         if self.background is not None and (done := self.background.take()) is not None:
             self._set_embeddings(*done[1])
@@ -218,24 +213,25 @@ class StreamEngine:
             raise ValueError(f"expected {f} source tags, got {len(tags)}")
         img2img = self.config.mode == "img2img"
         if img2img:
-            if images is None or images.shape != (f, 3, self.config.height, self.config.width):
+            if images is None or images.shape != self._ctrl.shape:
                 got = None if images is None else tuple(images.shape)
-                raise ValueError(f"expected images of shape {(f, 3, self.config.height, self.config.width)}, "
-                                 f"got {got}")
+                raise ValueError(f"expected images of shape {self._ctrl.shape}, got {got}")
             # The filter never skips before a first output exists: it has no reference frame yet.
             if self.params.similarity_filter and self.filter.should_skip(images):
                 return StepResult(self._last, skipped=True, delay=self.delay, sources=self._last_tags)
+        ctrl = self._ctrl.new(images, control)
         z = self.backend.encode(images.to(self.dtype)) if img2img else None
         c = self.consts
         x_new = add_noise(z, self.noise[:f], c.a[:f], c.b[:f]) if img2img else self.noise[:f]
         if self.config.batching == "sequential":
-            latent = self._sequential(x_new, z, c.steps)[0]
+            latent = self._sequential(x_new, z, c.steps, ctrl)[0]
             out_tags = tags
         else:
             if self._x0 is None:
-                _, self._x0, self._ref = self._sequential(x_new, z, c.steps - 1)
+                _, self._x0, self._ref = self._sequential(x_new, z, c.steps - 1, ctrl)
                 self._tags = [tags] * (c.steps - 1)
-            latent = self._stream(x_new, z)
+                self._ctrl.prime(ctrl, c.steps - 1)
+            latent = self._stream(x_new, z, ctrl)
             self._tags.insert(0, tags)
             out_tags = self._tags.pop()
         self._last = self.backend.decode(latent)
@@ -243,15 +239,21 @@ class StreamEngine:
         return StepResult(self._last, skipped=False, delay=self.delay, sources=out_tags)
 
     def _guided_denoise(self, x: torch.Tensor, rows: slice, new_rows: int, z: torch.Tensor | None,
-                        ref_inflight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One UNet evaluation with guidance and the consistency step, for batch rows ``rows``."""
+                        ref_inflight: torch.Tensor | None, ctrl: Sequence[torch.Tensor] = ()
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One UNet evaluation with guidance and the consistency step, for batch rows ``rows``.
+
+        ``ctrl``: per ControlNet, the control image of each latent row of this call.
+        """
         c = self.consts
         g = GuidanceInputs(
             x=x, timesteps=c.timesteps[rows], a=c.a[rows], b=c.b[rows], new_rows=new_rows, z_new=z,
             ref_inflight=ref_inflight, scale=self.params.guidance_scale, delta=self.params.delta,
             prediction_type=self.model.prediction_type,
         )
-        out, ref = self.guidance(self._unet, self.embeddings, g)
+        unet = (controlled_unet(self.backend, self.controlnets, self.params, ctrl, rows, c.frames, c.steps)
+                if self.controlnets else self._unet)
+        out, ref = self.guidance(unet, self.embeddings, g)
         den = lcm_denoise(x, out, g.a, g.b, c.c_skip[rows], c.c_out[rows], self.model.prediction_type)
         return den, ref
 
@@ -260,12 +262,12 @@ class StreamEngine:
         extra = {"added": cond.added} if cond.added else {}
         return self.backend.unet(x, t, cond.hidden, **extra)
 
-    def _sequential(self, x: torch.Tensor, z: torch.Tensor | None, steps: int
+    def _sequential(self, x: torch.Tensor, z: torch.Tensor | None, steps: int, ctrl: Sequence[torch.Tensor] = ()
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Run the first ``steps`` steps on the new frames one UNet call per step.
 
-        Returns the last clean estimate, every step's clean estimate (the
-        in-flight buffer layout) and the RCFG references to go with them.
+        Returns the last clean estimate, every step's clean estimate (the in-flight buffer layout)
+        and the RCFG references to go with them.
         """
         c = self.consts
         f = c.frames
@@ -274,7 +276,7 @@ class StreamEngine:
         for i in range(steps):
             if i:
                 x = add_noise(den, self.noise[c.slot(i)], c.a[c.slot(i)], c.b[c.slot(i)])
-            den, r = self._guided_denoise(x, c.slot(i), f if i == 0 else 0, z, ref)
+            den, r = self._guided_denoise(x, c.slot(i), f if i == 0 else 0, z, ref, ctrl)
             ref = r if r is not None else ref
             estimates.append(den)
             if ref is not None:
@@ -283,15 +285,14 @@ class StreamEngine:
         return (den, torch.cat(estimates) if estimates else empty,
                 torch.cat(refs) if refs else (empty if self.guidance.needs_input_latent else None))
 
-    def _stream(self, x_new: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+    def _stream(self, x_new: torch.Tensor, z: torch.Tensor | None, ctrl: Sequence[torch.Tensor] = ()) -> torch.Tensor:
         """One batched UNet call: every in-flight frame advances one step; returns the oldest."""
         c = self.consts
-        f = c.frames
-        n = c.steps
+        f, n = c.frames, c.steps
         assert self._x0 is not None
         inflight = add_noise(self._x0, self.noise[f:n * f], c.a[f:], c.b[f:])
         x = torch.cat([x_new, inflight])
-        den, ref = self._guided_denoise(x, slice(0, n * f), f, z, self._ref)
+        den, ref = self._guided_denoise(x, slice(0, n * f), f, z, self._ref, self._ctrl.batch(ctrl, f))
         self._x0 = den[:-f]
         self._ref = ref[:-f] if ref is not None else None
         self._last_latent = den[-f:]

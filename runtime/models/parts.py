@@ -33,3 +33,5 @@ class ModelParts:
     loras: tuple[tuple[str, float], ...] = ()
     taesd: str | None = None
     fingerprint: str | None = None
+    controlnets: tuple[Any, ...] = ()  # ControlNetModels, in --controlnet order
+    controlnet_sources: tuple[str, ...] = ()  # what each was loaded from (engine cache keys hash these)
