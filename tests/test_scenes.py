@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
+from dreamwire import files as files_mod
 from dreamwire.control.commands import SceneRecall, SceneSave
 from dreamwire.control.params import Params
 from dreamwire.control.schema import SCHEMA
-from dreamwire.live import scenes as scenes_mod
 from dreamwire.live.rig import Rig
 from dreamwire.live.scenes import SceneFileError, SceneStore, parse_scenes, scenes_toml
 from dreamwire.live.state import ControlState
@@ -81,7 +81,7 @@ def _write_then_fail(tmp_path, monkeypatch, where: str):
     def boom(*_a, **_k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(scenes_mod.os, where, boom)
+    monkeypatch.setattr(files_mod.os, where, boom)
     with pytest.raises(SceneFileError, match="kept in memory"):
         store.save(2, Params({"strength": 0.9}).as_dict())
     monkeypatch.undo()
@@ -101,8 +101,9 @@ def test_a_process_killed_mid_write_leaves_the_old_file(tmp_path):
     path = tmp_path / "scenes.toml"
     SceneStore.load(path).save(1, Params({"strength": 0.1}).as_dict())
     old = path.read_bytes()
-    code = ("import os, sys, time; from dreamwire.live import scenes as s; from dreamwire.control.params import Params;"
-            "s.os.fsync = lambda fd: (print('writing', flush=True), time.sleep(60));"
+    code = ("import os, sys, time; from dreamwire import files; from dreamwire.live import scenes as s;"
+            "from dreamwire.control.params import Params;"
+            "files.os.fsync = lambda fd: (print('writing', flush=True), time.sleep(60));"
             "s.SceneStore.load(sys.argv[1]).save(2, Params({'strength': 0.9}).as_dict())")
     proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "writing"

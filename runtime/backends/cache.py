@@ -8,13 +8,12 @@ is specific to engines: the key, and the fingerprints of the weights it names.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from dreamwire.files import atomic_write
 from dreamwire.models import store
 from dreamwire.models.store import MANIFEST, cache_root, file_sha256
 
@@ -76,27 +75,6 @@ def ensure_entry(key: CacheKey, build: Callable[[Path], None], root: Path | None
 def check_entry(folder: Path, key: CacheKey) -> str | None:
     """``None`` when the entry is intact, else why not (see :func:`dreamwire.models.store.check_entry`)."""
     return store.check_entry(folder, key.as_dict())
-
-
-def atomic_write(path: Path, data) -> Path:
-    """Write ``data`` (bytes or any buffer, e.g. TensorRT's IHostMemory) so that ``path`` is whole or absent.
-
-    The bytes go to a temporary file in the same folder, are flushed to disk,
-    and replace ``path`` in one ``os.replace`` (atomic on POSIX and Windows
-    within one volume); a build killed midway leaves at most a hidden temp file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as fh:
-            fh.write(memoryview(data))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    return path
 
 
 # --- fingerprints ----------------------------------------------------------------------------

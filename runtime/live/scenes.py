@@ -9,9 +9,7 @@ Reading goes through each parameter's kind, exactly as OSC and the config do.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import sys
 import threading
 from collections.abc import Mapping
@@ -22,6 +20,7 @@ from dreamwire.control.commands import SCENE_MAX, SCENE_MIN
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.params import Params
 from dreamwire.control.schema import SCHEMA, SPECS
+from dreamwire.files import atomic_write
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -113,34 +112,7 @@ def parse_scenes(text: str, where: str) -> dict[int, dict[str, Any]]:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` so that it is always either the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    _sync_folder(path.parent)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); Windows has no directory handles to sync."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        log.debug("cannot fsync %s", folder)
-    finally:
-        os.close(fd)
+    atomic_write(path, text.encode("utf-8"))
 
 
 class SceneStore:
