@@ -6,6 +6,8 @@
 //   state <name> <tags> <arg> <arg>   from the status reply to the sender's own socket
 // The test compares those lines with what Python's own OSC client reads from the same run.
 // Usage: mono unity_console.exe OSC_PORT TELEMETRY_PORT
+//        mono unity_console.exe encode    (hex of fixed packets, one a line, for a byte-level check)
+//        mono unity_console.exe decode    (hex packets on stdin -> one line per message, or "malformed")
 
 using System;
 using System.Globalization;
@@ -29,8 +31,49 @@ static class UnityConsole
         return Convert.ToString(a, CultureInfo.InvariantCulture);
     }
 
+    static string Hex(byte[] b)
+    {
+        return BitConverter.ToString(b).Replace("-", "").ToLowerInvariant();
+    }
+
+    static int Encode()
+    {
+        Console.WriteLine(Hex(Osc.Message(DreamwireAddress.Prompt, "neon jungle, déjà vu")));
+        Console.WriteLine(Hex(Osc.Message(DreamwireAddress.Strength, 0.55f)));
+        Console.WriteLine(Hex(Osc.Message(DreamwireAddress.Seed, -7)));
+        Console.WriteLine(Hex(Osc.Message(DreamwireAddress.Pause, true)));
+        Console.WriteLine(Hex(Osc.Message(DreamwireAddress.Bypass, false)));
+        Console.WriteLine(Hex(Osc.Message(DreamwireAddress.Beat)));
+        Console.WriteLine(Hex(Osc.Message(DreamwireAddress.Morph, "strength", 0.8f, 4.0, "ease", "beats")));
+        Console.WriteLine(Hex(Osc.Bundle(Osc.Message(DreamwireAddress.Seed, 1234),
+                                         Osc.Message(DreamwireAddress.GuidanceScale, 3.5f))));
+        try { Osc.Message(DreamwireAddress.Seed, 12L); Console.WriteLine("long accepted"); }
+        catch (ArgumentException e) { Console.WriteLine("rejected: " + e.Message); }
+        return 0;
+    }
+
+    static int Decode()
+    {
+        string line;
+        while ((line = Console.ReadLine()) != null)
+        {
+            var packet = new byte[line.Length / 2];
+            for (int i = 0; i < packet.Length; i++) packet[i] = Convert.ToByte(line.Substring(2 * i, 2), 16);
+            try
+            {
+                var messages = Osc.Decode(packet, 0, packet.Length);
+                Console.WriteLine(string.Join(" ; ", messages.Select(m => m.Address + " " + m.Tags + " " +
+                                                                           string.Join(" ", m.Args.Select(Show)))));
+            }
+            catch (FormatException e) { Console.WriteLine("malformed: " + e.Message); }
+        }
+        return 0;
+    }
+
     static int Main(string[] argv)
     {
+        if (argv[0] == "encode") return Encode();
+        if (argv[0] == "decode") return Decode();
         int oscPort = int.Parse(argv[0]), telemetryPort = int.Parse(argv[1]);
         var error = new ManualResetEvent(false);
         var stats = new ManualResetEvent(false);
