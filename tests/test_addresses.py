@@ -48,6 +48,17 @@ def test_the_assets_use_osc_addresses():
     assert {"/dreamwire/prompt", "/dreamwire/status"} <= set(used), sorted(used)
 
 
+def test_the_unity_and_unreal_sources_are_among_the_scanned_assets():
+    # C# and C++ are hand-written OSC senders too: the check below must see the addresses they spell out
+    scanned = {f for files in _used().values() for f in files}
+    assert {"examples/unity/DreamwireOsc.cs", "examples/unreal/DreamwireComponent.h",
+            "examples/unreal/DreamwireComponent.cpp"} <= scanned
+    # DreamwireControl.cs takes every address from DreamwireAddress (in DreamwireOsc.cs, scanned above);
+    # its packets are also validated against the schema in tests/test_unity_control.py
+    control = (ROOT / "examples" / "unity" / "DreamwireControl.cs").read_text(encoding="utf-8")
+    assert "DreamwireAddress." in control and '"/dreamwire/' not in control
+
+
 def test_every_address_in_the_assets_is_in_the_osc_docs():
     documented = _documented()
     unknown = {a: sorted(files) for a, files in _used().items() if not _known(a, documented)}

@@ -46,8 +46,9 @@ namespace Dreamwire
         public const string Fps = "/dreamwire/stats/fps";
         public const string LatencyMs = "/dreamwire/stats/latency_ms";
         public const string EngineMs = "/dreamwire/stats/engine_ms";
-        public const string StatePrefix = "/dreamwire/state/";
         public const string Default = "/dreamwire";
+        /// <summary>How the address of each state message in a status reply starts.</summary>
+        public const string StatePrefix = Default + "/state/";
     }
 
     /// <summary>One decoded OSC message: its address, its arguments (int, float, string, bool, null, long,
@@ -237,7 +238,7 @@ namespace Dreamwire
             return s;
         }
 
-        /// <summary>"/dreamwire/x" under another prefix, for `dreamwire run --osc-prefix`.</summary>
+        /// <summary>An address such as /dreamwire/prompt under another prefix, for `dreamwire run --osc-prefix`.</summary>
         internal static string Rewrite(string address, string from, string to)
         {
             if (from == to || !address.StartsWith(from + "/", StringComparison.Ordinal)) return address;
@@ -277,8 +278,8 @@ namespace Dreamwire
             return Osc.Message(Osc.Rewrite(address, DreamwireAddress.Default, prefix), args);
         }
 
-        /// <summary>Ask for every current value; the reply is one bundle of /dreamwire/state/... and
-        /// /dreamwire/stats/... messages sent back to <see cref="Socket"/>.</summary>
+        /// <summary>Ask for every current value; the reply is one bundle, a state message per parameter and
+        /// a stats message per statistic, sent back to <see cref="Socket"/>.</summary>
         public void RequestStatus()
         {
             Send(DreamwireAddress.Status);
