@@ -61,7 +61,7 @@ def test_the_control_sends_only_changes_one_bundle_a_frame_and_shows_telemetry(t
                 tx.sendto(push, ("127.0.0.1", telemetry))
                 tx.sendto(error, ("127.0.0.1", telemetry))
                 time.sleep(0.05)
-        while len(packets) < 7:
+        while len(packets) < 8:
             try:
                 packets.append(osc.recv(65535))
             except TimeoutError:
@@ -77,7 +77,7 @@ def test_the_control_sends_only_changes_one_bundle_a_frame_and_shows_telemetry(t
     assert first.startswith(b"#bundle\0")
     sent = dict(_messages(first))
     names = ["prompt", "negative_prompt", "strength", "steps", "guidance_scale", "delta", "seed", "similarity_filter",
-             "similarity_threshold", "pause", "bypass", "quantize"]
+             "similarity_threshold", "similarity_max_skip", "pause", "bypass", "quantize"]
     assert list(sent) == [f"/dreamwire/{n}" for n in names]
     # the inspector's defaults are the runtime's own, so enabling the component changes nothing
     defaults = ControlState().params
@@ -91,7 +91,14 @@ def test_the_control_sends_only_changes_one_bundle_a_frame_and_shows_telemetry(t
         [("/dreamwire/scene/recall", [3, 2.0])],
         [("/dreamwire/morph", ["prompt", "a forest at dawn", 4.0, "ease"])],  # and no direct prompt after it
         [("/dreamwire/morph", ["strength", 0.2, 1.5, "ease_in"])],
+        _messages(rest[-1]),  # Send All: checked below
     ]
+    again = dict(_messages(rest[-1]))
+    assert list(again) == list(sent) and rest[-1].startswith(b"#bundle\0")
+    assert {a: again[a] for a in ("/dreamwire/prompt", "/dreamwire/strength", "/dreamwire/seed",
+                                  "/dreamwire/quantize")} == {"/dreamwire/prompt": ["a forest at dawn"],
+                                                              "/dreamwire/strength": [0.7], "/dreamwire/seed": [99],
+                                                              "/dreamwire/quantize": ["bar"]}
     assert rest[1].startswith(b"#bundle\0")
     handler = OscHandler(ControlState(), lambda: {})
     for p in packets:  # every packet is one the runtime accepts, in this order

@@ -43,6 +43,8 @@ public class DreamwireControl : MonoBehaviour
     [Header("Similarity filter (img2img)")]
     public bool similarityFilter = false;
     [Range(0f, 1f)] public float similarityThreshold = 0.98f;
+    [Tooltip("Most consecutive skips before a frame is forced through.")]
+    [Range(0, 1000)] public int similarityMaxSkip = 10;
 
     [Header("Show")]
     public bool pause = false;
@@ -78,12 +80,14 @@ public class DreamwireControl : MonoBehaviour
         addresses = new[] {
             DreamwireAddress.Prompt, DreamwireAddress.NegativePrompt, DreamwireAddress.Strength,
             DreamwireAddress.Steps, DreamwireAddress.GuidanceScale, DreamwireAddress.Delta, DreamwireAddress.Seed,
-            DreamwireAddress.SimilarityFilter, DreamwireAddress.SimilarityThreshold, DreamwireAddress.Pause,
+            DreamwireAddress.SimilarityFilter, DreamwireAddress.SimilarityThreshold,
+            DreamwireAddress.SimilarityMaxSkip, DreamwireAddress.Pause,
             DreamwireAddress.Bypass, DreamwireAddress.Quantize,
         };
         fields = new Func<object>[] {
             () => prompt, () => negativePrompt, () => strength, () => steps, () => guidanceScale, () => delta,
-            () => seed, () => similarityFilter, () => similarityThreshold, () => pause, () => bypass,
+            () => seed, () => similarityFilter, () => similarityThreshold, () => similarityMaxSkip, () => pause,
+            () => bypass,
             () => quantize.ToString().ToLowerInvariant(),
         };
         sent = new object[fields.Length];
@@ -155,6 +159,13 @@ public class DreamwireControl : MonoBehaviour
     }
 
     // --- actions: call from UI buttons, Timeline signals or the component's context menu ---------------
+
+    /// <summary>Send every field again on the next frame, e.g. after dreamwire was restarted.</summary>
+    [ContextMenu("Send All")]
+    public void SendAll()
+    {
+        if (sent != null) Array.Clear(sent, 0, sent.Length);
+    }
 
     /// <summary>Snapshot every live parameter as scene <see cref="scene"/> (dreamwire run --scenes FILE).</summary>
     [ContextMenu("Save Scene")]

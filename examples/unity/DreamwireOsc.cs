@@ -32,6 +32,7 @@ namespace Dreamwire
         public const string Steps = "/dreamwire/steps";
         public const string SimilarityFilter = "/dreamwire/similarity_filter";
         public const string SimilarityThreshold = "/dreamwire/similarity_threshold";
+        public const string SimilarityMaxSkip = "/dreamwire/similarity_max_skip";
         public const string Pause = "/dreamwire/pause";
         public const string Bypass = "/dreamwire/bypass";
         public const string Quantize = "/dreamwire/quantize";
@@ -257,7 +258,10 @@ namespace Dreamwire
         public DreamwireSender(string host = "127.0.0.1", int port = 7766, string prefix = DreamwireAddress.Default)
         {
             Socket = new UdpClient(new IPEndPoint(IPAddress.Any, 0));
-            target = new IPEndPoint(Dns.GetHostAddresses(host)[0], port);
+            // the socket is IPv4, so "localhost" must not resolve to ::1 here
+            var v4 = Array.Find(Dns.GetHostAddresses(host), a => a.AddressFamily == AddressFamily.InterNetwork);
+            if (v4 == null) throw new ArgumentException("no IPv4 address for OSC host " + host);
+            target = new IPEndPoint(v4, port);
             this.prefix = prefix.TrimEnd('/');
         }
 

@@ -154,6 +154,12 @@ void UDreamwireComponent::SetSimilarityThreshold(float Threshold)
 	Send(UOSCManager::AddFloat(M, Threshold));
 }
 
+void UDreamwireComponent::SetSimilarityMaxSkip(int32 MaxSkip)
+{
+	FOSCMessage M = NewMessage(TEXT("/dreamwire/similarity_max_skip"));
+	Send(UOSCManager::AddInt32(M, MaxSkip));
+}
+
 void UDreamwireComponent::SetPause(bool bPause)
 {
 	FOSCMessage M = NewMessage(TEXT("/dreamwire/pause"));

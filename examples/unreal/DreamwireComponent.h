@@ -99,6 +99,10 @@ public:
 	UFUNCTION(BlueprintCallable, Category = "Dreamwire")
 	void SetSimilarityThreshold(float Threshold);
 
+	/** 0 .. 1000 consecutive skips before a frame is forced through. */
+	UFUNCTION(BlueprintCallable, Category = "Dreamwire")
+	void SetSimilarityMaxSkip(int32 MaxSkip);
+
 	UFUNCTION(BlueprintCallable, Category = "Dreamwire")
 	void SetPause(bool bPause);
 

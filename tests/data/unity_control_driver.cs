@@ -36,6 +36,8 @@ static class ControlDriver
         c.MorphPrompt("a forest at dawn", 4f);
         Call(c, "Update");                        // frame 5: the prompt is already on its way: nothing
         c.Morph("strength", 0.2f, 1.5f, "ease_in");
+        c.SendAll();
+        Call(c, "Update");                        // frame 6: every field again, with today's values
         var deadline = DateTime.UtcNow.AddSeconds(60);
         while (c.lastError.Length == 0 || c.fps == 0f)  // until the test's telemetry has been shown
         {
