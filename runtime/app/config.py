@@ -135,7 +135,7 @@ class RuntimeConfig:
     sink: str | None = setting(None, "output bridge: images:DIR, null, ndi:NAME, spout:NAME", _uri,
                                default_doc="the source's bridge when it can send, else images:./dreamwire-out")
     width: int | None = setting(None, "engine width in pixels (multiple of 8)", _resolution, parse=int,
-                                default_doc="256 for tiny on CPU, else 512")
+                                default_doc="256 for tiny/tiny-sdxl on CPU, else 512")
     height: int | None = setting(None, "engine height in pixels (multiple of 8)", _resolution, parse=int,
                                  default_doc="as width")
     mode: str = setting("img2img", "img2img transforms the source; txt2img generates from the prompt (the source "
@@ -248,12 +248,12 @@ def default_sink(source: str) -> str:
 
 
 def resolve(cfg: RuntimeConfig, device_type: str) -> RuntimeConfig:
-    """Fill what depends on the device: the sink and the engine resolution (256 for tiny on CPU, else 512)."""
+    """Fill what depends on the device: the sink and the engine resolution (256 for tiny/tiny-sdxl on CPU, else 512)."""
     if cfg.sink is None:
         cfg.sink = default_sink(cfg.source)
     if cfg.guidance is None:
         cfg.guidance = "none" if cfg.mode == "txt2img" else "self"
-    side = 256 if (device_type == "cpu" and cfg.model == "tiny") else 512
+    side = 256 if (device_type == "cpu" and cfg.model in ("tiny", "tiny-sdxl")) else 512
     cfg.width = cfg.width or side
     cfg.height = cfg.height or side
     return cfg
