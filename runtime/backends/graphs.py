@@ -7,6 +7,8 @@ same function by construction (encode/decode include the VAE scaling factor).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
@@ -55,6 +57,21 @@ class AddedUNetGraph(nn.Module):
 
 
 ADDED_INPUTS = ("text_embeds", "time_ids")  # AddedUNetGraph's extra inputs, in order
+
+
+def added_args(added: Mapping[str, torch.Tensor] | None, sdxl: bool, batch: int, dtype: torch.dtype
+               ) -> tuple[torch.Tensor, ...]:
+    """SDXL's added conditioning as the graph's positional inputs (contiguous, one row per sample).
+
+    A mismatch between model and conditioning is a bug upstream, so it raises instead of guessing.
+    """
+    if not sdxl:
+        if added:
+            raise ValueError("added conditioning given to a backend whose model is not SDXL")
+        return ()
+    if not added or set(added) != set(ADDED_INPUTS):
+        raise ValueError(f"an SDXL UNet needs added conditioning {ADDED_INPUTS}, got {tuple(added or ())}")
+    return tuple(added[k].to(dtype).expand(batch, *added[k].shape[1:]).contiguous() for k in ADDED_INPUTS)
 
 
 class EncoderGraph(nn.Module):

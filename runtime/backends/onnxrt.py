@@ -18,8 +18,7 @@ import torch
 
 from dreamwire.backends.errors import BackendUnavailable
 from dreamwire.backends.export import COMPONENTS, cached_onnx, check_size, graph_io
-from dreamwire.backends.graphs import row_timesteps
-from dreamwire.backends.torch_eager import added_args
+from dreamwire.backends.graphs import added_args, row_timesteps
 from dreamwire.models.parts import ModelParts
 
 _NP = {torch.float32: np.float32, torch.float16: np.float16}

@@ -22,8 +22,7 @@ import torch
 from dreamwire.backends.cudagraph import GraphPool
 from dreamwire.backends.errors import BackendUnavailable
 from dreamwire.backends.export import COMPONENTS, check_size
-from dreamwire.backends.graphs import row_timesteps
-from dreamwire.backends.torch_eager import added_args
+from dreamwire.backends.graphs import added_args, row_timesteps
 from dreamwire.backends.profiles import MAX_STEPS, BatchProfile, ResolutionProfile
 from dreamwire.backends.trt_build import EngineSpec, ensure_engines, import_tensorrt
 from dreamwire.backends.trt_plan import profile_shapes

@@ -16,29 +16,14 @@ from torch import nn
 
 from dreamwire.backends.cudagraph import CudaGraphRunner, GraphPool
 from dreamwire.backends.graphs import (
-    ADDED_INPUTS,
     ControlNetGraph,
     ResidualUNetGraph,
+    added_args,
     networks,
     residual_shapes,
     row_timesteps,
 )
 from dreamwire.models.parts import ModelParts
-
-
-def added_args(added: Mapping[str, torch.Tensor] | None, sdxl: bool, batch: int, dtype: torch.dtype
-               ) -> tuple[torch.Tensor, ...]:
-    """SDXL's added conditioning as the graph's positional inputs (contiguous, one row per sample).
-
-    A mismatch between model and conditioning is a bug upstream, so it raises instead of guessing.
-    """
-    if not sdxl:
-        if added:
-            raise ValueError("added conditioning given to a backend whose model is not SDXL")
-        return ()
-    if not added or set(added) != set(ADDED_INPUTS):
-        raise ValueError(f"an SDXL UNet needs added conditioning {ADDED_INPUTS}, got {tuple(added or ())}")
-    return tuple(added[k].to(dtype).expand(batch, *added[k].shape[1:]).contiguous() for k in ADDED_INPUTS)
 
 
 class TorchBackend:
