@@ -272,3 +272,51 @@ def test_time_ids_reach_the_unet(xl_backend, xl_prompts):
     assert not torch.allclose(out, xl_backend.unet(x, t, hidden, added=bigger.rows(2).added), atol=1e-4)
     with pytest.raises(ValueError, match="added conditioning"):
         xl_backend.unet(x, t, hidden)
+
+
+# --- random-weight benchmark architectures -----------------------------------------------------
+
+
+def test_shipped_sdxl_turbo_config_is_sdxl_shaped():
+    """SDXL's known widths: two encoders of 768 + 1280 for cross-attention, a 1280-wide pooled projection."""
+    from dreamwire.app.random_models import ARCHS, _pooled_dim, sdxl_turbo_config
+
+    cfg = sdxl_turbo_config()
+    assert "sdxl-turbo" in ARCHS
+    assert cfg["cross_attention_dim"] == 768 + 1280 and _pooled_dim(cfg) == 1280
+    assert cfg["addition_embed_type"] == "text_time" and len(cfg["block_out_channels"]) == 3
+
+
+@torch.inference_mode()
+def test_random_tiny_sdxl_runs_the_engine_with_added_conditioning():
+    from dreamwire.app.random_models import RandomPrompts, random_parts
+    from dreamwire.backends.torch_eager import TorchBackend
+    from dreamwire.engine.config import EngineConfig
+    from dreamwire.engine.stream import StreamEngine
+
+    parts = random_parts(torch.device("cpu"), torch.float32, arch="tiny-sdxl")
+    assert parts.spec.family == "sdxl"
+    prompts = RandomPrompts(parts.spec, torch.device("cpu"), torch.float32, size=(SIZE, SIZE))
+    cond = prompts.encode("x")
+    assert cond.added["text_embeds"].shape == (1, parts.spec.pooled_dim)
+    assert cond.added["time_ids"].tolist() == [[SIZE, SIZE, 0, 0, SIZE, SIZE]]
+    e = StreamEngine(TorchBackend(parts), prompts, parts.spec, EngineConfig(width=SIZE, height=SIZE),
+                     Params({"t_index_list": T_INDEX[2]}))
+    out = e.step(frames(1, size=SIZE)[0]).images
+    assert out.shape == (1, 3, SIZE, SIZE) and torch.isfinite(out).all()
+
+
+@pytest.mark.slow
+def test_run_tiny_sdxl_live_loop_offline(tmp_path):
+    """Acceptance: `dreamwire run --model tiny-sdxl` runs the live loop offline and writes its frames."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dreamwire", "run", "--model", "tiny-sdxl", "--source", "pattern", "--sink",
+         f"images:{out}", "--frames", "3", "--osc-port", "0", "--telemetry", "off"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(list(out.glob("frame_*.png"))) == 3

@@ -109,13 +109,14 @@ def _control_images(v: Any) -> tuple[str, ...]:
 class RuntimeConfig:
     """Everything ``dreamwire run`` needs; ``None`` means "decide from the device/model" (see :func:`resolve`)."""
 
-    model: str = setting("tiny", "tiny (built-in, offline, random weights), a hub id or a local diffusers folder",
-                         text)
+    model: str = setting("tiny", "tiny or tiny-sdxl (built-in, offline, random weights), a hub id or a local "
+                         "diffusers folder (SD 1.5/2.1 or SDXL, told apart by its config)", text)
     backend: str = setting("auto", "engine backend; auto picks the fastest that runs here", choice(BACKEND_NAMES),
                            choices=BACKEND_NAMES)
     device: str | None = setting(None, "torch device, e.g. cpu, cuda, cuda:1", text,
                                  default_doc="cuda when available, else cpu")
-    taesd: str | None = setting(None, "tiny autoencoder replacing the model's VAE (hub id or folder)", text)
+    taesd: str | None = setting(None, "tiny autoencoder replacing the model's VAE (hub id or folder; 'none' keeps "
+                                "the model's VAE)", text, default_doc="the model's VAE; madebyollin/taesdxl for SDXL")
     lcm_lora: str = setting(DEFAULT_LCM_LORA, "LCM-LoRA fused into plain SD 1.5 models (hub id or file/folder; "
                             "'none' to skip)", text)
     loras: tuple[tuple[str, float], ...] = setting(
@@ -248,7 +249,7 @@ def default_sink(source: str) -> str:
 
 
 def resolve(cfg: RuntimeConfig, device_type: str) -> RuntimeConfig:
-    """Fill what depends on the device: the sink and the engine resolution (256 for tiny/tiny-sdxl on CPU, else 512)."""
+    """Fill what depends on the device: the sink and the engine resolution (256 for tiny models on CPU, else 512)."""
     if cfg.sink is None:
         cfg.sink = default_sink(cfg.source)
     if cfg.guidance is None:
