@@ -118,7 +118,8 @@ class RuntimeConfig:
     taesd: str | None = setting(None, "tiny autoencoder replacing the model's VAE (hub id or folder; 'none' keeps "
                                 "the model's VAE)", text, default_doc="the model's VAE; madebyollin/taesdxl for SDXL")
     lcm_lora: str = setting(DEFAULT_LCM_LORA, "LCM-LoRA fused into plain SD 1.5 models (hub id or file/folder; "
-                            "'none' to skip)", text)
+                            "'none' to skip; plain SDXL models get latent-consistency/lcm-lora-sdxl in place of "
+                            "this default)", text)
     loras: tuple[tuple[str, float], ...] = setting(
         (), "style LoRAs fused at load (any model kind, turbo included), PATH[:SCALE] each", _loras,
         flag="--lora", metavar="PATH[:SCALE]", repeat=True)
