@@ -14,6 +14,7 @@ from dreamwire.control.params import Params
 from dreamwire.engine.config import EngineConfig
 from dreamwire.engine.controlnet import ControlNetSetup
 from dreamwire.engine.prompts import PromptEncoder
+from dreamwire.engine.prompts_sdxl import SDXLPromptEncoder
 from dreamwire.engine.stream import StreamEngine
 from dreamwire.models.controlnet import ControlNetSource, load_controlnets
 from dreamwire.models.load import load_model
@@ -59,8 +60,17 @@ def build(
         parts.controlnets = load_controlnets(controlnets, parts.unet, device=device, dtype=dtype)
         parts.controlnet_sources = tuple(c.source for c in controlnets)
     be = make_backend(backend, parts, config=config, **(backend_options or {}))
-    prompts = PromptEncoder(parts.tokenizer, parts.text_encoder, device, dtype)
+    prompts = prompt_encoder(parts, device, dtype, (config.height, config.width))
     return StreamEngine(be, prompts, parts.spec, config, params, controlnets=setups), parts
+
+
+def prompt_encoder(parts: ModelParts, device: torch.device | str, dtype: torch.dtype,
+                   size: tuple[int, int]) -> PromptEncoder:
+    """The text conditioning for ``parts``' family; ``size`` (height, width) is SDXL's time_ids target."""
+    if parts.spec.family == "sdxl":
+        return SDXLPromptEncoder((parts.tokenizer, parts.tokenizer_2), (parts.text_encoder, parts.text_encoder_2),
+                                 device, dtype, size=size)
+    return PromptEncoder(parts.tokenizer, parts.text_encoder, device, dtype)
 
 
 def controlnet_setups(controlnets: tuple[ControlNetSource, ...], control_images: tuple[str, ...]

@@ -50,7 +50,7 @@ def _counts(v: object) -> str:
 class BenchOptions:
     """``dreamwire bench`` options."""
 
-    model: str = setting("tiny", "model to time (tiny, a hub id or a folder)", text)
+    model: str = setting("tiny", "model to time (tiny, tiny-sdxl, a hub id or a folder)", text)
     size: int = setting(256, "square resolution in pixels", integer(64, 4096), parse=int)
     backend: str = setting("torch", "engine backend for the engine comparisons", choice(BACKENDS), choices=BACKENDS)
     device: str | None = setting(None, "torch device", text, default_doc="cuda when available, else cpu")
@@ -69,7 +69,8 @@ class BenchOptions:
     steps: str = setting("1,2,4", "step counts measured by --report/--gpu", _counts, metavar="N,N")
     frames: int = setting(40, "frames per measurement (--compare, --report, --gpu)", integer(1, 100000), parse=int)
     finite_frames: int = setting(300, "frames checked for NaN/inf by --gpu", integer(1, 100000), parse=int)
-    gpu_arch: str = setting("sd-turbo", "architecture for --gpu (tiny: the same run in seconds, e.g. on a CPU)",
+    gpu_arch: str = setting("sd-turbo", "architecture for --gpu (sdxl-turbo: SDXL's UNet + TAESDXL; tiny, tiny-sdxl: "
+                            "the same run in seconds, e.g. on a CPU)",
                             choice(ARCHS), choices=ARCHS)
     fp32: bool = setting(False, "float32 instead of float16 on CUDA", boolean)
     json: bool = setting(False, "print JSON instead of tables", boolean)

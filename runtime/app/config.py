@@ -109,15 +109,17 @@ def _control_images(v: Any) -> tuple[str, ...]:
 class RuntimeConfig:
     """Everything ``dreamwire run`` needs; ``None`` means "decide from the device/model" (see :func:`resolve`)."""
 
-    model: str = setting("tiny", "tiny (built-in, offline, random weights), a hub id or a local diffusers folder",
-                         text)
+    model: str = setting("tiny", "tiny or tiny-sdxl (built-in, offline, random weights), a hub id or a local "
+                         "diffusers folder (SD 1.5/2.1 or SDXL, told apart by its config)", text)
     backend: str = setting("auto", "engine backend; auto picks the fastest that runs here", choice(BACKEND_NAMES),
                            choices=BACKEND_NAMES)
     device: str | None = setting(None, "torch device, e.g. cpu, cuda, cuda:1", text,
                                  default_doc="cuda when available, else cpu")
-    taesd: str | None = setting(None, "tiny autoencoder replacing the model's VAE (hub id or folder)", text)
+    taesd: str | None = setting(None, "tiny autoencoder replacing the model's VAE (hub id or folder; 'none' keeps "
+                                "the model's VAE)", text, default_doc="the model's VAE; madebyollin/taesdxl for SDXL")
     lcm_lora: str = setting(DEFAULT_LCM_LORA, "LCM-LoRA fused into plain SD 1.5 models (hub id or file/folder; "
-                            "'none' to skip)", text)
+                            "'none' to skip; plain SDXL models get latent-consistency/lcm-lora-sdxl in place of "
+                            "this default)", text)
     loras: tuple[tuple[str, float], ...] = setting(
         (), "style LoRAs fused at load (any model kind, turbo included), PATH[:SCALE] each", _loras,
         flag="--lora", metavar="PATH[:SCALE]", repeat=True)
@@ -135,7 +137,7 @@ class RuntimeConfig:
     sink: str | None = setting(None, "output bridge: images:DIR, null, ndi:NAME, spout:NAME", _uri,
                                default_doc="the source's bridge when it can send, else images:./dreamwire-out")
     width: int | None = setting(None, "engine width in pixels (multiple of 8)", _resolution, parse=int,
-                                default_doc="256 for tiny on CPU, else 512")
+                                default_doc="256 for tiny/tiny-sdxl on CPU, else 512")
     height: int | None = setting(None, "engine height in pixels (multiple of 8)", _resolution, parse=int,
                                  default_doc="as width")
     mode: str = setting("img2img", "img2img transforms the source; txt2img generates from the prompt (the source "
@@ -248,12 +250,12 @@ def default_sink(source: str) -> str:
 
 
 def resolve(cfg: RuntimeConfig, device_type: str) -> RuntimeConfig:
-    """Fill what depends on the device: the sink and the engine resolution (256 for tiny on CPU, else 512)."""
+    """Fill what depends on the device: the sink and the engine resolution (256 for tiny models on CPU, else 512)."""
     if cfg.sink is None:
         cfg.sink = default_sink(cfg.source)
     if cfg.guidance is None:
         cfg.guidance = "none" if cfg.mode == "txt2img" else "self"
-    side = 256 if (device_type == "cpu" and cfg.model == "tiny") else 512
+    side = 256 if (device_type == "cpu" and cfg.model in ("tiny", "tiny-sdxl")) else 512
     cfg.width = cfg.width or side
     cfg.height = cfg.height or side
     return cfg

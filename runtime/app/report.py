@@ -27,18 +27,17 @@ def measure(o: Any) -> dict:
         from dreamwire.app.validate import run_validation
 
         return run_validation(o)
-    from dreamwire.app.assemble import default_device
+    from dreamwire.app.assemble import default_device, prompt_encoder
     from dreamwire.app.validate import measure_backend
     from dreamwire.backends.errors import BackendUnavailable
     from dreamwire.backends.select import make_backend
     from dreamwire.engine.config import EngineConfig
-    from dreamwire.engine.prompts import PromptEncoder
     from dreamwire.models.load import load_model
 
     device = torch.device(o.device) if o.device else default_device()
     dtype = torch.float16 if device.type == "cuda" and not o.fp32 else torch.float32
     parts = load_model(o.model, lcm_lora=None, device=device, dtype=dtype)
-    prompts = PromptEncoder(parts.tokenizer, parts.text_encoder, device, dtype)
+    prompts = prompt_encoder(parts, device, dtype, (o.size, o.size))
     out: dict = {"kind": "bench", "model": o.model, "device": str(device), "size": o.size,
                  "dtype": str(dtype).removeprefix("torch."), "checks": {},
                  "backends": {}, "date": time.strftime("%Y-%m-%d %H:%M")}

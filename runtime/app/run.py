@@ -162,9 +162,10 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
     print(f"dreamwire: {cfg.source} -> {cfg.model} ({cfg.width}x{cfg.height}, {device}) -> {cfg.sink}",
           file=sys.stderr)
     print(f"dreamwire: {output_hint(cfg.sink)}", file=sys.stderr)  # type: ignore[arg-type]
-    if cfg.model == "tiny":
-        print("dreamwire: model 'tiny' has random weights (it tests the plumbing): expect dark, noise-like "
-              "frames; use e.g. --model stabilityai/sd-turbo for real images", file=sys.stderr)
+    if cfg.model in ("tiny", "tiny-sdxl"):
+        print(f"dreamwire: model {cfg.model!r} has random weights (it tests the plumbing): expect dark, noise-like "
+              f"frames; use e.g. --model stabilityai/{'sdxl' if cfg.model == 'tiny-sdxl' else 'sd'}-turbo for real "
+              "images", file=sys.stderr)
     try:
         engine, parts = build(cfg.model, backend=cfg.backend, config=engine_config, params=params, device=device,
                               taesd=cfg.taesd, lcm_lora=None if cfg.lcm_lora.lower() == "none" else cfg.lcm_lora,

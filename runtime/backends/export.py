@@ -60,6 +60,18 @@ GRAPH_IO: dict[str, GraphIO] = {
             "model_output": {0: "batch", 2: "latent_height", 3: "latent_width"},
         },
     ),
+    "unet_sdxl": GraphIO(  # SDXL: the added conditioning as two more inputs, batched per row
+        inputs=("sample", "timestep", "encoder_hidden_states", "text_embeds", "time_ids"),
+        outputs=("model_output",),
+        dynamic_axes={
+            "sample": {0: "batch", 2: "latent_height", 3: "latent_width"},
+            "timestep": {0: "batch"},
+            "encoder_hidden_states": {0: "batch"},
+            "text_embeds": {0: "batch"},
+            "time_ids": {0: "batch"},
+            "model_output": {0: "batch", 2: "latent_height", 3: "latent_width"},
+        },
+    ),
     "encoder": GraphIO(
         inputs=("images",),
         outputs=("latents",),
@@ -73,6 +85,13 @@ GRAPH_IO: dict[str, GraphIO] = {
                       "images": {0: "batch", 2: "height", 3: "width"}},
     ),
 }
+
+
+def graph_io(component: str, spec: ModelSpec) -> GraphIO:
+    """The tensor names of ``component``'s graph for this model (SDXL's UNet has two more inputs)."""
+    if component == "unet" and spec.family == "sdxl":
+        return GRAPH_IO["unet_sdxl"]
+    return GRAPH_IO[component]
 
 
 def check_size(spec: ModelSpec, width: int, height: int) -> None:
@@ -95,16 +114,19 @@ def graph_and_inputs(parts: ModelParts, component: str, *, batch: int = 2, heigh
     if component not in COMPONENTS:
         raise ValueError(f"unknown component {component!r}; expected one of {COMPONENTS}")
     dev, dt, spec = parts.unet.device, dtype or parts.unet.dtype, parts.spec
+    sdxl = spec.family == "sdxl"
     if component == "unet":  # copy only the network being exported
-        module = networks(_in_dtype(parts.unet, dt), parts.vae, spec.vae_scaling_factor)[component]
+        module = networks(_in_dtype(parts.unet, dt), parts.vae, spec.vae_scaling_factor, sdxl=sdxl)[component]
     else:
-        module = networks(parts.unet, _in_dtype(parts.vae, dt), spec.vae_scaling_factor)[component]
+        module = networks(parts.unet, _in_dtype(parts.vae, dt), spec.vae_scaling_factor, sdxl=sdxl)[component]
     s = spec.vae_scale_factor
     lat = (batch, spec.latent_channels, height // s, width // s)
     if component == "unet":
+        added = tuple(torch.randn(shape, device=dev, dtype=dt) * (height if name == "time_ids" else 1)
+                      for name, shape in spec.added_shapes(batch).items())
         return module, (torch.randn(lat, device=dev, dtype=dt),
                         torch.full((batch,), 500.0, device=dev, dtype=torch.float32),
-                        torch.randn(batch, spec.text_tokens, spec.text_dim, device=dev, dtype=dt))
+                        torch.randn(batch, spec.text_tokens, spec.text_dim, device=dev, dtype=dt), *added)
     if component == "encoder":
         return module, (torch.rand(batch, 3, height, width, device=dev, dtype=dt) * 2 - 1,)
     return module, (torch.randn(lat, device=dev, dtype=dt),)
@@ -121,7 +143,7 @@ def export_onnx(parts: ModelParts, component: str, path: Path, *, batch: int = 2
     """Trace one component to ``path`` with dynamic batch/height/width axes (TorchScript exporter, opset 17)."""
     check_size(parts.spec, width, height)
     module, args = graph_and_inputs(parts, component, batch=batch, height=height, width=width, dtype=dtype)
-    io = GRAPH_IO[component]
+    io = graph_io(component, parts.spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), torch.no_grad():
         # The tracer warns about Python-side shape checks and that the legacy exporter is deprecated;

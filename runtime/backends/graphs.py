@@ -7,6 +7,8 @@ same function by construction (encode/decode include the VAE scaling factor).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
@@ -33,6 +35,45 @@ class UNetGraph(nn.Module):
         return self.unet(sample, timestep, encoder_hidden_states, return_dict=False)[0]
 
 
+class AddedUNetGraph(nn.Module):
+    """SDXL's UNet: ``unet(sample, timestep, cond, text_embeds, time_ids, *residuals)``, all positional.
+
+    The added conditioning (diffusers' ``added_cond_kwargs``) becomes two plain tensor inputs, so
+    compile, CUDA graphs, ONNX and TensorRT see it like any other input; ControlNet residuals
+    (down..., mid) follow when the backend has ControlNets.
+    """
+
+    def __init__(self, unet: nn.Module) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                text_embeds: torch.Tensor, time_ids: torch.Tensor, *residuals: torch.Tensor) -> torch.Tensor:
+        extra = {"down_block_additional_residuals": residuals[:-1],
+                 "mid_block_additional_residual": residuals[-1]} if residuals else {}
+        return self.unet(sample, timestep, encoder_hidden_states,
+                         added_cond_kwargs={"text_embeds": text_embeds, "time_ids": time_ids},
+                         return_dict=False, **extra)[0]
+
+
+ADDED_INPUTS = ("text_embeds", "time_ids")  # AddedUNetGraph's extra inputs, in order
+
+
+def added_args(added: Mapping[str, torch.Tensor] | None, sdxl: bool, batch: int, dtype: torch.dtype
+               ) -> tuple[torch.Tensor, ...]:
+    """SDXL's added conditioning as the graph's positional inputs (contiguous, one row per sample).
+
+    A mismatch between model and conditioning is a bug upstream, so it raises instead of guessing.
+    """
+    if not sdxl:
+        if added:
+            raise ValueError("added conditioning given to a backend whose model is not SDXL")
+        return ()
+    if not added or set(added) != set(ADDED_INPUTS):
+        raise ValueError(f"an SDXL UNet needs added conditioning {ADDED_INPUTS}, got {tuple(added or ())}")
+    return tuple(added[k].to(dtype).expand(batch, *added[k].shape[1:]).contiguous() for k in ADDED_INPUTS)
+
+
 class EncoderGraph(nn.Module):
     """Images in [-1, 1] -> scaled latents, the same math as ``TorchBackend.encode``."""
 
@@ -55,9 +96,10 @@ class DecoderGraph(nn.Module):
         return self.vae.decode(latents / self.scale, return_dict=False)[0]
 
 
-def networks(unet: nn.Module, vae: nn.Module, scale: float) -> dict[str, nn.Module]:
-    """The three graphs of a model, in eval mode, keyed as in :data:`NETWORKS`."""
-    return {"unet": UNetGraph(unet).eval(), "encoder": EncoderGraph(vae, scale).eval(),
+def networks(unet: nn.Module, vae: nn.Module, scale: float, *, sdxl: bool = False) -> dict[str, nn.Module]:
+    """The three graphs of a model, in eval mode, keyed as in :data:`NETWORKS` (SDXL: the added-input UNet)."""
+    return {"unet": (AddedUNetGraph(unet) if sdxl else UNetGraph(unet)).eval(),
+            "encoder": EncoderGraph(vae, scale).eval(),
             "decoder": DecoderGraph(vae, scale).eval()}
 
 

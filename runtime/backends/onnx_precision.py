@@ -39,7 +39,7 @@ import numpy as np
 FP16_MAX = 65504.0
 KEEP_FP32_OPS = frozenset({"InstanceNormalization", "LayerNormalization", "GroupNormalization", "Softmax",
                            "LogSoftmax"})
-FP32_INPUTS = ("timestep",)
+FP32_INPUTS = ("timestep", "time_ids")  # time_ids: SDXL's size micro-conditioning, also a sinusoidal embedding
 _SCHEMA_FP32_INPUTS = {"Resize": (1, 2), "Upsample": (1,)}  # ONNX schema: roi/scales are tensor(float) always
 _ANY_INPUT_OPS = frozenset({"Cast", "Shape", "Size"})  # take any input type: never cast in front of them
 _SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan"})

@@ -9,6 +9,7 @@ tensors because the engine keeps references (e.g. the last decoded frame).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,8 @@ import numpy as np
 import torch
 
 from dreamwire.backends.errors import BackendUnavailable
-from dreamwire.backends.export import COMPONENTS, GRAPH_IO, cached_onnx, check_size
-from dreamwire.backends.graphs import row_timesteps
+from dreamwire.backends.export import COMPONENTS, cached_onnx, check_size, graph_io
+from dreamwire.backends.graphs import added_args, row_timesteps
 from dreamwire.models.parts import ModelParts
 
 _NP = {torch.float32: np.float32, torch.float16: np.float16}
@@ -84,12 +85,14 @@ class OnnxRuntimeBackend:
         paths = paths or {c: cached_onnx(parts, c, height=height, width=width) for c in COMPONENTS}
         self.paths = paths
         self._sessions = {c: make_session(ort, paths[c], self.device, threads, spinning) for c in COMPONENTS}
+        self._io = {c: graph_io(c, parts.spec) for c in COMPONENTS}
+        self._sdxl = parts.spec.family == "sdxl"
         self._dev_type = "cuda" if self.device.type == "cuda" else "cpu"
         self._dev_id = self.device.index or 0
 
     def _run(self, component: str, inputs: tuple[torch.Tensor, ...], out_shape: tuple[int, ...]) -> torch.Tensor:
         sess = self._sessions[component]
-        io = GRAPH_IO[component]
+        io = self._io[component]
         binding = sess.io_binding()
         keep = []
         for name, t in zip(io.inputs, inputs):
@@ -104,12 +107,12 @@ class OnnxRuntimeBackend:
         return out
 
     @torch.inference_mode()
-    def unet(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor
-             ) -> torch.Tensor:
+    def unet(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor, *,
+             added: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         b, _, h, w = sample.shape
         t = row_timesteps(timestep, b, self.device)
-        return self._run("unet", (sample.to(self.dtype), t, encoder_hidden_states.to(self.dtype)),
-                         (b, self._out_channels, h, w))
+        inputs = (sample.to(self.dtype), t, encoder_hidden_states.to(self.dtype))
+        return self._run("unet", inputs + added_args(added, self._sdxl, b, self.dtype), (b, self._out_channels, h, w))
 
     @torch.inference_mode()
     def encode(self, images: torch.Tensor) -> torch.Tensor:

@@ -15,12 +15,14 @@ engine is built; a missing or broken install raises
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
 from dreamwire.backends.cudagraph import GraphPool
 from dreamwire.backends.errors import BackendUnavailable
 from dreamwire.backends.export import COMPONENTS, check_size
-from dreamwire.backends.graphs import row_timesteps
+from dreamwire.backends.graphs import added_args, row_timesteps
 from dreamwire.backends.profiles import MAX_STEPS, BatchProfile, ResolutionProfile
 from dreamwire.backends.trt_build import EngineSpec, ensure_engines, import_tensorrt
 from dreamwire.backends.trt_plan import profile_shapes
@@ -51,6 +53,7 @@ class TensorRTBackend:
         self.spec = EngineSpec(res, batch, fp16=fp16, workspace_gb=workspace_gb)
         self.device = parts.unet.device
         self.dtype = parts.unet.dtype
+        self._sdxl = parts.spec.family == "sdxl"
         plans = ensure_engines(parts, self.spec)
         self._pool = GraphPool(self.device)
         self._run = {c: EngineRunner(trt, plans[c], c, parts.spec, profile_shapes(c, res, batch, parts.spec),
@@ -66,10 +69,12 @@ class TensorRTBackend:
         return self._pool.captures
 
     @torch.inference_mode()
-    def unet(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor
-             ) -> torch.Tensor:
+    def unet(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor, *,
+             added: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """SDXL's ``added`` go in as the engine's ``text_embeds`` / ``time_ids`` inputs (see ``unet_sdxl``)."""
         t = row_timesteps(timestep, sample.shape[0], self.device)
-        return self._run["unet"](sample, t, encoder_hidden_states).to(self.dtype)
+        extra = added_args(added, self._sdxl, sample.shape[0], self.dtype)
+        return self._run["unet"](sample, t, encoder_hidden_states, *extra).to(self.dtype)
 
     @torch.inference_mode()
     def encode(self, images: torch.Tensor) -> torch.Tensor:

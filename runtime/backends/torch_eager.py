@@ -9,13 +9,20 @@ not exist (Windows, pytorch/pytorch#136361).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
 
 from dreamwire.backends.cudagraph import CudaGraphRunner, GraphPool
-from dreamwire.backends.graphs import ControlNetGraph, ResidualUNetGraph, networks, residual_shapes, row_timesteps
+from dreamwire.backends.graphs import (
+    ControlNetGraph,
+    ResidualUNetGraph,
+    added_args,
+    networks,
+    residual_shapes,
+    row_timesteps,
+)
 from dreamwire.models.parts import ModelParts
 
 
@@ -36,13 +43,14 @@ class TorchBackend:
             self.name = self.graphs_name
         self._pool = GraphPool(self.device) if cuda_graphs else None
         self._fns: dict[str, Callable[..., torch.Tensor]] = {}
-        for key, module in networks(parts.unet, parts.vae, parts.spec.vae_scaling_factor).items():
+        self._sdxl = parts.spec.family == "sdxl"
+        for key, module in networks(parts.unet, parts.vae, parts.spec.vae_scaling_factor, sdxl=self._sdxl).items():
             fn = self._prepare(module)
             self._fns[key] = CudaGraphRunner(fn, self._pool) if self._pool is not None else fn
         # With ControlNets the UNet always takes residuals (zeros when all are off), so toggling one
         # never swaps the UNet graph.
         extra = {f"controlnet{k}": ControlNetGraph(net).eval() for k, net in enumerate(parts.controlnets)}
-        if parts.controlnets:
+        if parts.controlnets and not self._sdxl:  # the SDXL UNet graph takes residuals as trailing inputs
             extra["unet"] = ResidualUNetGraph(parts.unet).eval()
         for key, module in extra.items():
             fn = self._prepare(module)
@@ -60,9 +68,11 @@ class TorchBackend:
 
     @torch.inference_mode()
     def unet(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor, *,
-             residuals: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+             residuals: tuple[torch.Tensor, ...] | None = None,
+             added: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         t = row_timesteps(timestep, sample.shape[0], self.device)
         args = (sample.to(self.dtype), t, encoder_hidden_states.to(self.dtype))
+        args += added_args(added, self._sdxl, sample.shape[0], self.dtype)
         if self._residual_inputs:
             args += tuple(r.to(self.dtype) for r in (residuals or self.zero_residuals(sample)))
         elif residuals is not None:

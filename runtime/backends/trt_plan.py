@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from dreamwire.backends.cache import CacheKey
-from dreamwire.backends.export import GRAPH_IO
+from dreamwire.backends.export import graph_io
 from dreamwire.backends.profiles import BatchProfile, ResolutionProfile
 from dreamwire.engine.spec import ModelSpec
 
@@ -34,6 +34,7 @@ def _input_shape(component: str, name: str, batch: int, height: int, width: int,
         ("unet", "sample"): (batch, d.latent_channels, h, w),
         ("unet", "timestep"): (batch,),
         ("unet", "encoder_hidden_states"): (batch, d.text_tokens, d.text_dim),
+        **{("unet", k): v for k, v in d.added_shapes(batch).items()},  # SDXL: text_embeds, time_ids
         ("encoder", "images"): (batch, 3, height, width),
         ("decoder", "latents"): (batch, d.latent_channels, h, w),
     }
@@ -51,7 +52,7 @@ def profile_shapes(component: str, res: ResolutionProfile, batch: BatchProfile, 
     """The optimization profile of one component: the smallest, typical and largest call it must take."""
     b_lo, b_opt, b_hi = component_batches(component, batch)
     out = {}
-    for name in GRAPH_IO[component].inputs:
+    for name in graph_io(component, dims).inputs:
         out[name] = (
             _input_shape(component, name, b_lo, res.minimum, res.minimum, dims),
             _input_shape(component, name, b_opt, res.opt, res.opt, dims),
@@ -86,7 +87,7 @@ class BindingPlan:
 def binding_plan(component: str, input_shapes: tuple[Shape, ...], dims: ModelSpec,
                  profile: ProfileShapes | None = None) -> BindingPlan:
     """Bind the call's inputs by name; raise with the fix if a shape is outside the engine's profile."""
-    io = GRAPH_IO[component]
+    io = graph_io(component, dims)
     if len(input_shapes) != len(io.inputs):
         raise ValueError(f"{component} takes {len(io.inputs)} inputs {io.inputs}, got {len(input_shapes)}")
     inputs = tuple(zip(io.inputs, (tuple(s) for s in input_shapes)))

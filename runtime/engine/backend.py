@@ -6,6 +6,7 @@ change speed but never the math; tests compare backends output for output.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -18,11 +19,15 @@ class Backend(Protocol):
     dtype: torch.dtype
 
     def unet(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor, *,
-             residuals: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+             residuals: tuple[torch.Tensor, ...] | None = None,
+             added: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Noise/velocity prediction for a batch; ``timestep`` is one value per row.
 
         ``residuals``: summed ControlNet outputs (down..., mid) added inside the UNet; a backend built
         with ControlNets takes zeros for ``None``, so its UNet graph never changes.
+        ``added``: SDXL's added conditioning (``text_embeds`` (B, pooled), ``time_ids`` (B, 6)), one row
+        per sample, passed as diffusers' ``added_cond_kwargs``; required for SDXL, refused otherwise.
+        The engine passes it only when the conditioning has it, so SD backends may omit the argument.
         """
         ...
 

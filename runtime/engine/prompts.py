@@ -15,6 +15,12 @@ import torch
 from dreamwire.engine.conditioning import Conditioning
 
 
+def token_ids(tokenizer, text: str, device: torch.device) -> torch.Tensor:
+    """``text`` padded/truncated to the tokenizer's full length, as diffusers' pipelines tokenise it."""
+    return tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids.to(device)
+
+
 class PromptEncoder:
     """Tokenise + encode with the model's CLIP text encoder, caching the last ``capacity`` texts."""
 
@@ -35,19 +41,17 @@ class PromptEncoder:
         if hit is not None:
             self._cache.move_to_end(text)
             return hit
-        ids = self._tokenizer(
-            text,
-            padding="max_length",
-            max_length=self._tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids.to(self._encoder.device)
-        emb = Conditioning(self._encoder(ids)[0].to(device=self._device, dtype=self._dtype))
+        emb = self._encode_uncached(text)
         self.encodes += 1
         self._cache[text] = emb
         if len(self._cache) > self._capacity:
             self._cache.popitem(last=False)
         return emb
+
+    def _encode_uncached(self, text: str) -> Conditioning:
+        """One CLIP pass: the last hidden states, as diffusers' StableDiffusionPipeline uses them."""
+        ids = token_ids(self._tokenizer, text, self._encoder.device)
+        return Conditioning(self._encoder(ids)[0].to(device=self._device, dtype=self._dtype))
 
     def encode_blend(self, pairs: Sequence[tuple[str, float]]) -> Conditioning:
         """Weighted mean of the prompts' conditionings (weights normalised to sum 1)."""

@@ -3,8 +3,8 @@
 Everything a user points ``--model`` at (hub id, local diffusers folder, or
 ``tiny``) goes through :func:`load_model`, so the offline tiny model exercises
 exactly the loading code real weights use. The model kind (turbo / LCM /
-plain SD needing LCM-LoRA) is read from the scheduler config, never guessed
-from the name.
+plain SD needing LCM-LoRA) is read from the scheduler config and the family
+(SD or SDXL) from the UNet and pipeline configs, never guessed from the name.
 """
 
 from __future__ import annotations
@@ -17,12 +17,24 @@ from typing import Any
 
 import torch
 
-from dreamwire.engine.spec import ModelSpec
-from dreamwire.models.lora import DEFAULT_LCM_LORA, fuse_loras
+from dreamwire.engine.spec import TIME_IDS, ModelSpec
+from dreamwire.models.lora import DEFAULT_LCM_LORA, DEFAULT_LCM_LORA_SDXL, fuse_loras
 from dreamwire.models.parts import ModelLoadError, ModelParts
 from dreamwire.models.tiny import TINY, ensure_tiny_model
+from dreamwire.models.tiny_sdxl import TINY_SDXL, ensure_tiny_sdxl_model
 
 log = logging.getLogger(__name__)
+
+BUILTIN = {TINY: ensure_tiny_model, TINY_SDXL: ensure_tiny_sdxl_model}  # offline random-weight models
+DEFAULT_TAESDXL = "madebyollin/taesdxl"
+OWN_VAE = "none"  # --taesd none: keep the pipeline's own VAE (SDXL's default is TAESDXL)
+
+
+def detect_family(index: dict, unet_config: dict) -> str:
+    """'sdxl' when the UNet takes SDXL's added conditioning or the pipeline says it is SDXL, else 'sd'."""
+    if unet_config.get("addition_embed_type") == "text_time":
+        return "sdxl"
+    return "sdxl" if str(index.get("_class_name", "")).startswith("StableDiffusionXL") else "sd"
 
 
 def detect_kind(scheduler_config: dict) -> str:
@@ -56,7 +68,7 @@ def _looks_local(model: str) -> bool:
 
 def check_source(model: str) -> None:
     """Fail fast (before bridges open or weights load) on a local model folder that isn't there."""
-    if model != TINY and _looks_local(model) and not Path(model).expanduser().is_dir():
+    if model not in BUILTIN and _looks_local(model) and not Path(model).expanduser().is_dir():
         raise _fail(model, FileNotFoundError(f"no such folder: {model}"))
 
 
@@ -65,7 +77,23 @@ def _load_config(cls: Any, model: str, subfolder: str | None) -> dict:
     return dict(cls.load_config(model, **kwargs))
 
 
-def read_spec(kind: str, scheduler_config: dict, unet: Any, vae: Any, tokenizer: Any) -> ModelSpec:
+def _pooled_dim(model: str, unet: Any, text_encoder: Any, text_encoder_2: Any) -> int:
+    """SDXL's pooled width, from the UNet config, checked against both encoders (one clear line if not)."""
+    cfg = unet.config
+    if cfg.get("addition_embed_type") != "text_time" or not cfg.get("addition_time_embed_dim"):
+        raise ModelLoadError(f"model {model!r} is an SDXL pipeline but its UNet does not take SDXL's added "
+                             f"conditioning (addition_embed_type 'text_time')")
+    pooled = int(cfg["projection_class_embeddings_input_dim"]) - TIME_IDS * int(cfg["addition_time_embed_dim"])
+    widths = int(text_encoder.config.hidden_size) + int(text_encoder_2.config.hidden_size)
+    if pooled != int(text_encoder_2.config.projection_dim) or widths != int(cfg["cross_attention_dim"]):
+        raise ModelLoadError(
+            f"model {model!r}: the text encoders do not fit the UNet (hidden {widths} vs cross_attention_dim "
+            f"{cfg['cross_attention_dim']}, pooled {text_encoder_2.config.projection_dim} vs {pooled})")
+    return pooled
+
+
+def read_spec(kind: str, scheduler_config: dict, unet: Any, vae: Any, tokenizer: Any, *, family: str = "sd",
+              pooled_dim: int = 0) -> ModelSpec:
     """The model facts, from its configs as loaded (never from its name)."""
     from diffusers import LCMScheduler
 
@@ -85,7 +113,23 @@ def read_spec(kind: str, scheduler_config: dict, unet: Any, vae: Any, tokenizer:
         text_tokens=int(getattr(tokenizer, "model_max_length", 77) or 77),
         text_dim=int(unet.config.cross_attention_dim),
         unet_downsamples=len(unet.config.block_out_channels) - 1,
+        family=family,
+        pooled_dim=pooled_dim,
     )
+
+
+def _vae(diffusers: Any, source: str, index: dict, family: str, taesd: str | None, dtype: torch.dtype
+         ) -> tuple[Any, str | None]:
+    """The VAE to run and the TAESD source it came from (``None``: the pipeline's own).
+
+    SDXL defaults to TAESDXL: the full SDXL VAE costs most of a 512² frame and overflows in float16.
+    """
+    own_cls = index.get("vae", [None, "AutoencoderKL"])[1]
+    if taesd is None and family == "sdxl" and own_cls != "AutoencoderTiny":
+        taesd = DEFAULT_TAESDXL
+    if taesd and taesd.lower() != OWN_VAE:
+        return diffusers.AutoencoderTiny.from_pretrained(taesd, torch_dtype=dtype), taesd
+    return getattr(diffusers, own_cls).from_pretrained(source, subfolder="vae", torch_dtype=dtype), None
 
 
 def load_model(
@@ -97,46 +141,55 @@ def load_model(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> ModelParts:
-    """Load UNet, VAE (or TAESD), text encoder, tokenizer and scheduler config.
+    """Load UNet, VAE (or TAESD), text encoder(s), tokenizer(s) and scheduler config.
 
     ``taesd`` replaces the pipeline's VAE by an ``AutoencoderTiny`` from that id
-    or folder. ``lcm_lora`` is fused into plain SD models only (never into turbo
-    or LCM models); pass ``None`` to skip it. ``loras`` (path, scale) are the
-    user's style LoRAs, fused into every kind of model, turbo included.
+    or folder (SDXL: ``madebyollin/taesdxl`` unless given; ``"none"`` keeps the
+    pipeline's VAE). ``lcm_lora`` is fused into plain SD models only (never into
+    turbo or LCM models; SDXL gets the SDXL LCM-LoRA in place of the SD 1.5
+    default); pass ``None`` to skip it. ``loras`` (path, scale) are the user's
+    style LoRAs, fused into every kind of model, turbo included.
     """
     import diffusers
     from diffusers import LCMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     check_source(model)
-    source = str(ensure_tiny_model()) if model == TINY else model
+    source = str(BUILTIN[model]()) if model in BUILTIN else model
     source = str(Path(source).expanduser()) if _looks_local(source) else source
+    text_encoder_2 = tokenizer_2 = None
     try:
         index = _load_config(diffusers.DiffusionPipeline, source, None)
         scheduler_config = _load_config(LCMScheduler, source, "scheduler")
         unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype)
+        family = detect_family(index, dict(unet.config))
         text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", torch_dtype=dtype)
         tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer")
-        if taesd:
-            vae = diffusers.AutoencoderTiny.from_pretrained(taesd, torch_dtype=dtype)
-        else:
-            vae_cls = getattr(diffusers, index.get("vae", [None, "AutoencoderKL"])[1])
-            vae = vae_cls.from_pretrained(source, subfolder="vae", torch_dtype=dtype)
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        if family == "sdxl":
+            text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(source, subfolder="text_encoder_2",
+                                                                         torch_dtype=dtype)
+            tokenizer_2 = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer_2")
+        vae, taesd = _vae(diffusers, source, index, family, taesd, dtype)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise _fail(model, exc) from exc
+    pooled = _pooled_dim(model, unet, text_encoder, text_encoder_2) if family == "sdxl" else 0
 
     kind = detect_kind(scheduler_config)
+    if family == "sdxl" and lcm_lora == DEFAULT_LCM_LORA:
+        lcm_lora = DEFAULT_LCM_LORA_SDXL
     fused = lcm_lora if kind == "sd" and lcm_lora else None
     if kind == "sd" and not fused:
         log.warning("%s is a plain SD model and no LCM-LoRA was given: few-step output will be poor", model)
     plan = ([(fused, 1.0, "LCM-LoRA")] if fused else []) + [(p, float(w), "LoRA") for p, w in loras]
     if plan:
-        unet = fuse_loras(unet, vae, text_encoder, tokenizer, scheduler_config, plan, model)
-    for m in (unet, vae, text_encoder):
-        m.to(device=device).eval().requires_grad_(False)
+        unet = fuse_loras(unet, vae, text_encoder, tokenizer, scheduler_config, plan, model,
+                          text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2)
+    for m in (unet, vae, text_encoder, text_encoder_2):
+        if m is not None:
+            m.to(device=device).eval().requires_grad_(False)
     return ModelParts(
         source=source,
-        spec=read_spec(kind, scheduler_config, unet, vae, tokenizer),
+        spec=read_spec(kind, scheduler_config, unet, vae, tokenizer, family=family, pooled_dim=pooled),
         unet=unet,
         vae=vae,
         text_encoder=text_encoder,
@@ -144,4 +197,6 @@ def load_model(
         lcm_lora=fused,
         loras=tuple((p, w) for p, w, _ in plan),
         taesd=taesd,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer_2,
     )

@@ -12,6 +12,7 @@ from typing import Any
 from dreamwire.models.parts import ModelLoadError
 
 DEFAULT_LCM_LORA = "latent-consistency/lcm-lora-sdv1-5"
+DEFAULT_LCM_LORA_SDXL = "latent-consistency/lcm-lora-sdxl"  # used instead of the SD 1.5 one for SDXL models
 
 
 def parse_lora(text: str) -> tuple[str, float]:
@@ -26,19 +27,26 @@ def parse_lora(text: str) -> tuple[str, float]:
 
 
 def fuse_loras(unet: Any, vae: Any, text_encoder: Any, tokenizer: Any, scheduler_config: dict,
-               loras: Sequence[tuple[str, float, str]], model: str) -> Any:
-    """Fuse LoRAs (path, scale, what-for) into the UNet and text encoder, one by one; returns the UNet.
+               loras: Sequence[tuple[str, float, str]], model: str, *, text_encoder_2: Any = None,
+               tokenizer_2: Any = None) -> Any:
+    """Fuse LoRAs (path, scale, what-for) into the UNet and text encoder(s), one by one; returns the UNet.
 
     diffusers' pipeline loader does the key mapping for every LoRA format it
-    knows, so the modules are put into a throwaway pipeline just for that.
+    knows, so the modules are put into a throwaway pipeline just for that (the
+    SDXL pipeline when there is a second text encoder).
     """
-    from diffusers import LCMScheduler, StableDiffusionPipeline
+    from diffusers import LCMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    pipe = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=LCMScheduler.from_config(scheduler_config),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
+    scheduler = LCMScheduler.from_config(scheduler_config)
+    if text_encoder_2 is not None:
+        pipe = StableDiffusionXLPipeline(
+            vae=None, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
+            tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler, add_watermarker=False)
+    else:
+        pipe = StableDiffusionPipeline(
+            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        )
     for path, scale, what in loras:
         try:
             pipe.load_lora_weights(path)

@@ -35,3 +35,5 @@ class ModelParts:
     fingerprint: str | None = None
     controlnets: tuple[Any, ...] = ()  # ControlNetModels, in --controlnet order
     controlnet_sources: tuple[str, ...] = ()  # what each was loaded from (engine cache keys hash these)
+    text_encoder_2: Any = None  # SDXL: CLIPTextModelWithProjection (pooled embedding + second hidden states)
+    tokenizer_2: Any = None
