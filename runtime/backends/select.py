@@ -79,7 +79,7 @@ def _auto(parts: ModelParts, config: EngineConfig) -> str:
     return name
 
 
-NO_CONTROLNET = ("onnxruntime", "tensorrt")
+NO_CONTROLNET = ("tensorrt",)
 """Backends whose exported graphs take no ControlNet residuals yet (auto picks a torch one instead)."""
 
 
