@@ -46,3 +46,38 @@ def test_big_weight_files_are_fingerprinted_by_size_and_mtime_not_content(tmp_pa
     assert cache.folder_fingerprint(tmp_path) != first
     (tmp_path / "unet" / "config.json").write_text('{"x": 1}')  # configs are always read
     assert cache.folder_fingerprint(tmp_path) != first
+
+
+def _with_controlnets(parts, *sources):
+    return dataclasses.replace(parts, controlnets=tuple(object() for _ in sources), controlnet_sources=sources)
+
+
+def test_controlnet_graph_keys_follow_the_controlnet_set(tiny_parts, tmp_path):
+    """Another ControlNet (or the same folder re-saved with other weights) exports anew; the same one reuses."""
+    from dreamwire.backends.export import control_components
+    from dreamwire.models.controlnet import build_tiny_controlnet
+
+    a, b = (str(build_tiny_controlnet(tmp_path / name, seed=s)) for name, s in (("a", 1), ("b", 2)))
+    one, other, both = (_with_controlnets(tiny_parts, *s) for s in ((a,), (b,), (b, a)))
+    assert onnx_key(one, "controlnet0").digest() != onnx_key(other, "controlnet0").digest()
+    assert onnx_key(both, "controlnet1").digest() == onnx_key(one, "controlnet0").digest()  # position-free
+
+    def key_set(parts):
+        return {onnx_key(parts, c).digest() for c in control_components(parts)}
+
+    assert key_set(one) != key_set(other) and key_set(one) < key_set(both)
+    before = onnx_key(one, "controlnet0").digest()
+    build_tiny_controlnet(tmp_path / "a", seed=3)  # same folder, new weights
+    assert onnx_key(one, "controlnet0").digest() != before
+    # The engine keys are built on the ONNX keys, so TensorRT engines follow too.
+    eng = [engine_key(onnx_key(p, "controlnet0"), ResolutionProfile(), BatchProfile(), trt_version="10.3", gpu="g")
+           for p in (one, other)]
+    assert eng[0].digest() != eng[1].digest()
+
+
+def test_residual_unet_has_its_own_key(tiny_parts, tmp_path):
+    """The residual-input UNet is another graph than the plain UNet, keyed apart from it."""
+    from dreamwire.models.controlnet import build_tiny_controlnet
+
+    parts = _with_controlnets(tiny_parts, str(build_tiny_controlnet(tmp_path / "a", seed=1)))
+    assert onnx_key(parts, "unet_residual").digest() != onnx_key(parts, "unet").digest()

@@ -7,7 +7,7 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
-from dreamwire.backends.export import graph_io
+from dreamwire.backends.export import component_io
 from dreamwire.backends.profiles import BatchProfile, ResolutionProfile
 from dreamwire.backends.trt_plan import binding_plan, profile_shapes
 from dreamwire.control.params import Params
@@ -34,7 +34,7 @@ def test_exported_unet_takes_the_added_conditioning(xl_ort, xl_parts):  # noqa: 
     import onnx
 
     graph = onnx.load(str(xl_ort.paths["unet"])).graph
-    assert [i.name for i in graph.input] == list(graph_io("unet", xl_parts.spec).inputs)
+    assert [i.name for i in graph.input] == list(component_io(xl_parts, "unet").inputs)
     assert {"text_embeds", "time_ids"} <= {i.name for i in graph.input}
 
 

@@ -105,6 +105,14 @@ def _control_images(v: Any) -> tuple[str, ...]:
     return tuple(v)
 
 
+def _control_sources(v: Any) -> tuple[str, ...]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, (list, tuple)):
+        raise ValueError(f"expected a list of 'input' or source URIs, got {v!r}")
+    return tuple(x if x == "input" else _uri(x) for x in v)
+
+
 @dataclass
 class RuntimeConfig:
     """Everything ``dreamwire run`` needs; ``None`` means "decide from the device/model" (see :func:`resolve`)."""
@@ -130,6 +138,11 @@ class RuntimeConfig:
         (), f"each ControlNet's control image, made on the device from the input frame: "
         f"{', '.join(PREPROCESSORS)} (one for all, or one per --controlnet; default canny)", _control_images,
         flag="--control-image", metavar="NAME", repeat=True)
+    control_source: tuple[str, ...] = setting(
+        (), "where each ControlNet's control image comes from: input (the input frame) or a second source, e.g. "
+        "ndi:NAME with a depth map; paired as the latest control frame when the input frame is taken (one for "
+        "all, or one per --controlnet; default input)", _control_sources, flag="--control-source", metavar="URI",
+        repeat=True)
     frame_buffer: int = setting(1, "frames per engine call; the UNet batch is steps x frame_buffer",
                                 integer(1, 8), parse=int, metavar="F")
     source: str = setting(DEFAULT_SOURCE, "input bridge: pattern[:WxH@FPS], images:DIR[@FPS], video:PATH, "

@@ -28,6 +28,7 @@ from dreamwire.control.schema import MAX_STEPS
 from dreamwire.engine.background import Latest
 from dreamwire.engine.config import EngineConfig
 from dreamwire.engine.warmup import warm_up
+from dreamwire.live.control_feed import INPUT, ControlFeed, control_routes
 from dreamwire.live.failsafe import Failsafe
 from dreamwire.live.loop import FrameLoop, LoopOptions
 from dreamwire.live.osc_server import OscControl
@@ -83,18 +84,28 @@ def output_hint(sink_uri: str) -> str:
     return f"output: {sink_uri}"
 
 
+def _open_source(uri: str, cfg: RuntimeConfig, stack: contextlib.ExitStack) -> Source:
+    scheme, _ = parse_uri(uri)
+    source = make_source(uri, **({"width": cfg.width, "height": cfg.height} if scheme == "pattern" else {}))
+    source.open()
+    stack.callback(source.close)
+    return source
+
+
+def _open_control_sources(cfg: RuntimeConfig, stack: contextlib.ExitStack) -> dict[str, Source]:
+    """The ``--control-source`` bridges, opened (each distinct URI once) before the model loads."""
+    routes = control_routes(cfg.control_source, len(cfg.controlnet))
+    return {uri: _open_source(uri, cfg, stack) for uri in dict.fromkeys(routes) if uri != INPUT}
+
+
 def _open_bridges(cfg: RuntimeConfig, stack: contextlib.ExitStack) -> tuple[Source, Sink]:
     """Make and open source and sink before the (slow) engine build, so bad names fail in a second.
 
     Each is registered for closing as soon as it is open; once the loop owns them it closes them itself
     (the loop's ``stop`` is idempotent and a second close of a bridge is harmless).
     """
-    scheme, _ = parse_uri(cfg.source)
-    options = {"width": cfg.width, "height": cfg.height} if scheme == "pattern" else {}
-    source = make_source(cfg.source, **options)
+    source = _open_source(cfg.source, cfg, stack)
     sink = make_sink(cfg.sink)  # type: ignore[arg-type]
-    source.open()
-    stack.callback(source.close)
     sink.open()
     stack.callback(sink.close)
     return source, sink
@@ -157,6 +168,7 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
         for net in cfg.controlnet:
             check_controlnet_source(net.source)
         source, sink = _open_bridges(cfg, stack)
+        control_sources = _open_control_sources(cfg, stack)
     except (ControlError, ValueError, ModelLoadError, BridgeError, SceneFileError) as exc:
         raise _Failed(str(exc)) from None
     print(f"dreamwire: {cfg.source} -> {cfg.model} ({cfg.width}x{cfg.height}, {device}) -> {cfg.sink}",
@@ -187,8 +199,11 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
     stats.ready = True
     print("dreamwire: ready", file=sys.stderr)
     failsafe = Failsafe(cfg.failsafe, report=lambda reason: osc.report("engine", reason))
+    feed = ControlFeed(control_routes(cfg.control_source, len(cfg.controlnet)), control_sources,
+                       engine.controlnets).start()
+    stack.callback(feed.close)
     loop = FrameLoop(engine, source, sink, state, LoopOptions(max_frames=cfg.frames, output_size=cfg.output_size),
-                     stats, failsafe=failsafe, fallback=fallback_for(engine, parts), rig=rig)
+                     stats, failsafe=failsafe, fallback=fallback_for(engine, parts), rig=rig, control_feed=feed)
     stack.callback(loop.stop)
     stack.callback(Ticker(1.0, _status_printer(stats), "dreamwire-status").start().stop)
     loop.start()

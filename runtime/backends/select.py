@@ -79,8 +79,12 @@ def _auto(parts: ModelParts, config: EngineConfig) -> str:
     return name
 
 
-NO_CONTROLNET = ("onnxruntime", "tensorrt")
-"""Backends whose exported graphs take no ControlNet residuals yet (auto picks a torch one instead)."""
+NO_SDXL_CONTROLNET = ("onnxruntime", "tensorrt")
+"""Backends whose exports have no SDXL ControlNet graph yet (SD 1.5/2.1 ControlNets run on every backend)."""
+
+
+def _sdxl_controlnets(parts: ModelParts) -> bool:
+    return bool(parts.controlnets) and dict(parts.unet.config).get("addition_embed_type") == "text_time"
 
 
 def make_backend(name: str, parts: ModelParts, config: EngineConfig | None = None, **options) -> Backend:
@@ -93,11 +97,8 @@ def make_backend(name: str, parts: ModelParts, config: EngineConfig | None = Non
     config = config or EngineConfig()
     if name == "auto":
         name = _auto(parts, config)
-        if parts.controlnets and name in NO_CONTROLNET:  # the exported graphs have no residual inputs yet
-            name = "torch+graphs" if parts.unet.device.type == "cuda" else "torch"
-    if parts.controlnets and name in NO_CONTROLNET:
-        raise BackendUnavailable(f"backend {name!r} does not run ControlNets yet; use --backend torch, "
-                                 f"torch+graphs or compile")
+        if name in NO_SDXL_CONTROLNET and _sdxl_controlnets(parts):
+            name = cuda_torch_backend() if parts.unet.device.type == "cuda" else "torch"
     if name in ("torch", "torch+graphs"):
         from dreamwire.backends.torch_eager import TorchBackend
 

@@ -21,8 +21,9 @@ import torch
 
 from dreamwire.backends.cudagraph import GraphPool
 from dreamwire.backends.errors import BackendUnavailable
-from dreamwire.backends.export import COMPONENTS, check_size
-from dreamwire.backends.graphs import added_args, row_timesteps
+from dreamwire.backends.export import check_size, control_components
+from dreamwire.backends.export_io import CONTROLNET, RESIDUAL_UNET
+from dreamwire.backends.graphs import added_args, residual_shapes, row_timesteps
 from dreamwire.backends.profiles import MAX_STEPS, BatchProfile, ResolutionProfile
 from dreamwire.backends.trt_build import EngineSpec, ensure_engines, import_tensorrt
 from dreamwire.backends.trt_plan import profile_shapes
@@ -34,7 +35,11 @@ __all__ = ["EngineSpec", "TensorRTBackend", "ensure_engines", "import_tensorrt"]
 
 
 class TensorRTBackend:
-    """Backend protocol over three TensorRT engines (UNet, VAE encoder, VAE decoder)."""
+    """Backend protocol over TensorRT engines: UNet, VAE encoder, VAE decoder, and one per ControlNet.
+
+    With ControlNets the UNet engine is built from the residual-input export and always gets
+    residuals (zeros when none are given), so toggling a ControlNet never changes an engine.
+    """
 
     name = "tensorrt"
 
@@ -46,6 +51,10 @@ class TensorRTBackend:
         if parts.unet.device.type != "cuda":
             raise BackendUnavailable("backend 'tensorrt' needs the model on a CUDA device (--device cuda)")
         check_size(parts.spec, config.width, config.height)
+        unet_config = dict(parts.unet.config)
+        if parts.controlnets and unet_config.get("addition_embed_type") == "text_time":
+            raise BackendUnavailable("backend 'tensorrt' does not build SDXL ControlNets yet; use --backend "
+                                     "torch+graphs or compile")
         res = profile or ResolutionProfile.around(config.width, config.height)
         res.check(config.width, config.height)
         batch = BatchProfile(frames=config.frames, guidance=config.guidance, steps=min(steps, max_steps),
@@ -53,12 +62,16 @@ class TensorRTBackend:
         self.spec = EngineSpec(res, batch, fp16=fp16, workspace_gb=workspace_gb)
         self.device = parts.unet.device
         self.dtype = parts.unet.dtype
-        self._sdxl = parts.spec.family == "sdxl"
         plans = ensure_engines(parts, self.spec)
         self._pool = GraphPool(self.device)
-        self._run = {c: EngineRunner(trt, plans[c], c, parts.spec, profile_shapes(c, res, batch, parts.spec),
-                                     self.device, self._pool, cuda_graph=cuda_graph) for c in COMPONENTS}
-        # The three engines never run at once (one pool, ordered), so one scratch block serves them all.
+        self._unet_config = unet_config
+        self._unet = RESIDUAL_UNET if parts.controlnets else "unet"
+        self._sdxl = parts.spec.family == "sdxl"
+        self._run = {c: EngineRunner(trt, plans[c], c, parts.spec,
+                                     profile_shapes(c, res, batch, parts.spec, unet_config), self.device,
+                                     self._pool, cuda_graph=cuda_graph, unet_config=unet_config)
+                     for c in control_components(parts)}
+        # The engines never run at once (one pool, ordered), so one scratch block serves them all.
         scratch = torch.empty(max(r.memory_size for r in self._run.values()), dtype=torch.uint8, device=self.device)
         for runner in self._run.values():
             runner.scratch = scratch
@@ -70,11 +83,26 @@ class TensorRTBackend:
 
     @torch.inference_mode()
     def unet(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor, *,
+             residuals: tuple[torch.Tensor, ...] | None = None,
              added: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """SDXL's ``added`` go in as the engine's ``text_embeds`` / ``time_ids`` inputs (see ``unet_sdxl``)."""
         t = row_timesteps(timestep, sample.shape[0], self.device)
-        extra = added_args(added, self._sdxl, sample.shape[0], self.dtype)
-        return self._run["unet"](sample, t, encoder_hidden_states, *extra).to(self.dtype)
+        args: tuple[torch.Tensor, ...] = (sample, t, encoder_hidden_states)
+        if self._unet == RESIDUAL_UNET:
+            b, _, h, w = sample.shape
+            args += residuals or tuple(torch.zeros(s, device=self.device, dtype=self.dtype)
+                                       for s in residual_shapes(self._unet_config, b, h, w))
+        elif residuals is not None:
+            raise ValueError("ControlNet residuals given to a backend built without ControlNets")
+        args += added_args(added, self._sdxl, sample.shape[0], self.dtype)  # SDXL: text_embeds, time_ids
+        return self._run[self._unet](*args).to(self.dtype)
+
+    @torch.inference_mode()
+    def controlnet(self, index: int, sample: torch.Tensor, timestep: torch.Tensor,
+                   encoder_hidden_states: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """ControlNet ``index``'s residuals (down..., mid) at conditioning scale 1; ``image`` in [0, 1]."""
+        t = row_timesteps(timestep, sample.shape[0], self.device)
+        out = self._run[f"{CONTROLNET}{index}"].run_all(sample, t, encoder_hidden_states, image)
+        return tuple(r.to(self.dtype) for r in out)
 
     @torch.inference_mode()
     def encode(self, images: torch.Tensor) -> torch.Tensor:

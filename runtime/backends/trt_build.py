@@ -38,7 +38,7 @@ import torch
 
 from dreamwire.backends.cache import atomic_write, engines_dir, ensure_entry, gpu_signature
 from dreamwire.backends.errors import BackendUnavailable
-from dreamwire.backends.export import COMPONENTS, ONNX_FILE, cached_onnx, onnx_key
+from dreamwire.backends.export import ONNX_FILE, cached_onnx, control_components, onnx_key
 from dreamwire.backends.profiles import BatchProfile, ResolutionProfile
 from dreamwire.backends.trt_plan import (
     PRECISION_PASS,
@@ -186,12 +186,14 @@ def free_vram(device: torch.device) -> int:
 
 def ensure_engines(parts: ModelParts, spec: EngineSpec, *,
                    progress: Callable[[str, str, int, int], None] | None = None,
-                   components: tuple[str, ...] = COMPONENTS,
+                   components: tuple[str, ...] | None = None,
                    on_built: Callable[[str, float], None] | None = None) -> dict[str, Path]:
     """Export (or reuse) each component's ONNX and build (or reuse) its engine; returns plan paths.
 
     ``on_built(component, seconds)`` is called after each engine actually built
-    (not for cached ones), so callers can compare estimates with real build times.
+    (not for cached ones), so callers can compare estimates with real build times. ``components``
+    defaults to every graph the model runs: with ControlNets the residual-input UNet and one engine per
+    ControlNet (:func:`~dreamwire.backends.export.control_components`).
     """
     trt = import_tensorrt()
     if parts.unet.device.type != "cuda":
@@ -199,10 +201,11 @@ def ensure_engines(parts: ModelParts, spec: EngineSpec, *,
     gpu = gpu_signature(parts.unet.device)
     cache = timing_cache_path(trt.__version__, gpu)
     plans = {}
-    for comp in components:
+    unet_config = dict(parts.unet.config)
+    for comp in components or control_components(parts):
         key = engine_key(onnx_key(parts, comp, dtype=torch.float32), spec.resolution, spec.batch,
                          trt_version=trt.__version__, gpu=gpu, fp16=spec.fp16, workspace_gb=spec.workspace_gb)
-        shapes = profile_shapes(comp, spec.resolution, spec.batch, parts.spec)
+        shapes = profile_shapes(comp, spec.resolution, spec.batch, parts.spec, unet_config)
         cb = (lambda phase, step, total, _c=comp: progress(_c, phase, step, total)) if progress else None
 
         def build(folder: Path, _comp=comp, _shapes=shapes, _cb=cb) -> None:

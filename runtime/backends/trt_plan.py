@@ -10,7 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from dreamwire.backends.cache import CacheKey
-from dreamwire.backends.export import graph_io
+from dreamwire.backends.export_io import CONTROLNET, RESIDUAL_UNET, graph_io, kind
+from dreamwire.backends.graphs import residual_shapes
 from dreamwire.backends.profiles import BatchProfile, ResolutionProfile
 from dreamwire.engine.spec import ModelSpec
 
@@ -28,47 +29,76 @@ class ProfileShapes:
         return len(shape) == len(lo) and all(a <= s <= b for a, s, b in zip(lo, shape, hi))
 
 
-def _input_shape(component: str, name: str, batch: int, height: int, width: int, d: ModelSpec) -> Shape:
+UNET_KINDS = ("unet", RESIDUAL_UNET, CONTROLNET)  # run on the UNet's rows, so they share its batch range
+
+
+def _residual_count(component: str, unet_config: dict | None) -> int:
+    if kind(component) not in (CONTROLNET, RESIDUAL_UNET):
+        return 0
+    if unet_config is None:
+        raise ValueError(f"{component}: the UNet config is needed for the residual shapes")
+    return len(residual_shapes(unet_config, 1, 8, 8))
+
+
+def input_shapes(component: str, batch: int, height: int, width: int, d: ModelSpec,
+                 unet_config: dict | None = None) -> dict[str, Shape]:
+    """Every input of ``component`` for a call of ``batch`` rows at ``height`` x ``width`` pixels, by name.
+
+    ControlNet residuals (inputs of the residual UNet) follow the UNet's down blocks
+    (:func:`~dreamwire.backends.graphs.residual_shapes`), so ``unet_config`` is needed for them.
+    """
     h, w = height // d.vae_scale_factor, width // d.vae_scale_factor
-    table: dict[tuple[str, str], Shape] = {
-        ("unet", "sample"): (batch, d.latent_channels, h, w),
-        ("unet", "timestep"): (batch,),
-        ("unet", "encoder_hidden_states"): (batch, d.text_tokens, d.text_dim),
-        **{("unet", k): v for k, v in d.added_shapes(batch).items()},  # SDXL: text_embeds, time_ids
-        ("encoder", "images"): (batch, 3, height, width),
-        ("decoder", "latents"): (batch, d.latent_channels, h, w),
-    }
-    return table[(component, name)]
+    k = kind(component)
+    if k == "encoder":
+        return {"images": (batch, 3, height, width)}
+    if k == "decoder":
+        return {"latents": (batch, d.latent_channels, h, w)}
+    out: dict[str, Shape] = {"sample": (batch, d.latent_channels, h, w), "timestep": (batch,),
+                             "encoder_hidden_states": (batch, d.text_tokens, d.text_dim)}
+    if k == "unet":
+        out.update(d.added_shapes(batch))  # SDXL: text_embeds, time_ids
+    if k == CONTROLNET:
+        out["controlnet_cond"] = (batch, 3, height, width)
+    if k == RESIDUAL_UNET:
+        names = graph_io(component, _residual_count(component, unet_config)).inputs[3:]
+        out.update(zip(names, residual_shapes(unet_config or {}, batch, h, w)))
+    return out
 
 
 def component_batches(component: str, batch: BatchProfile) -> tuple[int, int, int]:
-    """(min, opt, max) batch: the UNet's spans priming to max steps; the VAE always sees ``frames``."""
-    if component == "unet":
+    """(min, opt, max) batch: the UNet's (and ControlNets') spans priming to max steps; the VAE sees ``frames``."""
+    if kind(component) in UNET_KINDS:
         return batch.minimum, batch.opt, batch.maximum
     return 1, batch.frames, batch.frames
 
 
-def profile_shapes(component: str, res: ResolutionProfile, batch: BatchProfile, dims: ModelSpec) -> ProfileShapes:
+def profile_shapes(component: str, res: ResolutionProfile, batch: BatchProfile, dims: ModelSpec,
+                   unet_config: dict | None = None) -> ProfileShapes:
     """The optimization profile of one component: the smallest, typical and largest call it must take."""
     b_lo, b_opt, b_hi = component_batches(component, batch)
-    out = {}
-    for name in graph_io(component, dims).inputs:
-        out[name] = (
-            _input_shape(component, name, b_lo, res.minimum, res.minimum, dims),
-            _input_shape(component, name, b_opt, res.opt, res.opt, dims),
-            _input_shape(component, name, b_hi, res.maximum, res.maximum, dims),
-        )
-    return ProfileShapes(out)
+    lo, opt, hi = (input_shapes(component, b, r, r, dims, unet_config)
+                   for b, r in ((b_lo, res.minimum), (b_opt, res.opt), (b_hi, res.maximum)))
+    return ProfileShapes({name: (lo[name], opt[name], hi[name]) for name in lo})
+
+
+def output_shapes(component: str, first_input: Shape, dims: ModelSpec, unet_config: dict | None = None
+                  ) -> tuple[Shape, ...]:
+    """The output shapes implied by the first input's shape (what the I/O buffers must hold)."""
+    b, _, h, w = first_input
+    k = kind(component)
+    if k in ("unet", RESIDUAL_UNET):
+        return ((b, dims.out_channels, h, w),)
+    if k == CONTROLNET:
+        _residual_count(component, unet_config)
+        return tuple(residual_shapes(unet_config or {}, b, h, w))
+    if k == "encoder":
+        return ((b, dims.latent_channels, h // dims.vae_scale_factor, w // dims.vae_scale_factor),)
+    return ((b, 3, h * dims.vae_scale_factor, w * dims.vae_scale_factor),)
 
 
 def output_shape(component: str, first_input: Shape, dims: ModelSpec) -> Shape:
-    """The output shape implied by the first input's shape (what the I/O buffer must hold)."""
-    b, _, h, w = first_input
-    if component == "unet":
-        return (b, dims.out_channels, h, w)
-    if component == "encoder":
-        return (b, dims.latent_channels, h // dims.vae_scale_factor, w // dims.vae_scale_factor)
-    return (b, 3, h * dims.vae_scale_factor, w * dims.vae_scale_factor)
+    """The single output shape of a UNet/VAE graph (see :func:`output_shapes` for the ControlNet's)."""
+    return output_shapes(component, first_input, dims)[0]
 
 
 @dataclass(frozen=True)
@@ -84,13 +114,13 @@ class BindingPlan:
         return tuple(n for n, _ in self.inputs + self.outputs)
 
 
-def binding_plan(component: str, input_shapes: tuple[Shape, ...], dims: ModelSpec,
-                 profile: ProfileShapes | None = None) -> BindingPlan:
+def binding_plan(component: str, shapes: tuple[Shape, ...], dims: ModelSpec,
+                 profile: ProfileShapes | None = None, unet_config: dict | None = None) -> BindingPlan:
     """Bind the call's inputs by name; raise with the fix if a shape is outside the engine's profile."""
-    io = graph_io(component, dims)
-    if len(input_shapes) != len(io.inputs):
-        raise ValueError(f"{component} takes {len(io.inputs)} inputs {io.inputs}, got {len(input_shapes)}")
-    inputs = tuple(zip(io.inputs, (tuple(s) for s in input_shapes)))
+    io = graph_io(component, _residual_count(component, unet_config), sdxl=dims.family == "sdxl")
+    if len(shapes) != len(io.inputs):
+        raise ValueError(f"{component} takes {len(io.inputs)} inputs {io.inputs}, got {len(shapes)}")
+    inputs = tuple(zip(io.inputs, (tuple(s) for s in shapes)))
     if profile is not None:
         for name, shape in inputs:
             if not profile.contains(name, shape):
@@ -98,7 +128,7 @@ def binding_plan(component: str, input_shapes: tuple[Shape, ...], dims: ModelSpe
                 raise ValueError(
                     f"{component} input {name} of shape {shape} is outside the engine profile {lo}..{hi}: "
                     f"rebuild the engines (dreamwire build-engines) for this resolution/steps/frames")
-    outputs = ((io.outputs[0], output_shape(component, inputs[0][1], dims)),)
+    outputs = tuple(zip(io.outputs, output_shapes(component, inputs[0][1], dims, unet_config), strict=True))
     return BindingPlan(component, inputs, outputs)
 
 

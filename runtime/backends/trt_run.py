@@ -54,8 +54,10 @@ class EngineRunner:
     """One deserialized engine; per call shape a context, I/O buffers allocated once, and a graph."""
 
     def __init__(self, trt: Any, plan: Path, component: str, dims: ModelSpec, profile: ProfileShapes,
-                 device: torch.device, pool: GraphPool, *, cuda_graph: bool = False) -> None:
+                 device: torch.device, pool: GraphPool, *, cuda_graph: bool = False,
+                 unet_config: dict | None = None) -> None:
         self.trt, self.component, self.dims, self.profile = trt, component, dims, profile
+        self.unet_config = unet_config  # the residual shapes of the ControlNet graphs follow the UNet's blocks
         self.device, self.pool, self.cuda_graph = device, pool, cuda_graph
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
@@ -116,7 +118,13 @@ class EngineRunner:
             raise RuntimeError(f"TensorRT execution of {self.component} failed")
 
     def __call__(self, *args: torch.Tensor) -> torch.Tensor:
-        plan = binding_plan(self.component, tuple(tuple(a.shape) for a in args), self.dims, self.profile)
+        """The engine's (first) output for ``args``, the graph inputs in order."""
+        return self.run_all(*args)[0]
+
+    def run_all(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Every output (a ControlNet engine gives its down residuals and the mid residual)."""
+        plan = binding_plan(self.component, tuple(tuple(a.shape) for a in args), self.dims, self.profile,
+                            self.unet_config)
         with self.pool.exclusive():
             shape = self._shapes.get(plan)
             if shape is None:
@@ -130,4 +138,4 @@ class EngineRunner:
                     if self.cuda_graph:  # capture only records: the outputs keep this run's results
                         shape.graph, _ = self.pool.capture(
                             lambda: self._execute(shape, torch.cuda.current_stream(self.device)))
-            return shape.outputs[0].clone()  # the engine keeps results across calls; buffers are reused
+            return tuple(o.clone() for o in shape.outputs)  # buffers are reused by the next call

@@ -79,8 +79,9 @@ class FrameLoop:
                  options: LoopOptions | None = None, stats: Stats | None = None,
                  on_sent: Callable[[Output], None] | None = None, timer: StepTimer | None = None,
                  failsafe: Failsafe | None = None, fallback: Callable[[], str | None] | None = None,
-                 rig: Any = None) -> None:
+                 rig: Any = None, control_feed: Any = None) -> None:
         self.engine = engine
+        self.control_feed = control_feed  # a dreamwire.live.control_feed.ControlFeed: second control sources
         self.rig = rig  # a dreamwire.live.rig.Rig: morphs and held changes move once per engine step
         self.source = source
         self.sink = sink
@@ -224,6 +225,8 @@ class FrameLoop:
             self._emit(substitute(frame, self._seq, params, self.failsafe.settings.on_error))
             return
         self._batch.append(frame)
+        if self.control_feed:  # the pairing rule: the latest control frame when the input frame is taken
+            self.control_feed.mark(frame)
         if len(self._batch) < int(getattr(self.engine.config, "frames", 1)):
             return
         inputs, self._batch = self._batch, []
@@ -271,7 +274,9 @@ class FrameLoop:
         self._busy_since = time.monotonic()
         try:
             with self._timer.step():
-                result = eng.step(x, sources=frames)
+                feed = self.control_feed
+                extra = {"control": feed.images(frames, size, eng.device, eng.dtype)} if feed else {}
+                result = eng.step(x, sources=frames, **extra)
         finally:
             self._busy_since = None
         self.stats.step(self._timer.last, result.skipped, result.delay)
