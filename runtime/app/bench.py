@@ -58,6 +58,8 @@ class BenchOptions:
     per_round: int = setting(4, "engine steps per round", integer(1, 1000), parse=int)
     compare: str | None = setting(None, "also compare whole-engine backends, e.g. torch,onnxruntime (first = "
                                   "baseline)", _names, metavar="B1,B2")
+    controlnet: str | None = setting(None, "also time the engine with 1 and 2 of this ControlNet against none "
+                                     "(hub id, folder or tiny)", text, metavar="ID")
     overhead: bool = setting(False, "also measure the live loop's overhead over the engine (pattern in, null out)",
                              boolean)
     report: str | None = setting(None, "measure every backend of --backends and write results.json, PNG plots "
@@ -236,5 +238,10 @@ def main(o: BenchOptions) -> int:
                                               backend=o.backend)
         text_out += ["", f"Loop overhead: wall {ov['wall_ms_per_frame']:.2f} ms/frame vs engine "
                          f"{ov['engine_ms_per_step']:.2f} ms/step: {100 * ov['overhead']:+.1f}%"]
+    if o.controlnet:
+        from dreamwire.app.bench_controlnet import controlnet_cost, format_cost
+
+        r["controlnet"] = controlnet_cost(o.model, o.controlnet, o.size, o.backend, o.device, o.rounds, o.per_round)
+        text_out += ["", format_cost(r["controlnet"])]
     print(json.dumps(r, indent=2, default=str) if o.json else "\n".join(text_out))
     return 0
