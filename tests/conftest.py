@@ -125,3 +125,11 @@ def fail_import(monkeypatch, module: str, error: BaseException) -> None:
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", guarded)
+
+
+def assert_rel_close(out: torch.Tensor, ref: torch.Tensor, rel: float = 1e-4) -> None:
+    """Every element within ``rel`` of the reference's scale (max |ref|): how exported graphs are compared."""
+    assert out.shape == ref.shape
+    scale = ref.abs().max().item()
+    err = (out - ref).abs().max().item()
+    assert err <= rel * scale, f"max |diff| {err:.3g} > {rel} x {scale:.3g}"

@@ -13,16 +13,10 @@ pytest.importorskip("onnxruntime")
 from dreamwire.backends.export_io import CONTROLNET, RESIDUAL_UNET, residual_names
 from dreamwire.control.params import Params
 from dreamwire.engine.controlnet import ControlNetSetup
-from tests.conftest import frames
+from tests.conftest import assert_rel_close, frames
 
 SIZE = 128  # the exports are traced here; other sizes exercise the dynamic axes
 
-
-def _rel_close(out: torch.Tensor, ref: torch.Tensor, rel: float = 1e-4) -> None:
-    assert out.shape == ref.shape
-    scale = ref.abs().max().item()
-    err = (out - ref).abs().max().item()
-    assert err <= rel * scale, f"max |diff| {err:.3g} > {rel} x {scale:.3g}"
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +66,10 @@ def test_onnxruntime_matches_torch_for_controlnet_and_residual_unet(backends, ba
         got, want = ort.controlnet(k, x, t, cond, image), ref.controlnet(k, x, t, cond, image)
         assert len(got) == len(want)
         for a, b in zip(got, want):
-            _rel_close(a, b)
+            assert_rel_close(a, b)
     residuals = tuple(r * 0.7 for r in ref.controlnet(0, x, t, cond, image))
-    _rel_close(ort.unet(x, t, cond, residuals=residuals), ref.unet(x, t, cond, residuals=residuals))
-    _rel_close(ort.unet(x, t, cond), ref.unet(x, t, cond))  # None: zeros, the same graph
+    assert_rel_close(ort.unet(x, t, cond, residuals=residuals), ref.unet(x, t, cond, residuals=residuals))
+    assert_rel_close(ort.unet(x, t, cond), ref.unet(x, t, cond))  # None: zeros, the same graph
 
 
 def test_residuals_change_the_onnx_unet_output(backends):

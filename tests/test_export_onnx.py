@@ -15,15 +15,7 @@ from dreamwire.backends.export import COMPONENTS, check_size
 from dreamwire.control.params import Params
 from dreamwire.engine.config import EngineConfig
 
-from .conftest import frames
-
-
-def _rel_close(out: torch.Tensor, ref: torch.Tensor, rel: float = 1e-4) -> None:
-    """Every element within ``rel`` of the reference's scale (max |ref|)."""
-    assert out.shape == ref.shape
-    scale = ref.abs().max().item()
-    err = (out - ref).abs().max().item()
-    assert err <= rel * scale, f"max |diff| {err:.3g} > {rel} x {scale:.3g}"
+from .conftest import assert_rel_close, frames
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +39,12 @@ def test_onnxruntime_matches_torch_per_component(ort_backend, torch_backend, bat
     h, w = size
     g = torch.Generator().manual_seed(batch * 1000 + h)
     images = torch.rand(batch, 3, h, w, generator=g) * 2 - 1
-    _rel_close(ort_backend.encode(images), torch_backend.encode(images))
+    assert_rel_close(ort_backend.encode(images), torch_backend.encode(images))
     latents = torch.randn(batch, 4, h // 8, w // 8, generator=g)
-    _rel_close(ort_backend.decode(latents), torch_backend.decode(latents))
+    assert_rel_close(ort_backend.decode(latents), torch_backend.decode(latents))
     t = torch.tensor([999, 759, 499][:batch] + [259] * max(0, batch - 3), dtype=torch.long)
     cond = torch.randn(1, 77, 32, generator=g).expand(batch, -1, -1)  # non-contiguous, as the engine passes
-    _rel_close(ort_backend.unet(latents, t, cond), torch_backend.unet(latents, t, cond))
+    assert_rel_close(ort_backend.unet(latents, t, cond), torch_backend.unet(latents, t, cond))
 
 
 def _engines(backends, config, params):

@@ -12,15 +12,8 @@ from dreamwire.backends.profiles import BatchProfile, ResolutionProfile
 from dreamwire.backends.trt_plan import binding_plan, profile_shapes
 from dreamwire.control.params import Params
 from dreamwire.engine.config import EngineConfig
-from tests.conftest import frames
+from tests.conftest import assert_rel_close, frames
 from tests.test_sdxl import SIZE, xl_backend, xl_dir, xl_parts, xl_prompts  # noqa: F401  (fixtures)
-
-
-def _rel_close(out: torch.Tensor, ref: torch.Tensor, rel: float = 1e-4) -> None:
-    assert out.shape == ref.shape
-    scale = ref.abs().max().item()
-    err = (out - ref).abs().max().item()
-    assert err <= rel * scale, f"max |diff| {err:.3g} > {rel} x {scale:.3g}"
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +46,7 @@ def test_onnxruntime_unet_matches_torch(xl_ort, xl_backend, xl_prompts, batch, s
     cond = Conditioning.cat(rows)
     added = {"text_embeds": cond.added["text_embeds"],
              "time_ids": cond.added["time_ids"] * torch.arange(1, batch + 1)[:, None]}
-    _rel_close(xl_ort.unet(latents, t, cond.hidden, added=added),
+    assert_rel_close(xl_ort.unet(latents, t, cond.hidden, added=added),
                xl_backend.unet(latents, t, cond.hidden, added=added))
 
 
@@ -65,7 +58,7 @@ def test_onnxruntime_engine_equals_torch_engine(xl_parts, xl_ort, xl_backend, xl
     make = [StreamEngine(be, xl_prompts, xl_parts.spec, EngineConfig(width=SIZE, height=SIZE, guidance="self"),
                          params) for be in (xl_ort, xl_backend)]
     for im in frames(3, size=SIZE, seed=2):
-        _rel_close(make[0].step(im).images, make[1].step(im).images, rel=1e-3)
+        assert_rel_close(make[0].step(im).images, make[1].step(im).images, rel=1e-3)
 
 
 def test_tensorrt_plan_covers_the_added_inputs(xl_parts):  # noqa: F811
