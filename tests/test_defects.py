@@ -16,10 +16,10 @@ import torch
 from dreamwire.bridges.base import Frame
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.params import Params
-from dreamwire.live.osc_server import OscControl, OscSettings
-from dreamwire.live.osc_wire import build_message, parse_packet
 from dreamwire.live.state import ControlState
 from dreamwire.live.telemetry import Stats
+from dreamwire.osc.server import OscControl, OscSettings
+from dreamwire.osc.wire import build_message, parse_packet
 from tests.conftest import wait_until
 
 SENDER = ("127.0.0.1", 50000)
@@ -142,13 +142,13 @@ def test_6_an_osc_colour_argument_is_not_an_integer():
 
 
 def test_7_strings_are_capped_and_a_split_reply_is_reported(monkeypatch, caplog):
-    from dreamwire.live import osc_server
+    from dreamwire.osc import server as osc_server
 
     osc = _control()
     osc.handle_packet(build_message("/dreamwire/prompt", ["x" * 60000]), SENDER)
     assert osc.errors == 1 and osc.state.params.prompt == Params().prompt
     monkeypatch.setattr(osc_server, "MAX_STATUS_BUNDLE", 512)
-    caplog.set_level("WARNING", logger="dreamwire.live.osc_server")
+    caplog.set_level("WARNING", logger="dreamwire.osc.server")
     replies = osc.handle_packet(build_message("/dreamwire/status", []), SENDER)
     assert len(replies) > 1  # sent message by message: every value still arrives
     names = {m.address for r in replies for m in parse_packet(r)}

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from dreamwire.bridges.pattern import pattern_frame
-from dreamwire.live.osc_wire import build_message, parse_packet
+from dreamwire.osc.wire import build_message, parse_packet
 
 pytestmark = pytest.mark.slow
 

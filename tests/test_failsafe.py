@@ -194,8 +194,8 @@ def test_on_error_chooses_the_stand_in(make_engine, torch_backend, how):
 
 
 def test_health_reaches_telemetry_and_status(make_engine, torch_backend):
-    from dreamwire.live.osc_handler import OscHandler
-    from dreamwire.live.osc_wire import parse_packet
+    from dreamwire.osc.handler import OscHandler
+    from dreamwire.osc.wire import parse_packet
 
     engine = _engine(make_engine, torch_backend, always_fail=True)
     rec = Recorder()

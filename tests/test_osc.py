@@ -20,10 +20,10 @@ from dreamwire.bridges.pattern import PatternSource
 from dreamwire.control.params import Params
 from dreamwire.control.schema import SCHEMA, SPECS
 from dreamwire.live.loop import FrameLoop
-from dreamwire.live.osc_server import OscControl, OscSettings
-from dreamwire.live.osc_wire import build_message, parse_packet
 from dreamwire.live.state import ControlState
 from dreamwire.live.telemetry import STAT_NAMES, Stats
+from dreamwire.osc.server import OscControl, OscSettings
+from dreamwire.osc.wire import build_message, parse_packet
 from tests.conftest import wait_until
 
 SENDER = ("127.0.0.1", 50000)

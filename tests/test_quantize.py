@@ -13,11 +13,11 @@ from dreamwire.control.beats import BeatGrid, from_link, next_boundary, tap, wit
 from dreamwire.control.commands import MorphRequest
 from dreamwire.control.params import Params
 from dreamwire.live.loop import FrameLoop
-from dreamwire.live.osc_handler import OscHandler
-from dreamwire.live.osc_wire import build_message
-from dreamwire.live.rig import Rig
 from dreamwire.live.state import ControlState
-from dreamwire.live.tempo import LinkSession, TempoClock
+from dreamwire.osc.handler import OscHandler
+from dreamwire.osc.rig import Rig
+from dreamwire.osc.tempo import LinkSession, TempoClock
+from dreamwire.osc.wire import build_message
 from tests.test_morph import FakeClock
 
 
@@ -167,7 +167,7 @@ def test_threads_submit_while_the_engine_ticks():
 
 
 def test_link_without_aalink_is_a_clear_error(monkeypatch):
-    from dreamwire.live.tempo import LinkUnavailable
+    from dreamwire.osc.tempo import LinkUnavailable
 
     monkeypatch.setitem(sys.modules, "aalink", None)  # import aalink now raises ImportError
     with pytest.raises(LinkUnavailable, match=r"pip install 'dreamwire\[link\]'"):

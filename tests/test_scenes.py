@@ -12,9 +12,9 @@ from dreamwire import files as files_mod
 from dreamwire.control.commands import SceneRecall, SceneSave
 from dreamwire.control.params import Params
 from dreamwire.control.schema import SCHEMA
-from dreamwire.live.rig import Rig
-from dreamwire.live.scenes import SceneFileError, SceneStore, parse_scenes, scenes_toml
 from dreamwire.live.state import ControlState
+from dreamwire.osc.rig import Rig
+from dreamwire.osc.scenes import SceneFileError, SceneStore, parse_scenes, scenes_toml
 from tests.test_morph import FakeClock
 
 SHOW = {
@@ -48,7 +48,7 @@ def test_save_restart_recall_restores_every_value(tmp_path):
 
 def test_save_in_one_process_recall_in_another(tmp_path):
     path = tmp_path / "scenes.toml"
-    code = ("import sys; from dreamwire.live.scenes import SceneStore; from dreamwire.control.params import Params;"
+    code = ("import sys; from dreamwire.osc.scenes import SceneStore; from dreamwire.control.params import Params;"
             "SceneStore.load(sys.argv[1]).save(2, Params({'strength': 0.77, 'prompt': 'sub'}).as_dict())")
     subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=60)
     state = ControlState()
@@ -101,7 +101,7 @@ def test_a_process_killed_mid_write_leaves_the_old_file(tmp_path):
     path = tmp_path / "scenes.toml"
     SceneStore.load(path).save(1, Params({"strength": 0.1}).as_dict())
     old = path.read_bytes()
-    code = ("import os, sys, time; from dreamwire import files; from dreamwire.live import scenes as s;"
+    code = ("import os, sys, time; from dreamwire import files; from dreamwire.osc import scenes as s;"
             "from dreamwire.control.params import Params;"
             "files.os.fsync = lambda fd: (print('writing', flush=True), time.sleep(60));"
             "s.SceneStore.load(sys.argv[1]).save(2, Params({'strength': 0.9}).as_dict())")
@@ -145,8 +145,8 @@ def test_scenes_flag_and_toml_key(tmp_path):
 
 
 def test_unwritable_scene_file_error_reaches_osc(tmp_path):
-    from dreamwire.live.osc_handler import OscHandler
-    from dreamwire.live.osc_wire import build_message
+    from dreamwire.osc.handler import OscHandler
+    from dreamwire.osc.wire import build_message
 
     blocker = tmp_path / "file"
     blocker.write_text("")

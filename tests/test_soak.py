@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dreamwire.live.osc_wire import build_message
+from dreamwire.osc.wire import build_message
 from tests.test_e2e_run import Client, _free_port, _log, _start
 
 pytestmark = pytest.mark.slow

@@ -19,10 +19,10 @@ import pytest
 
 from dreamwire.control.kinds import Bool, Float, Int, Text
 from dreamwire.control.schema import SPECS
-from dreamwire.live.osc_handler import OscHandler
-from dreamwire.live.osc_server import OscControl, OscSettings
-from dreamwire.live.osc_wire import Message, parse_packet
 from dreamwire.live.state import ControlState
+from dreamwire.osc.handler import OscHandler
+from dreamwire.osc.server import OscControl, OscSettings
+from dreamwire.osc.wire import Message, parse_packet
 from tests.conftest import wait_until
 from tests.fakes.td import README, make_td, operator_parameters
 

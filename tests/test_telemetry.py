@@ -11,9 +11,9 @@ import pytest
 
 from dreamwire.bridges.pattern import PatternSource
 from dreamwire.live.loop import FrameLoop, LoopOptions
-from dreamwire.live.osc_wire import parse_packet
 from dreamwire.live.state import ControlState
 from dreamwire.live.telemetry import STAT_DOCS, STAT_NAMES, Stats
+from dreamwire.osc.wire import parse_packet
 from tests.test_loop import FakeEngine, RecordingSink
 
 
@@ -30,8 +30,8 @@ def test_fps_is_the_inverse_of_the_send_interval_on_a_controlled_clock():
 
 
 def test_every_stat_is_documented_and_reported():
-    from dreamwire.live.osc_server import OscControl, OscSettings
-    from dreamwire.live.osc_wire import build_message
+    from dreamwire.osc.server import OscControl, OscSettings
+    from dreamwire.osc.wire import build_message
 
     assert set(STAT_NAMES) == set(STAT_DOCS)
     snap = Stats().snapshot()

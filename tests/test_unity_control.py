@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from dreamwire.live.osc_handler import OscHandler
-from dreamwire.live.osc_wire import build_bundle, build_message, parse_packet
 from dreamwire.live.state import ControlState
+from dreamwire.osc.handler import OscHandler
+from dreamwire.osc.wire import build_bundle, build_message, parse_packet
 from tests.test_unity_osc import ENV, MCS, MONO, ROOT
 
 pytestmark = pytest.mark.skipif(MCS is None or MONO is None,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dreamwire.live.osc_wire import build_bundle, build_message, parse_packet
+from dreamwire.osc.wire import build_bundle, build_message, parse_packet
 from tests.test_e2e_run import Client, _free_port, _log, _start, _stop
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dreamwire.live.osc_handler import OscHandler
-from dreamwire.live.osc_wire import build_bundle, build_message
 from dreamwire.live.state import ControlState
+from dreamwire.osc.handler import OscHandler
+from dreamwire.osc.wire import build_bundle, build_message
 from tests.test_e2e_run import Client, _free_port, _log, _start, _stop
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -42,9 +42,9 @@ from dreamwire.engine.guidance import GUIDANCE_MODES
 from dreamwire.engine.preprocess import PREPROCESSORS
 from dreamwire.live.failsafe import FailsafeSettings
 from dreamwire.live.loop import OUTPUT_SIZES
-from dreamwire.live.osc_server import OscSettings
 from dreamwire.models.controlnet import ControlNetSource
 from dreamwire.models.lora import DEFAULT_LCM_LORA, parse_lora
+from dreamwire.osc.server import OscSettings
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -15,10 +15,10 @@ from dreamwire.app.config import RuntimeConfig
 from dreamwire.control.commands import COMMANDS
 from dreamwire.control.schema import SCHEMA, SPECS, ParamSpec
 from dreamwire.control.settings import describe_default, flag_of, settings_of, tables_of
-from dreamwire.live.osc_handler import DEFAULT_PREFIX
-from dreamwire.live.osc_server import DEFAULT_PORT, DEFAULT_TELEMETRY_PORT, MAX_DATAGRAM, OscSettings
-from dreamwire.live.osc_wire import MAX_BUNDLE_DEPTH
 from dreamwire.live.telemetry import STAT_DOCS, STAT_NAMES
+from dreamwire.osc.handler import DEFAULT_PREFIX
+from dreamwire.osc.server import DEFAULT_PORT, DEFAULT_TELEMETRY_PORT, MAX_DATAGRAM, OscSettings
+from dreamwire.osc.wire import MAX_BUNDLE_DEPTH
 
 
 def _row(spec: ParamSpec, prefix: str) -> str:

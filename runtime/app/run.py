@@ -31,15 +31,15 @@ from dreamwire.engine.warmup import warm_up
 from dreamwire.live.control_feed import INPUT, ControlFeed, control_routes
 from dreamwire.live.failsafe import Failsafe
 from dreamwire.live.loop import FrameLoop, LoopOptions
-from dreamwire.live.osc_server import OscControl
-from dreamwire.live.rig import Rig
-from dreamwire.live.scenes import SceneFileError, SceneStore
 from dreamwire.live.state import ControlState
 from dreamwire.live.telemetry import Stats, Ticker
-from dreamwire.live.tempo import LinkSession, LinkUnavailable, TempoClock
 from dreamwire.models.controlnet import check_controlnet_source
 from dreamwire.models.load import check_source
 from dreamwire.models.parts import ModelLoadError
+from dreamwire.osc.rig import Rig
+from dreamwire.osc.scenes import SceneFileError, SceneStore
+from dreamwire.osc.server import OscControl
+from dreamwire.osc.tempo import LinkSession, LinkUnavailable, TempoClock
 
 log = logging.getLogger(__name__)
 

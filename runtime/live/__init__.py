@@ -1,1 +1,1 @@
-"""The live layer: the frame loop, control state, OSC (wire, handler, server) and telemetry."""
+"""The frame side of a show: the receive, engine and send threads, their slots, and telemetry."""

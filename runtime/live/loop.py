@@ -82,7 +82,7 @@ class FrameLoop:
                  rig: Any = None, control_feed: Any = None) -> None:
         self.engine = engine
         self.control_feed = control_feed  # a dreamwire.live.control_feed.ControlFeed: second control sources
-        self.rig = rig  # a dreamwire.live.rig.Rig: morphs and held changes move once per engine step
+        self.rig = rig  # a dreamwire.osc.rig.Rig: morphs and held changes move once per engine step
         self.source = source
         self.sink = sink
         self.control = control

@@ -21,11 +21,11 @@ from pythonosc.dispatcher import Dispatcher
 
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.schema import SCHEMA, ParamSpec
-from dreamwire.live.osc_commands import RigCommand, command_routes
-from dreamwire.live.osc_wire import Message, OscInputError, build_message, parse_packet
-from dreamwire.live.rig import Rig
 from dreamwire.live.state import ControlState
 from dreamwire.live.telemetry import STAT_NAMES
+from dreamwire.osc.commands import RigCommand, command_routes
+from dreamwire.osc.rig import Rig
+from dreamwire.osc.wire import Message, OscInputError, build_message, parse_packet
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,13 @@ from typing import Any
 from pythonosc.osc_server import BlockingOSCUDPServer
 
 from dreamwire.control.settings import boolean, integer, number, setting, text
-from dreamwire.live.osc_handler import DEFAULT_PREFIX, OscHandler
-from dreamwire.live.osc_tcp import TCPServer
-from dreamwire.live.osc_wire import build_bundle
-from dreamwire.live.ratelimit import RateLimit
-from dreamwire.live.rig import Rig
 from dreamwire.live.state import ControlState
 from dreamwire.logs import Throttle
+from dreamwire.osc.handler import DEFAULT_PREFIX, OscHandler
+from dreamwire.osc.ratelimit import RateLimit
+from dreamwire.osc.rig import Rig
+from dreamwire.osc.tcp import TCPServer
+from dreamwire.osc.wire import build_bundle
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dreamwire.control.commands import COMMANDS, READERS, Request
-from dreamwire.live.rig import Rig
+from dreamwire.osc.rig import Rig
 
 
 @dataclass(frozen=True)

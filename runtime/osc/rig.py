@@ -25,9 +25,9 @@ from dreamwire.control.commands import BeatTap, MorphRequest, Request, SceneReca
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.morph import BLENDS, Morph, effective_blend, morph_sort, start_morph, touched
 from dreamwire.control.schema import SCHEMA
-from dreamwire.live.scenes import SceneFileError, SceneStore
 from dreamwire.live.state import ControlState
-from dreamwire.live.tempo import TempoClock
+from dreamwire.osc.scenes import SceneFileError, SceneStore
+from dreamwire.osc.tempo import TempoClock
 
 log = logging.getLogger(__name__)
 
