@@ -79,7 +79,7 @@ def prompt_encoder(tiny_parts):
 def make_engine(tiny_parts, torch_backend, prompt_encoder):
     """``make_engine(params=..., counting=False, **EngineConfig fields)`` at 256x256 by default."""
     from dreamwire.control.params import Params
-    from dreamwire.engine.config import EngineConfig
+    from dreamwire.engine.api import EngineConfig
     from dreamwire.engine.stream import StreamEngine
 
     def make(params: Params | dict | None = None, counting: bool = False, model_info=None, **config):

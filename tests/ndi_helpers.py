@@ -410,9 +410,9 @@ def scenario_loop_reconnect(_: argparse.Namespace) -> dict:
     """
     import torch
 
-    from dreamwire.app.assemble import build_engine
+    from dreamwire.backends.assemble import build_engine
     from dreamwire.bridges.ndi import NDISource
-    from dreamwire.engine.config import EngineConfig
+    from dreamwire.engine.api import EngineConfig
     from dreamwire.live.loop import FrameLoop, LoopOptions
     from dreamwire.live.state import ControlState
 

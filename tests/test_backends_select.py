@@ -7,7 +7,7 @@ import torch
 
 from dreamwire.backends import select
 from dreamwire.backends.errors import BackendUnavailable
-from dreamwire.engine.backend import Backend
+from dreamwire.engine.api import Backend
 from tests.conftest import fail_import
 
 
@@ -58,7 +58,7 @@ def test_auto_on_cuda_with_triton_picks_compile(tiny_parts, monkeypatch):
 
 
 def test_auto_off_grid_size_on_cuda_without_triton_is_not_compile(tiny_parts, monkeypatch):
-    from dreamwire.engine.config import EngineConfig
+    from dreamwire.engine.api import EngineConfig
 
     monkeypatch.setattr(select, "tensorrt_importable", lambda: True)
     fail_import(monkeypatch, "triton", ModuleNotFoundError("No module named 'triton'"))
@@ -125,7 +125,7 @@ def test_compile_backend_one_dynamic_batch_compile_serves_every_batch(tiny_parts
 
 
 def test_auto_skips_exported_graphs_for_sizes_off_their_grid(tiny_parts, monkeypatch, caplog):
-    from dreamwire.engine.config import EngineConfig
+    from dreamwire.engine.api import EngineConfig
 
     monkeypatch.setattr(select, "onnxruntime_installed", lambda: True)
     be = select.make_backend("auto", tiny_parts, config=EngineConfig(width=264, height=256))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dreamwire.app.bench import format_results, run
+from dreamwire.bench.engine import format_results, run
 
 
 def test_bench_reports_every_comparison():

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from dreamwire.app.bench_controlnet import controlnet_cost, format_cost
+from dreamwire.bench.controlnet import controlnet_cost, format_cost
 
 
 def test_cost_rows_time_engines_with_0_1_2_controlnets():

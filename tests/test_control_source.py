@@ -173,7 +173,7 @@ def test_loop_feeds_each_frame_its_own_control_frame(cn_parts, prompt_encoder, f
     steps given those control images, and differ from control images made from the input frames."""
     from dreamwire.backends.torch_eager import TorchBackend
     from dreamwire.control.params import Params
-    from dreamwire.engine.config import EngineConfig
+    from dreamwire.engine.api import EngineConfig
     from dreamwire.engine.stream import StreamEngine
     from dreamwire.live.loop import FrameLoop, LoopOptions
     from dreamwire.live.state import ControlState

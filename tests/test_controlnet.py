@@ -62,7 +62,7 @@ def cn_backend(cn_parts):
 
 @pytest.fixture
 def cn_engine(cn_parts, cn_backend, prompt_encoder):
-    from dreamwire.engine.config import EngineConfig
+    from dreamwire.engine.api import EngineConfig
     from dreamwire.engine.stream import StreamEngine
 
     def make(params: dict, count: int = 1, frames_per_call: int = 1, backend=None, **config):
@@ -136,7 +136,7 @@ def test_scale_zero_equals_no_controlnet(cn_engine, make_engine):
     p = {"t_index_list": T_INDEX[3]}
     e = cn_engine({**p, "controlnet_scale": [0.0]}, count=1)
     off = cn_engine({**p, "controlnet_enabled": [False]}, count=1)
-    from dreamwire.engine.config import EngineConfig
+    from dreamwire.engine.api import EngineConfig
     from dreamwire.engine.stream import StreamEngine
 
     plain = StreamEngine(e.backend, e.prompts, e.model, EngineConfig(width=128, height=128, guidance="none"),

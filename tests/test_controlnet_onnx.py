@@ -82,7 +82,7 @@ def test_residuals_change_the_onnx_unet_output(backends):
 
 @pytest.mark.parametrize("count", [1, 2])
 def test_controlnet_engine_on_onnxruntime_matches_torch(parts2, backends, prompt_encoder, count):
-    from dreamwire.engine.config import EngineConfig
+    from dreamwire.engine.api import EngineConfig
     from dreamwire.engine.stream import StreamEngine
 
     setups = [ControlNetSetup("canny", 0.8), ControlNetSetup("softedge", 0.6)][:count]
@@ -100,7 +100,7 @@ def test_controlnet_engine_on_onnxruntime_matches_torch(parts2, backends, prompt
 
 def test_auto_picks_onnxruntime_for_controlnets_on_cpu(parts2):
     from dreamwire.backends.select import make_backend
-    from dreamwire.engine.config import EngineConfig
+    from dreamwire.engine.api import EngineConfig
 
     be = make_backend("auto", parts2, EngineConfig(width=SIZE, height=SIZE))
     assert be.name == "onnxruntime"

@@ -121,7 +121,7 @@ def test_5_the_step_grid_comes_from_the_model(tiny_parts, torch_backend, prompt_
     """A scheduler with original_inference_steps=25: strength 1 runs, and index 40 is refused up front."""
     import dataclasses
 
-    from dreamwire.engine.config import EngineConfig
+    from dreamwire.engine.api import EngineConfig
     from dreamwire.engine.stream import StreamEngine
 
     spec = dataclasses.replace(tiny_parts.spec, original_steps=25)
@@ -168,7 +168,7 @@ def test_8_a_new_blend_is_encoded_off_the_engine_thread(make_engine, prompt_enco
     """Frames keep flowing while a slow blend encodes; the blend lands when it is ready."""
     import threading
 
-    from dreamwire.engine.background import Latest
+    from dreamwire.engine.background import Background
 
     engine = make_engine(Params({"t_index_list": (45,)}), width=64, height=64)
     gate = threading.Event()
@@ -179,7 +179,7 @@ def test_8_a_new_blend_is_encoded_off_the_engine_thread(make_engine, prompt_enco
         return real(pairs)
 
     engine.prompts = type("P", (), {"encode": prompt_encoder.encode, "encode_blend": staticmethod(slow_blend)})()
-    engine.background = Latest()
+    engine.background = Background()
     before = engine.embeddings.cond
     engine.update(engine.params.replace(prompt_blend=(("a", 1.0), ("b", 1.0))))
     img = torch.zeros(1, 3, 64, 64)

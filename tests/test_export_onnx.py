@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime")  # a plain ModuleNotFoundError when the [onnx
 from dreamwire.backends.cache import engines_dir
 from dreamwire.backends.export import COMPONENTS, check_size
 from dreamwire.control.params import Params
-from dreamwire.engine.config import EngineConfig
+from dreamwire.engine.api import EngineConfig
 
 from .conftest import assert_rel_close, frames
 
@@ -48,7 +48,7 @@ def test_onnxruntime_matches_torch_per_component(ort_backend, torch_backend, bat
 
 
 def _engines(backends, config, params):
-    from dreamwire.app.assemble import build_engine
+    from dreamwire.backends.assemble import build_engine
 
     return [build_engine("tiny", backend=b, device="cpu", config=config, params=params, lcm_lora=None)
             for b in backends]
@@ -70,7 +70,7 @@ def test_full_engine_onnxruntime_matches_torch_frame_for_frame(guidance, steps):
 
 
 def test_resolution_change_inside_profile_reuses_export():
-    from dreamwire.app.assemble import build_engine
+    from dreamwire.backends.assemble import build_engine
 
     build_engine("tiny", backend="onnxruntime", device="cpu", config=EngineConfig(width=256, height=256))
     before = sorted(p.name for p in engines_dir().iterdir() if not p.name.startswith("."))
@@ -183,7 +183,7 @@ def test_build_engines_rejects_resolution_outside_profile(capsys):
 
 def test_compare_backends_reports_fps_and_components():
     """A smoke run of the CPU benchmark (2 frames): the figures in docs/benchmarks.md come from it."""
-    from dreamwire.app.bench_backends import compare_backends, format_table
+    from dreamwire.bench.backends import compare_backends, format_table
 
     r = compare_backends("tiny", size=128, frames=2, warmup=1, rounds=1)
     for name in ("torch", "onnxruntime"):

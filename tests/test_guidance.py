@@ -14,7 +14,6 @@ from dreamwire.engine.guidance import (
     SelfNegative,
     cfg,
     make_guidance,
-    plain_unet,
     rcfg,
 )
 from dreamwire.engine.schedule import alpha_beta, timestep_grid
@@ -45,7 +44,12 @@ def _inputs(tiny_parts, rows=2, new_rows=2, scale=4.0, delta=1.0):
 
 
 def _plain(backend):
-    return plain_unet(backend.unet)
+    """A backend's ``unet`` as a strategy calls it, for a model with no per-frame inputs (as stream.py does)."""
+
+    def call(x, t, cond, rows):
+        return backend.unet(x, t, cond.hidden, **({"added": cond.added} if cond.added else {}))
+
+    return call
 
 
 def _emb(prompt_encoder):
@@ -144,7 +148,7 @@ def test_onetime_reference_is_negative_prediction(make_engine):
 
 
 def test_txt2img_rejects_rcfg():
-    from dreamwire.engine.config import EngineConfig
+    from dreamwire.engine.api import EngineConfig
 
     with pytest.raises(ValueError, match="needs an input image"):
         EngineConfig(mode="txt2img", guidance="self")

@@ -109,3 +109,104 @@ def test_an_upward_import_breaks_the_layers_contract_and_is_named(tmp_path):
     bad = subprocess.run([exe, "--no-cache"], cwd=tree, env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0
     assert "BROKEN" in bad.stdout and "dreamwire.engine.upward -> dreamwire.live.loop" in bad.stdout
+
+
+# --- the import graph --------------------------------------------------------------------------------------
+
+
+def _graph():
+    grimp = pytest.importorskip("grimp", reason="grimp comes with import-linter (the [dev] extra)")
+    return grimp.build_graph("dreamwire", cache_dir=None)
+
+
+def _cycles(graph) -> list[list[str]]:
+    """Every strongly connected group of two or more modules (Tarjan), function-local imports included."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(start: str) -> None:  # iterative, so a deep chain cannot hit the recursion limit
+        work = [(start, iter(sorted(graph.find_modules_directly_imported_by(start))))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is None:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    group = []
+                    while True:
+                        m = stack.pop()
+                        on_stack.discard(m)
+                        group.append(m)
+                        if m == node:
+                            break
+                    if len(group) > 1:
+                        found.append(sorted(group))
+            elif child not in index:
+                index[child] = low[child] = len(index)
+                stack.append(child)
+                on_stack.add(child)
+                work.append((child, iter(sorted(graph.find_modules_directly_imported_by(child)))))
+            elif child in on_stack:
+                low[node] = min(low[node], index[child])
+
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_no_import_cycle_anywhere_in_the_package():
+    assert _cycles(_graph()) == []
+
+
+def test_the_cycle_check_finds_a_planted_cycle():
+    graph = _graph()
+    graph.add_import(importer="dreamwire.engine.schedule", imported="dreamwire.engine.stream")
+    assert ["dreamwire.engine.schedule", "dreamwire.engine.stream"] in [
+        [m for m in c if m in ("dreamwire.engine.schedule", "dreamwire.engine.stream")] for c in _cycles(graph)]
+
+
+def test_the_control_side_sees_the_frame_side_only_through_its_state_and_stats():
+    graph = _graph()
+    seen = {imported for importer in graph.find_descendants("dreamwire.osc")
+            for imported in graph.find_modules_directly_imported_by(importer) if imported.startswith("dreamwire.live.")}
+    assert seen <= {"dreamwire.live.state", "dreamwire.live.telemetry"}, seen
+
+
+# The finder an editable install adds (setuptools' __editable___*_finder.py): `dreamwire` is found at
+# runtime/, every other name through the normal path, so the import graph sees only runtime/'s tree.
+_EDITABLE = """
+import importlib.util, sys
+from importlib.machinery import PathFinder
+class Editable:
+    @classmethod
+    def find_spec(cls, fullname, path=None, target=None):
+        if fullname == "dreamwire":
+            return importlib.util.spec_from_file_location(
+                fullname, {root!r} + "/runtime/__init__.py", submodule_search_locations=[{root!r} + "/runtime"])
+        if fullname.startswith("dreamwire."):
+            parent = sys.modules[fullname.rpartition(".")[0]]
+            return PathFinder.find_spec(fullname, list(parent.__path__))
+        return None
+sys.meta_path.insert(0, Editable)
+from importlinter.cli import lint_imports_command
+sys.argv = ["lint-imports", "--no-cache"]
+sys.exit(lint_imports_command())
+"""
+
+
+@pytest.mark.slow
+def test_lint_imports_passes_on_an_editable_install():
+    _lint_imports()  # skips without import-linter
+    code = _EDITABLE.format(root=str(ROOT))
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "0 broken" in r.stdout

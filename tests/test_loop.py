@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from dreamwire.app.overhead import measure_overhead
+from dreamwire.bench.overhead import measure_overhead
 from dreamwire.bridges.base import Frame
 from dreamwire.bridges.pattern import PatternSource
-from dreamwire.engine.stream import StepResult
+from dreamwire.engine.api import EngineConfig, StepResult
 from dreamwire.live.loop import FrameLoop, LoopOptions
 from dreamwire.live.outputs import Output
 from dreamwire.live.slots import LatestSlot
@@ -25,7 +25,7 @@ class FakeEngine:
 
     def __init__(self, size: int = 64, delay: int = 1, cost: float = 0.0, fail_every: int = 0,
                  fail_at: tuple[int, ...] = ()) -> None:
-        self.config = type("C", (), {"width": size, "height": size})()
+        self.config = EngineConfig(width=size, height=size)
         self.device = torch.device("cpu")
         self.dtype = torch.float32
         self.delay = delay
@@ -277,7 +277,7 @@ class LiveSink(RecordingSink):
 def test_live_sink_gets_the_last_output_repeated_while_the_source_is_silent():
     frames = [Frame(np.full((32, 32, 3), 50, np.uint8), "RGB", i, time.monotonic()) for i in range(2)]
     sink = LiveSink()
-    loop = FrameLoop(FakeEngine(size=32, delay=0), ListSource(frames), sink, ControlState(),
+    loop = FrameLoop(FakeEngine(delay=0), ListSource(frames), sink, ControlState(),
                      LoopOptions(hold_repeat=0.05), on_sent=sink.observe).start()
     wait_until(lambda: len(sink.frames) >= 6)  # 2 real outputs, then repeats of the last one
     loop.stop()
@@ -292,7 +292,7 @@ def test_live_sink_gets_the_last_output_repeated_while_the_source_is_silent():
 def test_file_sinks_never_get_repeats():
     frames = [Frame(np.full((32, 32, 3), 50, np.uint8), "RGB", 0, time.monotonic())]
     sink = RecordingSink()
-    loop = FrameLoop(FakeEngine(size=32, delay=0), ListSource(frames), sink, ControlState(),
+    loop = FrameLoop(FakeEngine(delay=0), ListSource(frames), sink, ControlState(),
                      LoopOptions(hold_repeat=0.05)).start()
     wait_until(lambda: len(sink.frames) >= 1)
     time.sleep(0.3)
@@ -416,7 +416,7 @@ def test_input_resolution_changing_mid_run_restarts_the_engine_and_follows_the_s
 
 
 def test_pause_with_a_live_sink_keeps_the_last_frame_going_and_the_engine_idle():
-    engine = FakeEngine(size=32, delay=0)
+    engine = FakeEngine(delay=0)
     sink = LiveSink()
     state = ControlState()
     loop = FrameLoop(engine, PatternSource("32x32@100"), sink, state, LoopOptions(hold_repeat=0.05),

@@ -43,8 +43,8 @@ def test_tiny_model_saved_and_loaded_back_identically(tmp_path, no_network):
 
 
 def test_engine_output_identical_across_two_loads(tmp_path, no_network):
-    from dreamwire.app.assemble import build_engine
-    from dreamwire.engine.config import EngineConfig
+    from dreamwire.backends.assemble import build_engine
+    from dreamwire.engine.api import EngineConfig
 
     folder = build_tiny_model(tmp_path / "tiny")
     cfg = EngineConfig(width=128, height=128)

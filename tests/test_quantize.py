@@ -12,6 +12,7 @@ from dreamwire.bridges.base import Frame
 from dreamwire.control.beats import BeatGrid, from_link, next_boundary, tap, with_tempo
 from dreamwire.control.commands import MorphRequest
 from dreamwire.control.params import Params
+from dreamwire.engine.api import EngineConfig
 from dreamwire.live.loop import FrameLoop
 from dreamwire.live.state import ControlState
 from dreamwire.osc.handler import OscHandler
@@ -93,7 +94,7 @@ def test_quantize_itself_applies_at_once_and_bad_held_changes_are_refused_when_s
 
 class _Engine:
     def __init__(self, clock, log):
-        self.config = type("C", (), {"width": 8, "height": 8, "frames": 1})()
+        self.config = EngineConfig(width=64, height=64)
         self.device, self.dtype = torch.device("cpu"), torch.float32
         self.clock, self.log = clock, log
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from dreamwire.app import cli
-from dreamwire.app.report import PLOTS
+from dreamwire.bench.report import PLOTS
 
 pytest.importorskip("matplotlib")
 

@@ -44,14 +44,14 @@ def xl_backend(xl_parts):
 
 @pytest.fixture(scope="session")
 def xl_prompts(xl_parts):
-    from dreamwire.app.assemble import prompt_encoder
+    from dreamwire.backends.assemble import prompt_encoder
 
     return prompt_encoder(xl_parts, "cpu", torch.float32, (SIZE, SIZE))
 
 
 @pytest.fixture
 def xl_engine(xl_parts, xl_backend, xl_prompts):
-    from dreamwire.engine.config import EngineConfig
+    from dreamwire.engine.api import EngineConfig
     from dreamwire.engine.stream import StreamEngine
 
     def make(params: dict, **config):
@@ -279,7 +279,7 @@ def test_time_ids_reach_the_unet(xl_backend, xl_prompts):
 
 def test_shipped_sdxl_turbo_config_is_sdxl_shaped():
     """SDXL's known widths: two encoders of 768 + 1280 for cross-attention, a 1280-wide pooled projection."""
-    from dreamwire.app.random_models import ARCHS, _pooled_dim, sdxl_turbo_config
+    from dreamwire.bench.random_models import ARCHS, _pooled_dim, sdxl_turbo_config
 
     cfg = sdxl_turbo_config()
     assert "sdxl-turbo" in ARCHS
@@ -289,9 +289,9 @@ def test_shipped_sdxl_turbo_config_is_sdxl_shaped():
 
 @torch.inference_mode()
 def test_random_tiny_sdxl_runs_the_engine_with_added_conditioning():
-    from dreamwire.app.random_models import RandomPrompts, random_parts
     from dreamwire.backends.torch_eager import TorchBackend
-    from dreamwire.engine.config import EngineConfig
+    from dreamwire.bench.random_models import RandomPrompts, random_parts
+    from dreamwire.engine.api import EngineConfig
     from dreamwire.engine.stream import StreamEngine
 
     parts = random_parts(torch.device("cpu"), torch.float32, arch="tiny-sdxl")

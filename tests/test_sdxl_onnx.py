@@ -11,7 +11,7 @@ from dreamwire.backends.export import component_io
 from dreamwire.backends.profiles import BatchProfile, ResolutionProfile
 from dreamwire.backends.trt_plan import binding_plan, profile_shapes
 from dreamwire.control.params import Params
-from dreamwire.engine.config import EngineConfig
+from dreamwire.engine.api import EngineConfig
 from tests.conftest import assert_rel_close, frames
 from tests.test_sdxl import SIZE, xl_backend, xl_dir, xl_parts, xl_prompts  # noqa: F401  (fixtures)
 

@@ -246,7 +246,7 @@ def _live_show(engine, f: int) -> None:
 @pytest.mark.parametrize(("guidance", "f"), [("self", 1), ("full", 1), ("onetime", 1), ("onetime", 2)])
 def test_after_warm_up_a_live_show_makes_no_new_capture(tiny_parts, torch_backend, prompt_encoder, guidance, f):
     """Issue 9 warm-up policy: every shape a live change can reach is run before ready."""
-    from dreamwire.engine.config import EngineConfig
+    from dreamwire.engine.api import EngineConfig
     from dreamwire.engine.stream import StreamEngine
     from dreamwire.engine.warmup import warm_up
 

@@ -162,7 +162,7 @@ def test_tensorrt_engine_matches_torch_on_gpu(tmp_path, monkeypatch):
     _tensorrt()
     from dreamwire.backends.tensorrt import TensorRTBackend
     from dreamwire.backends.torch_eager import TorchBackend
-    from dreamwire.engine.config import EngineConfig
+    from dreamwire.engine.api import EngineConfig
     from dreamwire.models.load import load_model
 
     monkeypatch.setenv("DREAMWIRE_CACHE", str(tmp_path))

@@ -138,14 +138,13 @@ class BuildOptions:
     profile: str = setting("256-1024", "pixel range one engine serves, MIN-MAX[/STEP]; resolution changes inside "
                            "need no rebuild", text)
     backend: str = setting("auto", "what to build for: TensorRT engines (CUDA) or ONNX graphs only",
-                           choice(TARGETS), choices=TARGETS)
-    guidance: str = setting("self", "guidance method the engines serve", choice(GUIDANCE_MODES),
-                            choices=GUIDANCE_MODES)
-    steps: int = setting(2, "typical step count (the batch TensorRT tunes for)", integer(1, MAX_STEPS), parse=int)
-    max_steps: int = setting(MAX_STEPS, "largest step count the engine accepts", integer(1, MAX_STEPS), parse=int)
+                           choice(TARGETS))
+    guidance: str = setting("self", "guidance method the engines serve", choice(GUIDANCE_MODES))
+    steps: int = setting(2, "typical step count (the batch TensorRT tunes for)", integer(1, MAX_STEPS))
+    max_steps: int = setting(MAX_STEPS, "largest step count the engine accepts", integer(1, MAX_STEPS))
     fp32: bool = setting(False, "build float32 engines (no fp16 cast pass, TF32 off)", boolean)
     workspace_gb: float | None = setting(None, "TensorRT builder workspace limit in GB", number(0.1, 1024.0),
-                                         parse=float, default_doc="3/4 of the VRAM free when the build starts")
+                                         default_doc="3/4 of the VRAM free when the build starts")
     estimate_only: bool = setting(False, "print the estimate and exit", boolean)
 
 

@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from dreamwire import __version__
-from dreamwire.app.bench import BenchOptions
 from dreamwire.app.build import BuildOptions
 from dreamwire.app.config import ConfigError, RuntimeConfig, load_toml, set_checked
+from dreamwire.bench.options import BenchOptions
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.schema import SCHEMA, ParamSpec
 from dreamwire.control.settings import default_of, describe_default, flag_of, settings_of, tables_of
@@ -155,7 +155,7 @@ def _sources(_ns: argparse.Namespace) -> int:
 
 
 def _bench(ns: argparse.Namespace) -> int:
-    from dreamwire.app.bench import main
+    from dreamwire.bench.main import main
 
     return main(apply_flags(ns, BenchOptions()))
 

@@ -37,7 +37,7 @@ from dreamwire.bridges.base import BridgeError, parse_uri
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.schema import MAX_CONTROLNETS, SPECS
 from dreamwire.control.settings import boolean, choice, integer, setting, settings_of, table, tables_of, text
-from dreamwire.engine.config import BATCHING, MODES
+from dreamwire.engine.api import BATCHING, MODES
 from dreamwire.engine.guidance import GUIDANCE_MODES
 from dreamwire.engine.preprocess import PREPROCESSORS
 from dreamwire.live.failsafe import FailsafeSettings
@@ -119,8 +119,7 @@ class RuntimeConfig:
 
     model: str = setting("tiny", "tiny or tiny-sdxl (built-in, offline, random weights), a hub id or a local "
                          "diffusers folder (SD 1.5/2.1 or SDXL, told apart by its config)", text)
-    backend: str = setting("auto", "engine backend; auto picks the fastest that runs here", choice(BACKEND_NAMES),
-                           choices=BACKEND_NAMES)
+    backend: str = setting("auto", "engine backend; auto picks the fastest that runs here", choice(BACKEND_NAMES))
     device: str | None = setting(None, "torch device, e.g. cpu, cuda, cuda:1", text,
                                  default_doc="cuda when available, else cpu")
     taesd: str | None = setting(None, "tiny autoencoder replacing the model's VAE (hub id or folder; 'none' keeps "
@@ -144,7 +143,7 @@ class RuntimeConfig:
         "all, or one per --controlnet; default input)", _control_sources, flag="--control-source", metavar="URI",
         repeat=True)
     frame_buffer: int = setting(1, "frames per engine call; the UNet batch is steps x frame_buffer",
-                                integer(1, 8), parse=int, metavar="F")
+                                integer(1, 8), metavar="F")
     source: str = setting(DEFAULT_SOURCE, "input bridge: pattern[:WxH@FPS], images:DIR[@FPS], video:PATH, "
                           "ndi:NAME, spout:NAME", _uri)
     sink: str | None = setting(None, "output bridge: images:DIR, null, ndi:NAME, spout:NAME", _uri,
@@ -154,20 +153,19 @@ class RuntimeConfig:
     height: int | None = setting(None, "engine height in pixels (multiple of 8)", _resolution, parse=int,
                                  default_doc="as width")
     mode: str = setting("img2img", "img2img transforms the source; txt2img generates from the prompt (the source "
-                        "only paces frames and sets the output size)", choice(MODES), choices=MODES)
+                        "only paces frames and sets the output size)", choice(MODES))
     guidance: str | None = setting(None, "guidance method: none, full CFG, or RCFG self/onetime",
-                                   choice(GUIDANCE_MODES), choices=GUIDANCE_MODES,
+                                   choice(GUIDANCE_MODES),
                                    default_doc="self for img2img, none for txt2img")
-    batching: str = setting("stream", "stream batch, or sequential steps (for comparison)", choice(BATCHING),
-                            choices=BATCHING)
+    batching: str = setting("stream", "stream batch, or sequential steps (for comparison)", choice(BATCHING))
     frames: int | None = setting(None, "stop cleanly after this many output frames", integer(1, 2**31 - 1),
-                                 parse=int, metavar="N", default_doc="run until Ctrl-C")
+                                 metavar="N", default_doc="run until Ctrl-C")
     output_size: str = setting("input", "input: resize outputs back to each input's size; engine: leave them",
-                               choice(OUTPUT_SIZES), choices=OUTPUT_SIZES)
+                               choice(OUTPUT_SIZES))
     warm_up: str = setting("auto", "compile/capture every shape a live change can reach (steps 1..8) before the "
                            "runtime reports ready: all, off, or auto (all on CUDA, where backends capture "
-                           "graphs per shape)", choice(WARM_UP), choices=WARM_UP)
-    log_level: str = setting("info", "log verbosity", choice(LOG_LEVELS), choices=LOG_LEVELS)
+                           "graphs per shape)", choice(WARM_UP))
+    log_level: str = setting("info", "log verbosity", choice(LOG_LEVELS))
     report: bool = setting(False, "print the pipeline overhead (wall vs engine time per frame) on exit", boolean)
     scenes: str | None = setting(None, "TOML file that /dreamwire/scene/save writes (atomically) and the run loads "
                                  "at start; created on the first save", text, metavar="PATH",

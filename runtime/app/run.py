@@ -19,14 +19,15 @@ from typing import Any
 
 import torch
 
-from dreamwire.app.assemble import build, default_device, fallback_for
 from dreamwire.app.config import RuntimeConfig, resolve
+from dreamwire.backends.assemble import build, default_device, fallback_for
+from dreamwire.bench.timing import overhead
 from dreamwire.bridges.base import BridgeError, Sink, Source, make_sink, make_source, parse_uri
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.params import Params
 from dreamwire.control.schema import MAX_STEPS
-from dreamwire.engine.background import Latest
-from dreamwire.engine.config import EngineConfig
+from dreamwire.engine.api import EngineConfig
+from dreamwire.engine.background import Background
 from dreamwire.engine.warmup import warm_up
 from dreamwire.live.control_feed import INPUT, ControlFeed, control_routes
 from dreamwire.live.failsafe import Failsafe
@@ -36,6 +37,7 @@ from dreamwire.live.telemetry import Stats, Ticker
 from dreamwire.models.controlnet import check_controlnet_source
 from dreamwire.models.load import check_source
 from dreamwire.models.parts import ModelLoadError
+from dreamwire.osc.reports import Reports
 from dreamwire.osc.rig import Rig
 from dreamwire.osc.scenes import SceneFileError, SceneStore
 from dreamwire.osc.server import OscControl
@@ -120,7 +122,7 @@ def _report(stats: Any) -> str:
     wall = (stats.last_out - stats.first_out) / (n - 1)
     eng = stats.engine_s_total / steps
     return (f"report: {n} frames, wall {1000 * wall:.2f} ms/frame, engine {1000 * eng:.2f} ms/step, "
-            f"pipeline overhead {100 * (wall - eng) / eng:+.1f}% (source-paced runs overstate it; "
+            f"pipeline overhead {100 * overhead(wall, eng):+.1f}% (source-paced runs overstate it; "
             f"use pattern:WxH@0 and --sink null to measure the loop alone)")
 
 
@@ -179,31 +181,34 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
               f"frames; use e.g. --model stabilityai/{'sdxl' if cfg.model == 'tiny-sdxl' else 'sd'}-turbo for real "
               "images", file=sys.stderr)
     try:
+        background = Background()  # live prompt changes are encoded off the engine thread
+        stack.callback(background.close)
         engine, parts = build(cfg.model, backend=cfg.backend, config=engine_config, params=params, device=device,
                               taesd=cfg.taesd, lcm_lora=None if cfg.lcm_lora.lower() == "none" else cfg.lcm_lora,
-                              loras=cfg.loras, controlnets=cfg.controlnet, control_images=cfg.control_image)
+                              loras=cfg.loras, controlnets=cfg.controlnet, control_images=cfg.control_image,
+                              background=background)
         state = ControlState(params, check=engine.check)
     except (ModelLoadError, ValueError) as exc:
         raise _Failed(str(exc)) from None
     if stop.is_set():
         return None
-    engine.background = Latest()  # live prompt changes are encoded off the engine thread
-    stack.callback(engine.background.close)
-    stats = Stats()
-    rig = Rig(state, scenes=scenes, tempo=_tempo(cfg, stack))
-    osc = _start_osc(cfg, state, stats, stack, rig)
-    rig.report = osc.report
+    reports = Reports(cfg.osc.telemetry, cfg.osc.prefix)  # errors from OSC, the rig and the failsafe
+    stack.callback(reports.close)
+    failsafe = Failsafe(cfg.failsafe, report=lambda reason: reports.error("engine", reason))
+    stats = Stats(health=failsafe.status)
+    rig = Rig(state, scenes=scenes, tempo=_tempo(cfg, stack), report=reports.error)
+    osc = _start_osc(cfg, state, stats, stack, rig, reports)
     stack.callback(Ticker(cfg.osc.telemetry_period, osc.send_telemetry, "dreamwire-telemetry").start().stop)
     if cfg.warm_up == "all" or (cfg.warm_up == "auto" and device.type == "cuda"):
         _warm(engine)
     stats.ready = True
     print("dreamwire: ready", file=sys.stderr)
-    failsafe = Failsafe(cfg.failsafe, report=lambda reason: osc.report("engine", reason))
     feed = ControlFeed(control_routes(cfg.control_source, len(cfg.controlnet)), control_sources,
                        engine.controlnets).start()
     stack.callback(feed.close)
     loop = FrameLoop(engine, source, sink, state, LoopOptions(max_frames=cfg.frames, output_size=cfg.output_size),
-                     stats, failsafe=failsafe, fallback=fallback_for(engine, parts), rig=rig, control_feed=feed)
+                     stats, failsafe=failsafe, fallback=fallback_for(engine, parts), before_step=rig.tick,
+                     control_feed=feed)
     stack.callback(loop.stop)
     stack.callback(Ticker(1.0, _status_printer(stats), "dreamwire-status").start().stop)
     loop.start()
@@ -228,9 +233,9 @@ def _tempo(cfg: RuntimeConfig, stack: contextlib.ExitStack) -> TempoClock:
 
 
 def _start_osc(cfg: RuntimeConfig, state: ControlState, stats: Stats, stack: contextlib.ExitStack,
-               rig: Rig | None = None) -> OscControl:
+               rig: Rig, reports: Reports) -> OscControl:
     try:
-        osc = OscControl(state, stats.snapshot, cfg.osc, rig).start()
+        osc = OscControl(state, stats.snapshot, cfg.osc, rig, reports).start()
     except OSError as exc:
         raise _Failed(f"cannot listen for OSC on {cfg.osc.host}:{cfg.osc.port}: {exc.strerror or exc} "
                       "(use --osc-port)") from None

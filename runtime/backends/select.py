@@ -16,8 +16,7 @@ import logging
 import torch
 
 from dreamwire.backends.errors import BackendUnavailable
-from dreamwire.engine.backend import Backend
-from dreamwire.engine.config import EngineConfig
+from dreamwire.engine.api import Backend, EngineConfig
 from dreamwire.models.parts import ModelParts
 
 BACKENDS = ("torch", "compile", "onnxruntime", "tensorrt", "torch+graphs")

@@ -28,7 +28,7 @@ from dreamwire.backends.profiles import MAX_STEPS, BatchProfile, ResolutionProfi
 from dreamwire.backends.trt_build import EngineSpec, ensure_engines, import_tensorrt
 from dreamwire.backends.trt_plan import profile_shapes
 from dreamwire.backends.trt_run import EngineRunner
-from dreamwire.engine.config import EngineConfig
+from dreamwire.engine.api import EngineConfig
 from dreamwire.models.parts import ModelParts
 
 __all__ = ["EngineSpec", "TensorRTBackend", "ensure_engines", "import_tensorrt"]

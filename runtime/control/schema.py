@@ -12,9 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dreamwire.control.choice import Choice
-from dreamwire.control.kinds import Bool, Float, IndexList, Int, Kind, Pairs, Text
-from dreamwire.control.valuelist import ValueList
+from dreamwire.control.kinds import Bool, Choice, Float, IndexList, Int, Kind, Pairs, Text, ValueList
 
 MAX_STEPS = 8
 """Most denoising steps (stream-batch depth) a live change may reach; engines and profiles are sized for it."""

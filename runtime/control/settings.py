@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from dreamwire.control.kinds import Bool, Choice, ControlError, Float, Int, Kind, Text
+
 Check = Callable[[Any], Any]
 
 
@@ -32,9 +34,16 @@ class Setting:
 
 
 def setting(default: Any, doc: str, check: Check, **options: Any) -> Any:
-    """A dataclass field with its :class:`Setting`; immutable defaults only (tuples, not lists)."""
+    """A dataclass field with its :class:`Setting`; immutable defaults only (tuples, not lists).
+
+    A :class:`KindCheck` (``choice``, ``integer``, ``number``) also gives the flag its choices and
+    argparse type, so a choice list is written once.
+    """
     if isinstance(default, (list, dict, set)):
         raise TypeError("settings take immutable defaults")
+    if isinstance(check, KindCheck):
+        options.setdefault("choices", check.choices)
+        options.setdefault("parse", check.parse)
     return dataclasses.field(default=default, metadata={"setting": Setting(doc, check, **options)})
 
 
@@ -94,41 +103,48 @@ def describe_default(cls: Any, name: str, s: Setting) -> str:
 # --- checks shared by the settings declarations ---------------------------------------------------------
 
 
-def text(v: Any) -> str:
-    if not isinstance(v, str):
-        raise ValueError(f"expected a string, got {v!r}")
-    return v
+class KindCheck:
+    """A start-up check that is a live-parameter kind, so both read values (and word choices) alike.
+
+    Called with the value alone, as every settings check is; a bad value raises the kinds'
+    :class:`ControlError` (a ``ValueError``) whose message the caller prefixes with the flag or key.
+    """
+
+    def __init__(self, kind: Kind) -> None:
+        self.kind = kind
+
+    def __call__(self, value: Any) -> Any:
+        try:
+            return self.kind.check(_NAME, value)
+        except ControlError as exc:
+            raise ControlError(str(exc).removeprefix(f"{_NAME}: ")) from None
+
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        return self.kind.options if isinstance(self.kind, Choice) else None
+
+    @property
+    def parse(self) -> Callable[[str], Any] | None:
+        """argparse's ``type`` for the flag's word: what the kind reads from a CLI word."""
+        if isinstance(self.kind, Int):
+            return int
+        return float if isinstance(self.kind, Float) else None
 
 
-def integer(lo: int, hi: int) -> Check:
-    def check(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(f"expected an integer, got {v!r}")
-        if not lo <= v <= hi:
-            raise ValueError(f"{v} is outside {lo} .. {hi}")
-        return v
-    return check
+_NAME = "\x00setting"  # stands in for the name the kinds put first in their messages
 
 
-def number(lo: float, hi: float) -> Check:
-    def check(v: Any) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
-            raise ValueError(f"expected a number, got {v!r}")
-        if not lo <= v <= hi:
-            raise ValueError(f"{v} is outside {lo} .. {hi}")
-        return float(v)
-    return check
+def integer(lo: int, hi: int) -> KindCheck:
+    return KindCheck(Int(lo, hi))
 
 
-def choice(options: tuple[str, ...]) -> Check:
-    def check(v: Any) -> str:
-        if v not in options:
-            raise ValueError(f"expected one of {', '.join(options)}, got {v!r}")
-        return v
-    return check
+def number(lo: float, hi: float) -> KindCheck:
+    return KindCheck(Float(lo, hi))
 
 
-def boolean(v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ValueError(f"expected true or false, got {v!r}")
-    return v
+def choice(options: tuple[str, ...]) -> KindCheck:
+    return KindCheck(Choice(options))
+
+
+text = KindCheck(Text(max_len=65536))
+boolean = KindCheck(Bool())

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 
-class Latest:
+class Background:
     """Runs ``fn`` for each :meth:`submit` on one worker thread; :meth:`take` yields the newest finished result."""
 
     def __init__(self, name: str = "dreamwire-prompts") -> None:

@@ -9,19 +9,19 @@ with the image it entered with, as it would in a sequential pipeline.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from dreamwire.control.params import Params
-from dreamwire.engine.backend import Backend
+from dreamwire.engine.api import Backend
 from dreamwire.engine.conditioning import Conditioning
 from dreamwire.engine.controlnet import ControlNetSetup, check_lengths, live_values, row_scales
+from dreamwire.engine.guidance import UNetCall
 from dreamwire.engine.preprocess import make_preprocessor
 
 CONTROL_LISTS = ("controlnet_scale", "controlnet_enabled", "controlnet_start", "controlnet_end")
-UNetCall = Callable[[torch.Tensor, torch.Tensor, Conditioning, torch.Tensor], torch.Tensor]
 
 
 class ControlSlots:

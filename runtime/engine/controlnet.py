@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dreamwire.control.schema import MAX_CONTROLNETS
 from dreamwire.engine.preprocess import PREPROCESSORS
 
-__all__ = ["MAX_CONTROLNETS", "ControlNetSetup", "ControlValues", "keep", "live_values", "row_scales"]
+__all__ = ["ControlNetSetup", "ControlValues", "keep", "live_values", "row_scales"]
 
 
 @dataclass(frozen=True)

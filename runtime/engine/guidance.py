@@ -27,7 +27,7 @@ import torch
 from dreamwire.engine.conditioning import Conditioning
 from dreamwire.engine.schedule import output_for_x0, predict_x0
 
-UNetFn = Callable[[torch.Tensor, torch.Tensor, Conditioning, torch.Tensor], torch.Tensor]
+UNetCall = Callable[[torch.Tensor, torch.Tensor, Conditioning, torch.Tensor], torch.Tensor]
 """``unet(x, timesteps, cond, rows)``: ``rows`` (long) names, for each UNet row, the latent row of the
 call it belongs to, so the engine can attach per-frame inputs (ControlNet images) to CFG's extra rows."""
 GUIDANCE_MODES = ("none", "full", "self", "onetime")
@@ -99,7 +99,7 @@ class _Strategy:
 class NoGuidance(_Strategy):
     name = "none"
 
-    def __call__(self, unet: UNetFn, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, None]:
+    def __call__(self, unet: UNetCall, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, None]:
         return unet(g.x, g.timesteps, _rows(emb.cond, len(g.x)), _ids(g, slice(None))), None
 
 
@@ -111,7 +111,7 @@ class FullGuidance(_Strategy):
     def batch_size(self, rows: int, new_rows: int) -> int:
         return 2 * rows
 
-    def __call__(self, unet: UNetFn, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, None]:
+    def __call__(self, unet: UNetCall, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, None]:
         n = len(g.x)
         out = unet(
             torch.cat([g.x, g.x]),
@@ -140,7 +140,7 @@ class SelfNegative(_Strategy):
     name = "self"
     needs_input_latent = True
 
-    def __call__(self, unet: UNetFn, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, unet: UNetCall, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, torch.Tensor]:
         cond = unet(g.x, g.timesteps, _rows(emb.cond, len(g.x)), _ids(g, slice(None)))
         ref_new = g.z_new[: g.new_rows] if g.new_rows else g.x[:0]
         return _with_reference(cond, ref_new, g)
@@ -170,7 +170,7 @@ class OnetimeNegative(_Strategy):
     def batch_size(self, rows: int, new_rows: int) -> int:
         return rows + (1 if new_rows else 0)
 
-    def __call__(self, unet: UNetFn, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, unet: UNetCall, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, torch.Tensor]:
         if self._refresh:
             return self._refresh_all(unet, emb, g)
         n, k = len(g.x), g.new_rows
@@ -189,22 +189,13 @@ class OnetimeNegative(_Strategy):
             ref_new = g.x[:0]
         return _with_reference(cond, ref_new, g)
 
-    def _refresh_all(self, unet: UNetFn, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    def _refresh_all(self, unet: UNetCall, emb: Embeddings, g: GuidanceInputs) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(g.x)
         out = unet(torch.cat([g.x, g.x]), torch.cat([g.timesteps, g.timesteps]),
                    Conditioning.cat([_rows(emb.cond, n), _rows(emb.negative, n)]), _ids(g, slice(None), slice(None)))
         self._refresh = False  # only once the refreshing call went through; a failed one retries next frame
         ref = predict_x0(g.x, out[n:], g.a, g.b, g.prediction_type)
         return _with_reference(out[:n], ref, replace(g, new_rows=n, ref_inflight=None))
-
-
-def plain_unet(fn: Callable[..., torch.Tensor]) -> UNetFn:
-    """A backend's ``unet`` as a strategy calls it, for a model with no per-frame inputs."""
-
-    def call(x: torch.Tensor, t: torch.Tensor, cond: Conditioning, rows: torch.Tensor) -> torch.Tensor:
-        return fn(x, t, cond.hidden, **({"added": cond.added} if cond.added else {}))
-
-    return call
 
 
 def make_guidance(mode: str) -> NoGuidance | FullGuidance | SelfNegative | OnetimeNegative:

@@ -34,16 +34,14 @@ import torch
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.params import Params
 from dreamwire.control.schema import MAX_STEPS
-from dreamwire.engine.backend import Backend
-from dreamwire.engine.background import Latest
+from dreamwire.engine.api import Backend, EngineConfig, Sources, StepResult
+from dreamwire.engine.background import Background
 from dreamwire.engine.conditioning import Conditioning
-from dreamwire.engine.config import EngineConfig
 from dreamwire.engine.control_slots import ControlSlots, controlled_unet
 from dreamwire.engine.controlnet import ControlNetSetup
 from dreamwire.engine.guidance import Embeddings, GuidanceInputs, make_guidance
 from dreamwire.engine.noise import NoiseBank
 from dreamwire.engine.prompts import PromptEncoder
-from dreamwire.engine.result import Sources, StepResult
 from dreamwire.engine.schedule import StepConstants, add_noise, lcm_denoise, step_constants, t_index_for
 from dreamwire.engine.similarity import SimilarityFilter
 from dreamwire.engine.spec import ModelSpec
@@ -54,7 +52,7 @@ PROMPT_KEYS = frozenset({"prompt", "prompt_blend", "negative_prompt"})
 class StreamEngine:
     def __init__(self, backend: Backend, prompts: PromptEncoder, model: ModelSpec,
                  config: EngineConfig | None = None, params: Params | None = None,
-                 background: Latest | None = None, controlnets: Sequence[ControlNetSetup] = ()) -> None:
+                 background: Background | None = None, controlnets: Sequence[ControlNetSetup] = ()) -> None:
         """``background``: encode prompt changes on that worker instead of inside :meth:`update` (the live
         loop's choice, so a blend never stops frames); without it a change lands on the next step."""
         self.controlnets = tuple(controlnets)

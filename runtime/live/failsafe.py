@@ -34,18 +34,18 @@ class FailsafeSettings:
     """The ``[failsafe]`` table of the config file and the ``--failsafe-*`` flags."""
 
     on_error: str = setting("hold", "what goes out while the engine fails: hold (the last good frame) or "
-                            "passthrough (the input)", choice(ON_ERROR), choices=ON_ERROR)
+                            "passthrough (the input)", choice(ON_ERROR))
     retry_min: float = setting(0.05, "seconds before the first retry after a failure; doubles per failure in a row",
-                               number(0.0, 60.0), parse=float)
-    retry_max: float = setting(2.0, "longest pause between retries, in seconds", number(0.0, 600.0), parse=float)
-    failing_after: int = setting(3, "failures in a row that make the health 'failing'", integer(1, 1000), parse=int)
+                               number(0.0, 60.0))
+    retry_max: float = setting(2.0, "longest pause between retries, in seconds", number(0.0, 600.0))
+    failing_after: int = setting(3, "failures in a row that make the health 'failing'", integer(1, 1000))
     fallback: bool = setting(True, "after fallback_after failures in a row, switch to the next backend down "
                              "(tensorrt -> compile -> torch) and say so", boolean)
-    fallback_after: int = setting(5, "failures in a row before a backend fallback", integer(1, 1000), parse=int)
+    fallback_after: int = setting(5, "failures in a row before a backend fallback", integer(1, 1000))
     stall_after: float = setting(2.0, "seconds an engine step may run before the watchdog reports a stall",
-                                 number(0.1, 3600.0), parse=float)
+                                 number(0.1, 3600.0))
     recover_after: float = setting(5.0, "seconds without failure or stall before health is 'ok' again",
-                                   number(0.0, 3600.0), parse=float)
+                                   number(0.0, 3600.0))
 
 
 class Failsafe:
@@ -126,6 +126,10 @@ class Failsafe:
     def switched(self, backend: str | None) -> None:
         self._report(f"falling back to backend {backend}" if backend else
                      "no backend left to fall back to; retrying the current one")
+
+    def status(self) -> tuple[str, str]:
+        """(health, last reason): what telemetry reports, read together."""
+        return self.health, self.reason
 
     @property
     def health(self) -> str:

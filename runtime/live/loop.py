@@ -31,6 +31,8 @@ import torch
 
 from dreamwire.bridges.base import Frame, Sink, Source
 from dreamwire.control.params import Params
+from dreamwire.engine.api import Engine
+from dreamwire.live.control_feed import ControlFeed
 from dreamwire.live.failsafe import Failsafe
 from dreamwire.live.imageops import to_model_input
 from dreamwire.live.outputs import Output, PendingOutputs, substitute
@@ -67,36 +69,36 @@ class LoopOptions:
 class FrameLoop:
     """Runs an engine live between an opened source and sink until :meth:`stop` (or ``max_frames``).
 
-    ``engine`` is a :class:`~dreamwire.engine.stream.StreamEngine` or anything with the
-    same ``update``/``step``/``reset``/``config``/``device``/``dtype``. The loop
+    ``engine`` is anything that meets the :class:`~dreamwire.engine.api.Engine` protocol. The loop
     takes ownership of the bridges: :meth:`stop` closes them. ``on_sent`` sees
     every :class:`Output` after the sink took it; ``fallback`` (run on the
     engine thread when the failsafe asks) switches the engine to the next
     backend down and returns its name, or None when there is none.
     """
 
-    def __init__(self, engine: Any, source: Source, sink: Sink, control: ControlState,
+    def __init__(self, engine: Engine, source: Source, sink: Sink, control: ControlState,
                  options: LoopOptions | None = None, stats: Stats | None = None,
                  on_sent: Callable[[Output], None] | None = None, timer: StepTimer | None = None,
                  failsafe: Failsafe | None = None, fallback: Callable[[], str | None] | None = None,
-                 rig: Any = None, control_feed: Any = None) -> None:
+                 before_step: Callable[[], None] | None = None, control_feed: ControlFeed | None = None) -> None:
         self.engine = engine
-        self.control_feed = control_feed  # a dreamwire.live.control_feed.ControlFeed: second control sources
-        self.rig = rig  # a dreamwire.osc.rig.Rig: morphs and held changes move once per engine step
+        self.control_feed = control_feed  # ControlNet images from second sources, paired with input frames
+        # Called on the engine thread before each step's snapshot: the rig moves morphs and held changes here.
+        self.before_step = before_step
         self.source = source
         self.sink = sink
         self.control = control
         self.options = options or LoopOptions()
-        self.stats = stats or Stats()
         self.failsafe = failsafe or Failsafe()
-        self.stats.health = lambda: (self.failsafe.health, self.failsafe.reason)
+        # A caller's own Stats carries its own health source (run.py passes the same failsafe's status).
+        self.stats = stats or Stats(health=self.failsafe.status)
         self.fallback = fallback
         self.finished = threading.Event()  # set when max_frames were sent, or the loop stopped
         self._stop = threading.Event()
         self._engine_done = threading.Event()
         self._in: LatestSlot[Frame] = LatestSlot()
         self._out: LatestSlot[Output | PendingOutputs] = LatestSlot()
-        self._device = torch.device(getattr(engine, "device", "cpu"))
+        self._device = torch.device(engine.device)
         self._timer = timer or StepTimer(self._device)
         self._sender = Sender(sink, self._out, self.stats, self.failsafe, PinnedRing(self._device),
                               max_frames=self.options.max_frames, hold_repeat=self.options.hold_repeat,
@@ -200,11 +202,11 @@ class FrameLoop:
             self._engine_done.set()
 
     def _engine_frame(self, frame: Frame) -> None:
-        if self.rig is not None:
+        if self.before_step is not None:
             try:
-                self.rig.tick()  # this step's morph values and due quantized changes, before the snapshot
+                self.before_step()  # this step's morph values and due quantized changes, before the snapshot
             except Exception as exc:  # the rig never raises by design; if it did, frames must still flow
-                self._report.log("rig tick failed (the output goes on): %s", exc, exc_info=exc)
+                self._report.log("before-step hook failed (the output goes on): %s", exc, exc_info=exc)
         v, params = self.control.snapshot()
         try:
             if v != self._version:
@@ -227,7 +229,7 @@ class FrameLoop:
         self._batch.append(frame)
         if self.control_feed:  # the pairing rule: the latest control frame when the input frame is taken
             self.control_feed.mark(frame)
-        if len(self._batch) < int(getattr(self.engine.config, "frames", 1)):
+        if len(self._batch) < self.engine.config.frames:
             return
         inputs, self._batch = self._batch, []
         try:
@@ -266,7 +268,7 @@ class FrameLoop:
     def _process(self, frames: list[Frame], params: Params) -> PendingOutputs:
         eng = self.engine
         size = (eng.config.height, eng.config.width)
-        if getattr(eng.config, "mode", "img2img") == "txt2img":
+        if eng.config.mode == "txt2img":
             x = None  # the source only paces the stream and sets the output size
         else:
             x = torch.cat([to_model_input(self._upload.upload(f.pixels), f.layout, size, eng.device, eng.dtype)

@@ -67,13 +67,15 @@ class Stats:
     COUNTERS = ("frames_in", "frames_out", "dropped_in", "dropped_out", "held", "steps", "skipped", "errors",
                 "paused", "bypassed", "substituted", "delay_steps")
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 health: Callable[[], tuple[str, str]] | None = None) -> None:
+        """``health``: (state, reason) words read at each snapshot, e.g. :meth:`Failsafe.status`."""
         self.clock = clock
         self._lock = threading.Lock()
         for name in self.COUNTERS:
             setattr(self, name, 0)
         self.ready = False
-        self.health: Callable[[], tuple[str, str]] = lambda: ("ok", "")
+        self.health: Callable[[], tuple[str, str]] = health or (lambda: ("ok", ""))
         self.engine_s_total = 0.0
         self.first_out: float | None = None
         self.last_out: float | None = None

@@ -24,6 +24,7 @@ from dreamwire.control.schema import SCHEMA, ParamSpec
 from dreamwire.live.state import ControlState
 from dreamwire.live.telemetry import STAT_NAMES
 from dreamwire.osc.commands import RigCommand, command_routes
+from dreamwire.osc.reports import error_message
 from dreamwire.osc.rig import Rig
 from dreamwire.osc.wire import Message, OscInputError, build_message, parse_packet
 
@@ -166,4 +167,4 @@ class OscHandler:
         return out
 
     def error_message(self, address: str, reason: str) -> bytes:
-        return build_message(f"{self.prefix}/error", [address or "(packet)", reason])
+        return error_message(self.prefix, address, reason)

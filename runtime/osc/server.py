@@ -22,6 +22,7 @@ from dreamwire.live.state import ControlState
 from dreamwire.logs import Throttle
 from dreamwire.osc.handler import DEFAULT_PREFIX, OscHandler
 from dreamwire.osc.ratelimit import RateLimit
+from dreamwire.osc.reports import Reports
 from dreamwire.osc.rig import Rig
 from dreamwire.osc.tcp import TCPServer
 from dreamwire.osc.wire import build_bundle
@@ -65,7 +66,7 @@ class OscSettings:
     """The ``[osc]`` table of the config file and the ``--osc-*`` flags."""
 
     host: str = setting("127.0.0.1", "OSC bind address; 0.0.0.0 opts in to the network", text)
-    port: int = setting(DEFAULT_PORT, "OSC UDP (and TCP) port; 0 picks a free one", integer(0, 65535), parse=int)
+    port: int = setting(DEFAULT_PORT, "OSC UDP (and TCP) port; 0 picks a free one", integer(0, 65535))
     prefix: str = setting(DEFAULT_PREFIX, "OSC address prefix", parse_prefix)
     allow: tuple[str, ...] = setting((), "only accept OSC from these sender addresses (empty: anyone who can "
                                      "reach the bind address)", parse_allow, metavar="IP[,IP...]")
@@ -73,23 +74,27 @@ class OscSettings:
         ("127.0.0.1", DEFAULT_TELEMETRY_PORT), "where stats and errors go, HOST:PORT or 'off'", parse_target,
         flag="--telemetry", metavar="HOST:PORT", default_doc=f"127.0.0.1:{DEFAULT_TELEMETRY_PORT}")
     tcp: bool = setting(True, "also listen for OSC 1.1 over TCP (SLIP framing) on the same port", boolean)
-    telemetry_period: float = setting(1.0, "seconds between telemetry pushes", number(0.05, 3600.0), parse=float)
+    telemetry_period: float = setting(1.0, "seconds between telemetry pushes", number(0.05, 3600.0))
     status_rate: float = setting(10.0, "status replies per second per sender address (a burst of as many is "
-                                 "allowed); more requests are refused and reported", number(0.1, 10000.0),
-                                 parse=float)
+                                 "allowed); more requests are refused and reported", number(0.1, 10000.0))
     tcp_max_connections: int = setting(32, "TCP connections at once; a new one beyond this closes the one idle "
-                                       "longest", integer(1, 4096), parse=int)
+                                       "longest", integer(1, 4096))
     tcp_idle_timeout: float = setting(900.0, "seconds a TCP connection may stay silent before it is closed",
-                                      number(1.0, 86400.0), parse=float)
+                                      number(1.0, 86400.0))
 
 
 class OscControl:
     """Owns the UDP (and TCP) servers; turns packets into control changes, status replies and errors."""
 
     def __init__(self, state: ControlState, stats: Callable[[], Mapping[str, float | str]],
-                 settings: OscSettings | None = None, rig: Rig | None = None) -> None:
+                 settings: OscSettings | None = None, rig: Rig | None = None,
+                 reports: Reports | None = None) -> None:
+        """``reports``: the shared error/telemetry channel (run.py builds it first, for the rig and the
+        failsafe too); without one, the control owns its own and closes it."""
         self.state = state
         self.settings = settings or OscSettings()
+        self._own_reports = reports is None
+        self.reports = reports or Reports(self.settings.telemetry, self.settings.prefix)
         self.handler = OscHandler(state, lambda: {**stats(), "osc_errors": float(self.errors)}, self.settings.prefix,
                                   rig)
         self.prefix = self.handler.prefix
@@ -99,7 +104,6 @@ class OscControl:
         self._count_lock = threading.Lock()
         self._log = Throttle(log, burst=10, window=1.0)
         self._replies = RateLimit(self.settings.status_rate, max(1.0, self.settings.status_rate))
-        self._tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._udp: BlockingOSCUDPServer | None = None
         self._tcp: TCPServer | None = None
         self._threads: list[threading.Thread] = []
@@ -140,7 +144,7 @@ class OscControl:
 
     def send_telemetry(self) -> None:
         if self.settings.telemetry is not None:
-            self._tx.sendto(self.telemetry_datagram(), self.settings.telemetry)
+            self.reports.send(self.telemetry_datagram())
 
     def error(self, address: str, reason: str, sender: tuple[str, int]) -> None:
         """Count, log and report one rejected packet or message."""
@@ -151,12 +155,7 @@ class OscControl:
 
     def report(self, address: str, reason: str) -> None:
         """Send ``<prefix>/error address reason`` to the telemetry target (also for the loop's own errors)."""
-        if self.settings.telemetry is None:
-            return
-        try:
-            self._tx.sendto(self.handler.error_message(address, reason), self.settings.telemetry)
-        except OSError as exc:
-            self._log.log("cannot send OSC error to telemetry target %s: %s", self.settings.telemetry, exc)
+        self.reports.error(address, reason)
 
     def allowed(self, sender: tuple[str, int]) -> bool:
         if not self.settings.allow or sender[0] in self.settings.allow:
@@ -207,7 +206,8 @@ class OscControl:
                 server.server_close()
         for t in self._threads:
             t.join(timeout=2.0)
-        self._tx.close()
+        if self._own_reports:
+            self.reports.close()
 
 
 class _UDPHandler(socketserver.BaseRequestHandler):

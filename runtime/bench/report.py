@@ -14,8 +14,14 @@ from typing import Any
 
 import torch
 
-from dreamwire.app import plots
-from dreamwire.app.overhead import PERCENTILES, percentile
+from dreamwire.backends.assemble import default_device, prompt_encoder
+from dreamwire.backends.errors import BackendUnavailable
+from dreamwire.backends.select import make_backend
+from dreamwire.bench import plots
+from dreamwire.bench.timing import PERCENTILES, percentile
+from dreamwire.bench.validate import measure_backend, run_validation
+from dreamwire.engine.api import EngineConfig
+from dreamwire.models.load import load_model
 
 PLOTS = ("fps_by_backend.png", "stream_vs_sequential.png", "rcfg_vs_cfg.png", "similarity_savings.png",
          "latency_histogram.png")
@@ -24,16 +30,7 @@ PLOTS = ("fps_by_backend.png", "stream_vs_sequential.png", "rcfg_vs_cfg.png", "s
 def measure(o: Any) -> dict:
     """The GPU validation (``--gpu``), or the same per-backend figures for ``--model`` on this machine."""
     if o.gpu:
-        from dreamwire.app.validate import run_validation
-
         return run_validation(o)
-    from dreamwire.app.assemble import default_device, prompt_encoder
-    from dreamwire.app.validate import measure_backend
-    from dreamwire.backends.errors import BackendUnavailable
-    from dreamwire.backends.select import make_backend
-    from dreamwire.engine.config import EngineConfig
-    from dreamwire.models.load import load_model
-
     device = torch.device(o.device) if o.device else default_device()
     dtype = torch.float16 if device.type == "cuda" and not o.fp32 else torch.float32
     parts = load_model(o.model, lcm_lora=None, device=device, dtype=dtype)

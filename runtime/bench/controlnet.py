@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 
-from dreamwire.app.bench import _time_steps
-from dreamwire.engine.config import EngineConfig
+from dreamwire.backends.assemble import build_engine, default_device
+from dreamwire.bench.timing import time_steps
+from dreamwire.engine.api import EngineConfig
 from dreamwire.engine.stream import StreamEngine
 from dreamwire.models.controlnet import ControlNetSource
 
@@ -36,8 +37,6 @@ def _counting(engine: StreamEngine) -> list[int]:
 def controlnet_cost(model: str = "tiny", controlnet: str = "tiny", size: int = 256, backend: str = "torch",
                     device: str | None = None, rounds: int = 5, per_round: int = 4) -> dict:
     """Median ms per engine step (default steps) with 0, 1 and 2 copies of ``controlnet``, and their ratios to 0."""
-    from dreamwire.app.assemble import build_engine, default_device
-
     dev = torch.device(device) if device else default_device()
     source = ControlNetSource.parse(controlnet)
     engines = {k: build_engine(model, backend=backend, device=dev, controlnets=(source,) * k,
@@ -51,7 +50,7 @@ def controlnet_cost(model: str = "tiny", controlnet: str = "tiny", size: int = 2
     times: dict[int, list[float]] = {k: [] for k in COUNTS}
     for _ in range(rounds):
         for k, e in engines.items():
-            times[k].append(_time_steps(e, images.to(e.dtype), per_round))
+            times[k].append(time_steps(e, images.to(e.dtype), per_round))
     ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     steps = rounds * per_round
     return {"model": model, "controlnet": controlnet, "size": size, "backend": backend, "device": str(dev),

@@ -11,7 +11,8 @@ import torch
 from dreamwire.backends.errors import BackendUnavailable
 from dreamwire.backends.select import cuda_torch_backend, make_backend
 from dreamwire.control.params import Params
-from dreamwire.engine.config import EngineConfig
+from dreamwire.engine.api import EngineConfig
+from dreamwire.engine.background import Background
 from dreamwire.engine.controlnet import ControlNetSetup
 from dreamwire.engine.prompts import PromptEncoder
 from dreamwire.engine.prompts_sdxl import SDXLPromptEncoder
@@ -46,10 +47,12 @@ def build(
     backend_options: dict | None = None,
     controlnets: tuple[ControlNetSource, ...] = (),
     control_images: tuple[str, ...] = (),
+    background: Background | None = None,
 ) -> tuple[StreamEngine, ModelParts]:
     """The engine, and the loaded parts it runs (what a backend fallback rebuilds from).
 
     ``control_images``: each ControlNet's preprocessor (one name for all, or one per ControlNet).
+    ``background``: the worker live prompt changes are encoded on (``None``: inside ``update``).
     """
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
@@ -61,7 +64,7 @@ def build(
         parts.controlnet_sources = tuple(c.source for c in controlnets)
     be = make_backend(backend, parts, config=config, **(backend_options or {}))
     prompts = prompt_encoder(parts, device, dtype, (config.height, config.width))
-    return StreamEngine(be, prompts, parts.spec, config, params, controlnets=setups), parts
+    return StreamEngine(be, prompts, parts.spec, config, params, background=background, controlnets=setups), parts
 
 
 def prompt_encoder(parts: ModelParts, device: torch.device | str, dtype: torch.dtype,

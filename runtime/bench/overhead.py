@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
-
+from dreamwire.backends.assemble import build_engine
+from dreamwire.bench.timing import PERCENTILES, overhead, percentile
 from dreamwire.bridges.null import NullSink
 from dreamwire.bridges.pattern import PatternSource
-from dreamwire.engine.config import EngineConfig
+from dreamwire.engine.api import EngineConfig
 from dreamwire.live.loop import FrameLoop, LoopOptions
 from dreamwire.live.outputs import Output
 from dreamwire.live.state import ControlState
@@ -28,8 +28,6 @@ def measure_overhead(model: str = "tiny", *, frames: int = 200, warmup: int = 10
     prints the same numbers for any run).
     """
     if engine is None:
-        from dreamwire.app.assemble import build_engine
-
         engine = build_engine(model, backend=backend, device=device, config=EngineConfig(width=width, height=height))
     source = PatternSource(f"{width}x{height}@0")
     sink = NullSink()
@@ -58,16 +56,10 @@ def measure_overhead(model: str = "tiny", *, frames: int = 200, warmup: int = 10
         "frames": float(frames),
         "wall_ms_per_frame": 1000.0 * wall,
         "engine_ms_per_step": 1000.0 * eng,
-        "overhead": (wall - eng) / eng,
+        "overhead": overhead(wall, eng),
         "fps": 1.0 / wall,
         "dropped": float(stats.dropped_in + stats.dropped_out),
         "latency_ms": latencies,
         **{f"latency_{name}_ms": percentile(latencies, q) for name, q in PERCENTILES.items()},
     }
 
-
-PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else 0.0

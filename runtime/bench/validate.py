@@ -18,16 +18,21 @@ from typing import Any
 
 import torch
 
-from dreamwire.app.bench import T_INDEX, compare_engines
-from dreamwire.app.random_models import RandomPrompts, random_parts
 from dreamwire.backends.errors import BackendUnavailable
 from dreamwire.backends.profiles import ResolutionProfile
 from dreamwire.backends.select import make_backend
+from dreamwire.bench.backends import TimedBackend
+from dreamwire.bench.engine import T_INDEX, compare_engines
+from dreamwire.bench.overhead import measure_overhead
+from dreamwire.bench.random_models import RandomPrompts, random_parts
+from dreamwire.bench.timing import sync
 from dreamwire.control.params import Params
-from dreamwire.engine.config import EngineConfig
+from dreamwire.engine.api import EngineConfig
 from dreamwire.engine.stream import StreamEngine
 from dreamwire.engine.warmup import warm_up
+from dreamwire.live.imageops import to_model_input, to_uint8
 from dreamwire.live.timing import StepTimer
+from dreamwire.live.transfer import PinnedRing
 from dreamwire.models.parts import ModelParts
 
 FP16_TOLERANCE = 5e-2  # max |fp16 - fp32| / max |fp32| of the decoded frame, after 3 steps
@@ -44,11 +49,6 @@ def _frames(size: int, count: int, device: torch.device, dtype: torch.dtype) -> 
     g = torch.Generator("cpu").manual_seed(1)
     base = torch.rand(1, 3, size, size, generator=g) * 2 - 1
     return [base.roll(4 * k, dims=-1).to(device, dtype) for k in range(count)]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -115,7 +115,7 @@ def check_timer(engine: StreamEngine, frames: int = 6) -> dict:
         except RuntimeError:
             pass
         readings.append(timer.last)
-    _sync(engine.device)
+    sync(engine.device)
     with timer.step():
         engine.step(images)
     return {"ok": timer.last > 0 and readings[-1] > 0, "last_ms": 1000 * timer.last}
@@ -142,19 +142,16 @@ def fps(engine: StreamEngine, frames: int) -> float:
     images = _frames(engine.config.width, 4, engine.device, engine.dtype)
     for k in range(3):
         engine.step(images[k % 4])
-    _sync(engine.device)
+    sync(engine.device)
     t0 = time.perf_counter()
     for k in range(frames):
         engine.step(images[k % 4])
-    _sync(engine.device)
+    sync(engine.device)
     return frames / (time.perf_counter() - t0)
 
 
 def conversion_ms(device: torch.device, dtype: torch.dtype, size: int, frames: int) -> dict:
     """The loop's per-frame pixel work outside the engine: upload + to_model_input, to_uint8 + download."""
-    from dreamwire.live.imageops import to_model_input, to_uint8
-    from dreamwire.live.transfer import PinnedRing
-
     ring = PinnedRing(device)
     pixels = (torch.rand(size, size, 4) * 255).to(torch.uint8).numpy()
     images = torch.rand(1, 3, size, size, device=device, dtype=dtype) * 2 - 1
@@ -162,7 +159,7 @@ def conversion_ms(device: torch.device, dtype: torch.dtype, size: int, frames: i
     for _ in range(frames):
         t0 = time.perf_counter()
         to_model_input(ring.upload(pixels), "BGRA", (size, size), device, dtype)
-        _sync(device)
+        sync(device)
         t1 = time.perf_counter()
         ring.download(to_uint8(images, "BGRA")[0])
         t["upload_and_convert"] += t1 - t0
@@ -171,9 +168,6 @@ def conversion_ms(device: torch.device, dtype: torch.dtype, size: int, frames: i
 
 
 def measure_backend(o: Any, name: str, backend: Any, parts: ModelParts, prompts: Any = None) -> dict:
-    from dreamwire.app.bench_backends import TimedBackend
-    from dreamwire.app.overhead import measure_overhead
-
     device = backend.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 
 import torch
 
-from dreamwire.engine.config import EngineConfig
+from dreamwire.backends.assemble import build_engine
+from dreamwire.control.params import Params
+from dreamwire.engine.api import EngineConfig
 
 
 class TimedBackend:
@@ -61,9 +63,6 @@ def compare_backends(model: str = "tiny", size: int = 256, frames: int = 40,
     where speedup is each backend's fps over the first backend's. ``options`` maps a backend name
     (or ``name:label`` to compare settings of one backend) to its constructor options.
     """
-    from dreamwire.app.assemble import build_engine
-    from dreamwire.control.params import Params
-
     cfg = EngineConfig(width=size, height=size, guidance=guidance)
     params = Params({"steps": steps, "similarity_filter": False})
     engines, timers = {}, {}
