@@ -67,24 +67,22 @@ def swap_red_blue(pixels: np.ndarray) -> np.ndarray:
     return out.view(np.uint8).reshape(pixels.shape)
 
 
-# A read that copies nothing leaves the buffer as it was. Until a connect's first copy is seen, the buffer is
-# filled with this before each read, so "untouched" is told apart from a frame (a black one included).
-_SENTINEL_BLOCK = np.random.default_rng(0x5907).integers(0, 256, 4096, dtype=np.uint8)
-# Spout keeps at most 4 PBOs (``m_pbo[4]``, SpoutGL.h), so at most 3 copying reads after a connect come back
+# Spout keeps at most 4 PBOs (``m_pbo[4]``, ``SpoutGL.h:325``), so at most 3 copying reads after a connect come back
 # untouched; more than this many, and Spout is not copying at all (a failed GL/DX interop, Spout.cpp:1861-1868).
 MAX_UNTOUCHED = 4
 
 
 def sentinel(shape: tuple[int, ...]) -> np.ndarray:
-    """The fill that a read copying nothing leaves in place (a fixed pseudo-random pattern, no picture has it)."""
-    size = int(np.prod(shape))
-    return np.resize(_SENTINEL_BLOCK, size).reshape(shape)
+    """A connect's first buffer: a read that copies nothing leaves it as it is, so "untouched" is told
+    apart from a frame, a black one included (a fixed pseudo-random pattern: no picture has it)."""
+    block = np.random.default_rng(0x5907).integers(0, 256, 4096, dtype=np.uint8)
+    return np.resize(block, int(np.prod(shape))).reshape(shape)
 
 
 class FrameWatch:
     """Tells new frames from repeated reads of one connected sender, when to read next, and how late reads are.
 
-    ``target`` is the buffer the next ``receiveImage`` fills (call :meth:`prepare` first); after
+    ``target`` is the buffer the next ``receiveImage`` fills; after
     :meth:`check` said a read is new, :attr:`pixels` holds it (the caller copies it out: later reads
     overwrite the buffers) and :attr:`captured` says when Spout copied those pixels from the texture.
 
@@ -104,7 +102,8 @@ class FrameWatch:
 
     def __init__(self, shape: tuple[int, int, int], now: float, *, still_interval: float | None = 0.1,
                  pace: float = 0.75) -> None:
-        self.target = np.zeros(shape, np.uint8)
+        self._sentinel: np.ndarray | None = sentinel(shape)
+        self.target = self._sentinel.copy()
         # The last frame delivered. All zeros counts as seen: a black sender is a frame once it differs,
         # or a still after still_interval.
         self.pixels = np.zeros(shape, np.uint8)
@@ -112,7 +111,6 @@ class FrameWatch:
         self.captured = now
         self.lag: int | None = None  # untouched copying reads after the connect, once one read copied
         self.untouched = 0  # copying reads so far that copied nothing
-        self._sentinel: np.ndarray | None = sentinel(shape)
         self._reads: deque[float] = deque(maxlen=MAX_UNTOUCHED + 1)  # times of the latest copying reads
         self._number = 0
         self._still = still_interval
@@ -130,11 +128,6 @@ class FrameWatch:
     def held_back(self) -> bool:
         """Counting with a PBO lag: the newest counted frame waits in Spout until the sender's next one."""
         return self.counted and bool(self.untouched)
-
-    def prepare(self) -> None:
-        """Before each read: while no copy was seen since the connect, mark the buffer to see if one comes."""
-        if self._sentinel is not None:
-            self.target[...] = self._sentinel
 
     def check(self, receiver: Any, now: float) -> bool:
         """Whether the read just made into :attr:`target` is a frame to deliver."""

@@ -216,8 +216,6 @@ class SpoutSource(_SpoutBridge):
             wait_ms = int(min(max(deadline - now, 0.0), 0.1) * 1000)
             if not receiver.waitFrameSync(self._sync_name, wait_ms):
                 return None
-        if watch is not None:
-            watch.prepare()
         ok = receiver.receiveImage(None if watch is None else watch.target, self._enum(self._read_as),
                                    self._invert, 0)
         if receiver.isUpdated():  # new sender or new size: re-allocate, read on the next poll

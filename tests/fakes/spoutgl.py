@@ -44,7 +44,7 @@ Receiver (``SpoutReceiver``):
 * ``CreateInterop`` failing on connect (:attr:`World.interop_fails`):
   ``ReceiveImage`` returns false but the update flag stays set
   (``Spout.cpp:1861-1868``), so the caller sees ``isUpdated()`` and sizes its
-  buffer; later reads return true (``m_bConnected``, ``:1908-1918``) while
+  buffer; later reads return true (``m_bConnected``, ``:1913``) while
   ``ReadGLDXpixels`` returns early without an interop object and copies
   nothing (``SpoutGL.cpp:1958-1960``, result ignored at ``Spout.cpp:1903``);
   the failure is not retried until a release (``m_bInteropFailed``,
