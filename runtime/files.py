@@ -166,6 +166,10 @@ def _windows_pid_alive(pid: int) -> bool:
     # os.kill(pid, 0) would terminate the process on Windows, so ask kernel32 instead
     # (OpenProcess / GetExitCodeProcess, STILL_ACTIVE = 259; ERROR_INVALID_PARAMETER = 87 for no such PID).
     kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    kernel32.OpenProcess.restype = ctypes.c_void_p  # a HANDLE is pointer-sized
+    kernel32.OpenProcess.argtypes = [ctypes.c_ulong, ctypes.c_int, ctypes.c_ulong]
+    kernel32.GetExitCodeProcess.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_ulong)]
+    kernel32.CloseHandle.argtypes = [ctypes.c_void_p]
     handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
     if not handle:
         return ctypes.get_last_error() != 87  # access denied: it exists
