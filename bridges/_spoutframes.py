@@ -67,21 +67,51 @@ def swap_red_blue(pixels: np.ndarray) -> np.ndarray:
     return out.view(np.uint8).reshape(pixels.shape)
 
 
-class FrameWatch:
-    """Tells new frames from repeated reads of one connected sender, and when to read next.
+# Spout keeps at most 4 PBOs (``m_pbo[4]``, ``SpoutGL.h:325``), so at most 3 copying reads after a connect come back
+# untouched; more than this many, and Spout is not copying at all (a failed GL/DX interop, Spout.cpp:1861-1868).
+MAX_UNTOUCHED = 4
 
-    ``target`` is the buffer the next ``receiveImage`` fills; after :meth:`check`
-    said a read is new, :attr:`pixels` holds it (the caller copies it out: later
-    reads overwrite the buffers).
+
+def sentinel(shape: tuple[int, ...]) -> np.ndarray:
+    """A connect's first buffer: a read that copies nothing leaves it as it is, so "untouched" is told
+    apart from a frame, a black one included (a fixed pseudo-random pattern: no picture has it)."""
+    block = np.random.default_rng(0x5907).integers(0, 256, 4096, dtype=np.uint8)
+    return np.resize(block, int(np.prod(shape))).reshape(shape)
+
+
+class FrameWatch:
+    """Tells new frames from repeated reads of one connected sender, when to read next, and how late reads are.
+
+    ``target`` is the buffer the next ``receiveImage`` fills; after
+    :meth:`check` said a read is new, :attr:`pixels` holds it (the caller copies it out: later reads
+    overwrite the buffers) and :attr:`captured` says when Spout copied those pixels from the texture.
+
+    Lag: with Spout's default PBO readback (``UnloadTexturePixels``, ``m_nBuffers = 2``,
+    ``SpoutGL.cpp:277, 2068-2134``) each copying read maps the PBO the *previous* copying read filled,
+    and the first one after a connect or resize maps a PBO that holds nothing and leaves the buffer
+    untouched (the PBOs are deleted on every release, ``SpoutGL.cpp:1681-1685``, and recreated,
+    ``:2069-2073``; ``glMapBuffer`` of the empty one returns NULL, ``:2126-2135``). A read "copies"
+    when Spout does not skip it as an old frame (``SpoutGL.cpp:1966-1968``): every read when frame
+    counting is off, only reads of a new count when it is on. So the untouched copying reads after
+    a connect are counted (:attr:`lag`: 1 by default, 0 with Buffering off in SpoutSettings, up to 3
+    with more buffers), are never delivered (no black frame), and every later frame is dated by the
+    copying read ``lag`` reads earlier. With counting on, a sender's last frame before it pauses sits in
+    Spout's PBO until it sends another: no call reaches it (every read path checks ``GetNewFrame``
+    first); :attr:`held_back` says when that is the case.
     """
 
     def __init__(self, shape: tuple[int, int, int], now: float, *, still_interval: float | None = 0.1,
                  pace: float = 0.75) -> None:
-        self.target = np.zeros(shape, np.uint8)
-        # The last frame delivered. All zeros counts as seen: a first read that leaves the buffer black
-        # (interop not ready yet, or a black sender) is a frame once it differs, or a still after still_interval.
+        self._sentinel: np.ndarray | None = sentinel(shape)
+        self.target = self._sentinel.copy()
+        # The last frame delivered. All zeros counts as seen: a black sender is a frame once it differs,
+        # or a still after still_interval.
         self.pixels = np.zeros(shape, np.uint8)
         self.counted = False  # the sender's frame counter decides (else: comparing pixels)
+        self.captured = now
+        self.lag: int | None = None  # untouched copying reads after the connect, once one read copied
+        self.untouched = 0  # copying reads so far that copied nothing
+        self._reads: deque[float] = deque(maxlen=MAX_UNTOUCHED + 1)  # times of the latest copying reads
         self._number = 0
         self._still = still_interval
         self._pace = pace
@@ -89,13 +119,34 @@ class FrameWatch:
         self._changed: float | None = None
         self._intervals: deque[float] = deque(maxlen=8)
 
+    @property
+    def stuck(self) -> bool:
+        """More untouched copying reads than any PBO depth explains: Spout copies no pixels at all."""
+        return self.lag is None and self.untouched > MAX_UNTOUCHED
+
+    @property
+    def held_back(self) -> bool:
+        """Counting with a PBO lag: the newest counted frame waits in Spout until the sender's next one."""
+        return self.counted and bool(self.untouched)
+
     def check(self, receiver: Any, now: float) -> bool:
         """Whether the read just made into :attr:`target` is a frame to deliver."""
         number = int(receiver.getSenderFrame()) if receiver.isFrameCountEnabled() else 0
         counted, self.counted = self.counted, number > 0
+        copied = not self.counted or (bool(receiver.isFrameNew()) and number != self._number)
+        self._number = number if self.counted else 0
+        if copied:
+            self._reads.append(now)
+        if self._sentinel is not None:
+            if not copied:
+                return False  # an old counted frame: Spout skipped the read, the mark is still there
+            if same_pixels(self.target, self._sentinel):
+                self.untouched += 1
+                return False
+            self.lag, self._sentinel = self.untouched, None
+            self._reads = deque(list(self._reads)[-(self.lag + 1):], maxlen=self.lag + 1)
         if self.counted:  # an old frame left the buffer untouched: it still holds the last new one
-            new = bool(receiver.isFrameNew()) and number != self._number
-            self._number = number
+            new = copied
             if new:
                 self.pixels = self.target
         else:
@@ -111,6 +162,8 @@ class FrameWatch:
                 new = self._still is not None and now - self._delivered >= self._still
         if new:
             self._delivered = now
+            if copied:  # the pixels are what the texture held at the copying read `lag` reads ago
+                self.captured = self._reads[0]
         return new
 
     def next_read(self) -> float:

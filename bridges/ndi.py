@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from fractions import Fraction
 from typing import Any
@@ -208,6 +209,26 @@ class NDISource(OpenClose):
         return f"{name or 'source'} at {url}" if url else repr(name)
 
 
+# NTSC rates are N*1000/1001 (29.97 = 30000/1001); a float given as 29.97 is within this of that, while
+# a plain integer rate is 0.1 % away, so the two never mix up.
+_NTSC_TOLERANCE = 2e-4
+
+
+def frame_rate(fps: float) -> tuple[int, int]:
+    """NDI's ``(frame_rate_N, frame_rate_D)`` for ``fps``: 29.97 -> 30000/1001, 59.94 -> 60000/1001, 30 -> 30/1.
+
+    Receivers (and NDI's own clocking) expect the exact NTSC fractions; the nearest small fraction to
+    the float 29.97 is 2997/100, which drifts from a 30000/1001 source by 3 frames an hour.
+    """
+    if not (fps > 0 and math.isfinite(fps)):
+        raise BridgeError(f"NDI frame rate must be a positive number, not {fps!r}")
+    whole = round(fps * 1001 / 1000)
+    if whole >= 1 and abs(fps - whole * 1000 / 1001) <= _NTSC_TOLERANCE * fps:
+        return whole * 1000, 1001
+    rate = Fraction(fps).limit_denominator(1001)
+    return rate.numerator, rate.denominator
+
+
 class NDISink(OpenClose):
     """Publishes frames as an NDI source named ``rest`` (default ``dreamwire``)."""
 
@@ -219,8 +240,7 @@ class NDISink(OpenClose):
         self._lib = _ndilib.load()
         self._groups = groups
         self._clock_video = clock_video
-        rate = Fraction(fps).limit_denominator(1001)
-        self._rate = (rate.numerator, rate.denominator)
+        self._rate = frame_rate(fps)
         self._send: Any = None
         self._video: Any = None
         self._keep: np.ndarray | None = None

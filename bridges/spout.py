@@ -27,6 +27,17 @@ tag v0.1.1, ``src/PySpoutGL.cpp`` and its vendored Spout 2.007 in ``vendor/Spout
   (``getSenderFormat()``, ``:211``): BGRA for B8G8R8A8 senders (Spout's
   default), RGBA otherwise; the loop converts on the device. ``"RGBA"`` or
   ``"BGRA"`` get that layout, swapped on the CPU when the sender differs.
+  Spout reads ``GL_RGBA`` instead of ``GL_BGRA_EXT`` when the driver does not
+  list ``GL_EXT_bgra`` (``Spout.cpp:1847-1853``) and nothing bound says so, so
+  the extension is checked as Spout does (:mod:`dreamwire.bridges._glext`)
+  and such frames are read and labelled RGBA.
+* Readback lag: Spout's PBO readback returns the texture as of the previous
+  copying read and nothing on the first one after a connect or resize
+  (:class:`~dreamwire.bridges._spoutframes.FrameWatch` has the sources): those
+  reads are not delivered, frames are dated by the read that copied them, and
+  reads that never copy anything (a failed ``CreateInterop`` leaves the update
+  flag set and every later read "succeeds" untouched, ``Spout.cpp:1861-1868``)
+  are reported once with ``isGLDXReady()`` and what to do, instead of black.
 * OpenGL: a context is made current lazily on the first ``read``/``write`` (so
   on the loop's thread) and shared by the bridges on that thread
   (:mod:`dreamwire.bridges._glcontext`): SpoutGL's ``createOpenGL()`` by
@@ -45,11 +56,13 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable, Collection
 from types import ModuleType
 from typing import Any
 
 from dreamwire.bridges._common import Every, OpenClose, check_layout, host_pixels
 from dreamwire.bridges._glcontext import GlfwWindow, Release, share_context, spout_context
+from dreamwire.bridges._glext import gl_extensions
 from dreamwire.bridges._spoutframes import FrameWatch, sender_layout, swap_red_blue
 from dreamwire.bridges.base import BridgeError, Frame
 from dreamwire.logs import StateLog
@@ -137,7 +150,8 @@ class SpoutSource(_SpoutBridge):
 
     def __init__(self, rest: str = "", *, layout: str = "auto", invert: bool = False, gl: str = "spout",
                  spoutgl: ModuleType | None = None, retry_interval: float = 0.25,
-                 poll_interval: float = 0.004, still_interval: float | None = 0.1) -> None:
+                 poll_interval: float = 0.004, still_interval: float | None = 0.1,
+                 extensions: Callable[[], Collection[str] | None] = gl_extensions) -> None:
         super().__init__(spoutgl, gl)
         self.sender = rest.strip()
         if len(self.sender) > MAX_NAME:
@@ -155,6 +169,9 @@ class SpoutSource(_SpoutBridge):
         self._read_as = "RGBA"  # the sender's byte order, which receiveImage is asked for
         self._sync_name = self.sender
         self._frame_id = 0
+        self._extensions = extensions
+        self._bgra: bool | None = None  # whether Spout reads GL_BGRA_EXT as asked (asked once, on the first connect)
+        self._told: set[str] = set()  # the one-time notes already logged
 
     @property
     def _label(self) -> str:
@@ -182,7 +199,7 @@ class SpoutSource(_SpoutBridge):
             left = deadline - now
             if frame is not None or left <= 0:
                 return frame
-            if self._watch is None:
+            if self._watch is None or self._watch.stuck:
                 pause = self._retry.interval
             else:
                 pause = max(self._poll_interval, self._watch.next_read() - now)
@@ -214,21 +231,58 @@ class SpoutSource(_SpoutBridge):
                 self._status.enter("waiting", f"Spout: waiting for {self._label}")
             return None
         now = time.monotonic()
-        if watch is None or not watch.check(receiver, now):
+        if watch is None:
+            return None
+        new = watch.check(receiver, now)
+        if not new:
+            self._explain(receiver, watch)
             return None
         pixels = watch.pixels.copy() if self.layout in ("auto", self._read_as) else swap_red_blue(watch.pixels)
         self._frame_id += 1
         return Frame(pixels=pixels, layout=self._read_as if self.layout == "auto" else self.layout,
-                     frame_id=self._frame_id, capture_time=now, timecode=None, sender=self._sync_name or None)
+                     frame_id=self._frame_id, capture_time=watch.captured, timecode=None,
+                     sender=self._sync_name or None)
+
+    def _explain(self, receiver: Any, watch: FrameWatch) -> None:
+        """Say once why reads bring nothing, when Spout is the reason."""
+        if watch.stuck and not (self._status.state or "").startswith("no pixels"):
+            ready = bool(receiver.isGLDXReady())
+            cause = ("the OpenGL/DirectX interop could not open the sender's texture (most likely Spout's "
+                     "CreateInterop failed); usually the sender and Python run on different GPUs"
+                     if ready else "this machine has no working OpenGL/DirectX interop")
+            self._status.enter(
+                f"no pixels: {self._status.state}",
+                f"Spout: connected to {self._label} but Spout copies no pixels (isGLDXReady()={ready}): {cause}. "
+                "Give python.exe and the sender the same GPU (Windows Settings > Display > Graphics), or turn on "
+                "CPU sharing in SpoutSettings; then restart the sender. Spout's own report: "
+                "%APPDATA%\\Spout\\python_diagnostics.log", logging.ERROR)
+        elif watch.held_back and "held" not in self._told:
+            self._told.add("held")
+            log.warning("Spout: frame counting and PBO buffering are both on, so each frame of %s arrives with "
+                        "the sender's next one and a paused sender's last frame stays in Spout's buffer; turn "
+                        "Buffering off in SpoutSettings (or frame counting) to get every frame at once",
+                        self._label)
 
     def _connected(self, receiver: Any) -> None:
         width, height = int(receiver.getSenderWidth()), int(receiver.getSenderHeight())
         self._read_as = sender_layout(receiver.getSenderFormat())
+        if self._read_as == "BGRA" and not self._reads_bgra():
+            self._read_as = "RGBA"  # what Spout would read anyway, now labelled as such
         self._sync_name = self.sender or str(receiver.getActiveSender() or "")
         self._watch = (FrameWatch((height, width, 4), time.monotonic(), still_interval=self._still)
                        if width and height else None)
         self._status.enter(f"connected {width}x{height}",
                            f"Spout: receiving {self._label} at {width}x{height} ({self._read_as})")
+
+    def _reads_bgra(self) -> bool:
+        """Whether Spout honours GL_BGRA_EXT here: it swaps in GL_RGBA without GL_EXT_bgra (Spout.cpp:1847-1853)."""
+        if self._bgra is None:
+            names = self._extensions()
+            self._bgra = names is None or "GL_EXT_bgra" in names  # None: not Windows, nothing to ask
+            if not self._bgra:
+                log.info("Spout: this OpenGL driver does not list GL_EXT_bgra, so Spout reads RGBA; "
+                         "frames from %s arrive as RGBA", self._label)
+        return self._bgra
 
 
 class SpoutSink(_SpoutBridge):

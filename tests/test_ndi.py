@@ -354,3 +354,24 @@ def test_a_fresh_probe_wins_over_what_the_lasting_finder_still_lists(monkeypatch
     with ndi.NDISource("TD") as source:
         assert len(source._finder.ips) == len(loopback_fanout(3))
     assert connects == ["127.0.0.2:5977"]
+
+
+@pytest.mark.parametrize(("fps", "rate"), [
+    (29.97, (30000, 1001)), (59.94, (60000, 1001)), (23.976, (24000, 1001)), (23.98, (24000, 1001)),
+    (119.88, (120000, 1001)), (30000 / 1001, (30000, 1001)),
+    (30, (30, 1)), (60.0, (60, 1)), (24, (24, 1)), (25, (25, 1)), (12.5, (25, 2)), (1, (1, 1)), (0.5, (1, 2)),
+])
+def test_sink_frame_rate_uses_the_exact_ntsc_fractions(monkeypatch, fps, rate):
+    from dreamwire.bridges import ndi
+
+    assert ndi.frame_rate(fps) == rate
+    monkeypatch.setattr(ndi._ndilib, "load", lambda: types.SimpleNamespace())  # no runtime needed here
+    assert ndi.NDISink("x", fps=fps)._rate == rate, "the rate a sink sends when its frames carry none"
+
+
+@pytest.mark.parametrize("fps", [0, -30, float("nan"), float("inf")])
+def test_sink_frame_rate_refuses_nonsense(fps):
+    from dreamwire.bridges import ndi
+
+    with pytest.raises(BridgeError, match="frame rate"):
+        ndi.frame_rate(fps)

@@ -29,6 +29,7 @@ from tests.fakes.spoutgl import (
     FakeClock,
     frame_number,
     make_spoutgl,
+    stamp,
 )
 
 
@@ -133,6 +134,94 @@ def test_a_still_picture_is_repeated_every_still_interval_not_every_poll(clock):
     np.testing.assert_array_equal(as_rgba(once[0]), fake.world.senders["still"].rgba)
 
 
+# --- Spout's PBO readback: one read late, nothing on the first read after a connect ------------------------
+
+
+def produced(sender, number: int, fps: float = 30.0) -> float:
+    """When a clocked fake sender made frame ``number`` (frames are 1, 2, ... from ``started``)."""
+    return sender.started + (number - 1) / fps
+
+
+@pytest.mark.parametrize("world", [{}, {"frame_count": True}, {"frame_count": True, "buffering": False},
+                                   {"pbo_buffers": 3}, {"frame_count": True, "pbo_buffers": 4}])
+def test_no_black_frame_at_connect_or_resize_and_frames_dated_by_the_read_that_copied_them(clock, world):
+    fake = make_spoutgl(clock, **world)
+    sender = fake.world.start("TD", fps=30)
+    with SpoutSource("TD", spoutgl=fake) as source:
+        before = frames_over(source, clock, 1.0)
+        sender.rgba = stamp(sender.frame, 12, 20)  # the sender resizes
+        after = frames_over(source, clock, 1.0)
+        sender.fps, last = None, sender.frame  # and pauses: its last frame must still arrive
+        paused = frames_over(source, clock, 0.5)
+    frames = before + after + paused
+    assert not [f.frame_id for f in frames if not f.pixels.any()], "a black frame was delivered"
+    assert after and all(f.size == (12, 20) for f in after + paused)
+    for i, frame in enumerate(frames):
+        number = frame_number(as_rgba(frame))
+        made = produced(sender, number)
+        assert made <= frame.capture_time, f"frame {number} dated before it was made"
+        assert i >= len(before + after) or frame.capture_time < produced(sender, number + 1), \
+            f"frame {number} dated {frame.capture_time - made:.4f} s after it was made: later than the next frame"
+    numbers = [frame_number(as_rgba(f)) for f in frames]
+    assert numbers == sorted(numbers) and len(before) >= 25
+    if not (world.get("frame_count") and world.get("buffering", True)):
+        assert last in numbers, "the last frame before the pause never arrived"
+
+
+def test_counting_with_buffering_says_why_a_paused_senders_frame_waits_and_without_it_reads_at_once(clock, caplog):
+    caplog.set_level(logging.INFO, logger="dreamwire.bridges.spout")
+    held = make_spoutgl(clock, frame_count=True)
+    held.world.publish("still", picture(4, 4))  # one frame, then nothing: TouchDesigner paused
+    with SpoutSource("still", spoutgl=held, still_interval=None) as source:
+        got = frames_over(source, clock, 1.0)
+    warnings = [r.message for r in caplog.records if r.levelno == logging.WARNING]
+    assert got == [], "Spout never maps the PBO holding the only frame; no black frame instead of it"
+    assert len(warnings) == 1 and "Buffering off in SpoutSettings" in warnings[0]
+
+    direct = make_spoutgl(clock, frame_count=True, buffering=False)
+    direct.world.publish("still", picture(4, 4, seed=3))
+    with SpoutSource("still", spoutgl=direct, still_interval=None) as source:
+        got = frames_over(source, clock, 1.0)
+    assert len(got) == 1
+    np.testing.assert_array_equal(as_rgba(got[0]), direct.world.senders["still"].rgba)
+
+
+# --- Spout reads that copy nothing, and BGRA that is not ---------------------------------------------------
+
+
+@pytest.mark.parametrize("gldx_ready", [True, False])
+def test_a_failed_interop_is_reported_once_instead_of_delivering_black(clock, caplog, gldx_ready):
+    caplog.set_level(logging.INFO, logger="dreamwire.bridges.spout")
+    fake = make_spoutgl(clock, interop_fails=True, gldx_ready=gldx_ready)
+    fake.world.publish("TD", picture(8, 8))
+    with SpoutSource("TD", spoutgl=fake) as source:
+        nothing = frames_over(source, clock, 2.0)
+        errors = [r.message for r in caplog.records if r.levelno == logging.ERROR]
+        fake.world.interop_fails = False  # the user fixed the GPU setting and restarted the sender
+        fake.world.close("TD")
+        fake.world.publish("TD", picture(8, 8, seed=4))
+        back = frames_over(source, clock, 1.0)
+    assert nothing == [], f"{len(nothing)} frames of nothing delivered"
+    assert len(errors) == 1 and f"isGLDXReady()={gldx_ready}" in errors[0]
+    assert "same GPU" in errors[0] and "python_diagnostics.log" in errors[0]
+    assert back, "frames come once the interop works"
+    np.testing.assert_array_equal(as_rgba(back[0]), fake.world.senders["TD"].rgba)
+
+
+@pytest.mark.parametrize("layout", ["auto", "RGBA", "BGRA"])
+def test_without_gl_ext_bgra_frames_are_labelled_as_spout_really_reads_them(layout, caplog):
+    caplog.set_level(logging.INFO, logger="dreamwire.bridges.spout")
+    fake = make_spoutgl(gl_extensions=frozenset({"GL_ARB_pixel_buffer_object"}))
+    rgba = picture(6, 10, seed=8)
+    fake.world.publish("TD", rgba)  # a B8G8R8A8 sender, Spout's default
+    with SpoutSource("TD", layout=layout, spoutgl=fake, extensions=lambda: fake.world.gl_extensions) as source:
+        frame = source.read(1.0)
+        gl_format = source._receiver.calls[-1][2]
+    np.testing.assert_array_equal(as_rgba(frame), rgba, err_msg="red and blue swapped")
+    assert frame.layout == ("RGBA" if layout == "auto" else layout) and gl_format == GL_RGBA
+    assert sum("GL_EXT_bgra" in r.message for r in caplog.records) == 1
+
+
 # --- byte order --------------------------------------------------------------------------------------------
 
 
@@ -170,6 +259,10 @@ def test_fake_has_spoutgl_defaults():
         receiver.receiveImage(np.zeros((2, 2, 4), np.uint8), GL_RGBA, False, 0)
     buffer = np.zeros((2, 3, 4), np.uint8)
     assert receiver.receiveImage(buffer, GL_RGBA, False, 0)
+    assert not buffer.any(), "the first read after a connect maps an empty PBO: buffer untouched"
+    assert receiver.receiveImage(buffer, GL_RGBA, False, 0)
+    np.testing.assert_array_equal(buffer, fake.world.senders["TD"].rgba)
+    assert (fake.world.buffering, fake.world.pbo_buffers, receiver.isGLDXReady()) == (True, 2, True)
     assert (receiver.isFrameCountEnabled(), receiver.isFrameNew(), receiver.getSenderFrame()) == (False, True, 0)
     assert receiver.getSenderFormat() == 87 and receiver.getSenderName() == 3  # the 0.1.1 binding bug
     assert receiver.waitFrameSync("TD", 1000) is True, "no sync event: returns at once"
@@ -183,6 +276,8 @@ def test_fake_has_spoutgl_defaults():
     receiver.setReceiverName("TD")
     receiver.receiveImage(None, GL_RGBA, False, 0)
     receiver.isUpdated()
+    assert receiver.receiveImage(buffer, GL_RGBA, False, 0) and receiver.isFrameNew()
+    counting.world.publish("TD", picture(2, 3, seed=1))
     assert receiver.receiveImage(buffer, GL_RGBA, False, 0) and receiver.isFrameNew()
     buffer[...] = 7
     assert receiver.receiveImage(buffer, GL_RGBA, False, 0) and not receiver.isFrameNew()

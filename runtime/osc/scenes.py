@@ -20,7 +20,7 @@ from dreamwire.control.commands import SCENE_MAX, SCENE_MIN
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.params import Params
 from dreamwire.control.schema import SCHEMA, SPECS
-from dreamwire.files import atomic_write
+from dreamwire.files import atomic_write, remove_stale_temps
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -131,6 +131,7 @@ class SceneStore:
         p = Path(path).expanduser()
         if p.is_dir():
             raise SceneFileError(f"{p}: is a folder; --scenes takes a file name, e.g. {p / 'scenes.toml'}")
+        remove_stale_temps(p)  # a save killed mid-write leaves .NAME.PID.TID.tmp (issue 18.32)
         if not p.exists():
             return cls(p)
         try:

@@ -27,6 +27,35 @@ Receiver (``SpoutReceiver``):
   true with the update flag set for a new sender, size or format
   (``:1861-1872``, ``:2497-2549``), false for no pixels (``:1876-1878``).
   Releasing sleeps 67 ms (``:798-799``) and zeroes the size (``:805-807``).
+* Readback (``ReadGLDXpixels`` -> ``UnloadTexturePixels``, ``SpoutGL.cpp:1954-2028``,
+  ``:2039-2145``): with Spout's defaults (registry ``Buffering`` absent, so
+  ``m_bPBOavailable`` stays true, ``:270``, ``:289-290``; ``Buffers`` absent,
+  so ``m_nBuffers = 2``, ``:277``, ``:293-295``; :attr:`World.buffering`,
+  :attr:`World.pbo_buffers`) each copying read packs the texture into PBO
+  ``i`` and maps PBO ``i+1``, the one the read ``m_nBuffers - 1`` reads earlier
+  filled (``:2076-2077``, ``:2095-2134``). The PBOs are deleted on every
+  release (``CleanupGL``, ``:1681-1685``, called by ``ReleaseReceiver``,
+  ``Spout.cpp:785-788``, which runs for every new sender or size,
+  ``:2497-2500``) and made again by the next read (``SpoutGL.cpp:2069-2073``),
+  whose map of a PBO that holds nothing returns NULL: the buffer is left as
+  it was (``:2126-2135``). A read Spout skips as an old frame
+  (``:1966-1968``) packs nothing, so with counting on the PBOs only move on
+  new frames. ``Buffering`` 0 reads synchronously (``ReadTextureData``).
+* ``CreateInterop`` failing on connect (:attr:`World.interop_fails`):
+  ``ReceiveImage`` returns false but the update flag stays set
+  (``Spout.cpp:1861-1868``), so the caller sees ``isUpdated()`` and sizes its
+  buffer; later reads return true (``m_bConnected``, ``:1913``) while
+  ``ReadGLDXpixels`` returns early without an interop object and copies
+  nothing (``SpoutGL.cpp:1958-1960``, result ignored at ``Spout.cpp:1903``);
+  the failure is not retried until a release (``m_bInteropFailed``,
+  ``SpoutGL.cpp:1235-1238``). ``isGLDXReady()`` is ``m_bUseGLDX``, the
+  machine-wide interop test (``:479-482``, bound at ``PySpoutGL.cpp:82``;
+  :attr:`World.gldx_ready`; the CPU-share path Spout takes when it is false
+  is not modelled).
+* Without ``GL_EXT_bgra`` in the driver's list (:attr:`World.gl_extensions`,
+  tested in ``SpoutGLextensions.cpp:695-705``) a ``GL_BGRA_EXT`` read packs
+  ``GL_RGBA`` (``GL_BGR_EXT``: ``GL_RGB``) into the same buffer
+  (``Spout.cpp:1847-1853``); nothing bound reports it.
 * ``isUpdated()`` returns the flag and clears it (``:974-979``);
   ``getSenderFormat()`` is the DXGI format, 87 (B8G8R8A8) until connected
   (``SpoutGL.cpp:245-246``), DX9 21/22 reported as 87 (``Spout.cpp:2484-2490``);
@@ -149,6 +178,11 @@ class World:
     frame_count: bool = False  # the registry value Framecount == 1
     readback_cost: float = 0.0005  # seconds one texture copy takes (Spout: 1.6 ms at 1920x1080 RGBA)
     driver_swaps_bgra: bool = False
+    buffering: bool = True  # registry Buffering absent: PBO readback (SpoutGL.cpp:270, 289-290)
+    pbo_buffers: int = 2  # registry Buffers absent: m_nBuffers = 2 (SpoutGL.cpp:277, 293-295)
+    gl_extensions: frozenset[str] = frozenset({"GL_EXT_bgra"})  # what the OpenGL driver lists
+    interop_fails: bool = False  # CreateInterop fails for this receiver's senders (e.g. another GPU)
+    gldx_ready: bool = True  # isGLDXReady(): the GL/DX interop test passed at OpenSpout
     senders: dict[str, SharedSender] = field(default_factory=dict)
     active: str | None = None
     readbacks: int = 0
@@ -285,6 +319,9 @@ class SpoutReceiver(_Common):
         self._frame_new = True  # m_bIsNewFrame: "default true for apps without frame count"
         self._frame_count = 0  # m_FrameCount, what getSenderFrame() returns
         self._last_count = 0
+        self._interop = False  # m_hInteropObject made by CreateInterop
+        self._pbos: list[np.ndarray | None] | None = None  # m_pbo: None until the first packing read
+        self._pbo_index = 0  # PboIndex
         self.calls: list[tuple] = []
 
     def __enter__(self) -> SpoutReceiver:
@@ -317,10 +354,13 @@ class SpoutReceiver(_Common):
             self._initialized, self._incarnation, self._format = True, sender.incarnation, sender.dxgi_format
             self._width, self._height = sender.size
             self._updated = True
-            return True
+            self._interop = not self._world.interop_fails
+            return self._interop  # false when CreateInterop failed, with the update flag still set
         if view is None:
             return False
-        if self._new_frame(sender):
+        if "GL_EXT_bgra" not in self._world.gl_extensions:
+            glFormat = {GL_BGRA_EXT: GL_RGBA, GL_BGR_EXT: GL_RGB}.get(glFormat, glFormat)
+        if self._interop and self._new_frame(sender):
             self._copy(sender, view, glFormat, invert)
         return True
 
@@ -346,7 +386,18 @@ class SpoutReceiver(_Common):
             order = _UNSWIZZLED.get(gl_format, gl_format)
         rgba = sender.rgba[::-1] if invert else sender.rgba
         out = np.frombuffer(view.cast("B"), np.uint8, self._width * self._height * get_bytes_per_pixel(gl_format))
-        out[:] = rgba[..., _ORDER[order]].reshape(-1)
+        packed = rgba[..., _ORDER[order]].reshape(-1).copy()
+        if not self._world.buffering:
+            out[:] = packed  # ReadTextureData: glReadPixels straight into the buffer
+            return
+        count = self._world.pbo_buffers
+        if self._pbos is None:
+            self._pbos, self._pbo_index = [None] * count, 0
+        self._pbo_index = (self._pbo_index + 1) % count
+        self._pbos[self._pbo_index] = packed
+        mapped = self._pbos[(self._pbo_index + 1) % count]
+        if mapped is not None:  # glMapBuffer of a PBO that was never packed returns NULL: buffer untouched
+            out[:] = mapped
 
     def waitFrameSync(self, senderName: str, timeout: int = 0) -> bool:
         sender = self._world.current(senderName)
@@ -362,6 +413,9 @@ class SpoutReceiver(_Common):
                 return False
         sender.signalled = sender.frame  # auto-reset: this wait consumed the signal
         return True
+
+    def isGLDXReady(self) -> bool:
+        return self._world.gldx_ready
 
     def isUpdated(self) -> bool:
         updated, self._updated = self._updated, False
@@ -399,6 +453,7 @@ class SpoutReceiver(_Common):
         self._incarnation = 0
         self._width = self._height = 0
         self._frame_count = self._last_count = 0
+        self._interop, self._pbos = False, None  # CleanupInterop, CleanupGL (Spout.cpp:785-788)
 
 
 def make_spoutgl(clock: FakeClock | None = None, **world: object) -> types.ModuleType:
