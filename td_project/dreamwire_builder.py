@@ -3,14 +3,19 @@
 Build (or update) the ``dreamwire`` Base COMP in TouchDesigner: video out and back, a control page, telemetry.
 
 Paste this file into a Text DAT and pick *Run Script* (right-click the DAT), or
-from the Textport run ``op('/project1/text1').run()``. The COMP appears next to
-the DAT, in its parent network (``/project1`` when run from the Textport). Run
-it again at any time: the COMP is updated in place, the values you dialled in
-are kept, and nothing is duplicated. To pick NDI instead of Spout, or other
-names and ports, call ``build()`` from the Textport, for example::
+from the Textport run ``op('/project1/text1').run()``: that builds with the
+defaults (Spout, port 7766). The COMP appears next to the DAT, in its parent
+network. Run it again at any time: the COMP is updated in place, the values you
+dialled in are kept, and nothing is duplicated. To pick NDI instead of Spout, or
+other names and ports, call ``build()`` from the Textport, for example::
 
     mod = op('/project1/text1').module
     mod.build(op('/project1'), transport='ndi', receive_name='STUDIO-PC (dreamwire)')
+
+Building happens only then: on *Run Script* / ``run()`` (which give the script a
+local ``args`` tuple) or on your own ``build(...)`` call. Reading ``.module`` (or
+importing this file anywhere else) builds nothing, so the recipe above builds
+once, with your options, and never first with the defaults.
 
 Everything here is TouchDesigner's documented Python API (``COMP.create``,
 ``appendCustomPage``, ``Page.append*``, Par attributes, ``Connector.connect``,
@@ -367,14 +372,17 @@ def _default_parent() -> Any:
     return network if network is not None else td.op("/project1")
 
 
-def _run_as_script() -> bool:
-    """True when TouchDesigner runs this DAT (``td.me`` is the DAT holding this code), not when another
-    script imports it as a module to call :func:`build` itself."""
-    here = getattr(td, "me", None)
-    return __name__ == "__main__" or MARKER in str(getattr(here, "text", ""))
+def _ran_by_run_script(namespace_args: Any) -> bool:
+    """True under *Run Script* (``DAT.run()``), which gives the script "a local tuple named args" (DAT Class,
+    ``run``). Compiling the DAT as a module (``op('text1').module``, the Textport recipe) defines no ``args``,
+    whatever ``me`` is then, so calling :func:`build` yourself builds exactly once, with your options."""
+    return isinstance(namespace_args, tuple)
 
 
-MARKER = "dreamwire network builder: " + "run me"
+try:
+    _ARGS = args  # type: ignore[name-defined]  # defined by DAT.run() only
+except NameError:
+    _ARGS = None
 
-if _run_as_script():
+if _ran_by_run_script(_ARGS):
     build()

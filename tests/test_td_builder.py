@@ -190,13 +190,26 @@ def test_a_rerun_updates_in_place_and_keeps_the_values(td, builder):
     assert comp.op("info").numRows == 5
 
 
-def test_pasted_into_a_text_dat_and_run_it_builds_next_to_the_dat(td, builder):
-    assert td.op("/project1/dreamwire") is None  # importing the builder builds nothing
+def _pasted(td):
     dat = td.op("/project1").create(td.textDAT, "text1")
     dat.text = BUILDER.read_text(encoding="utf-8")
-    td.me = dat  # what TouchDesigner sets while it runs a DAT's script
-    _ = dat.module
+    td.me = dat  # what TouchDesigner sets while it runs a DAT's script, and may set while it compiles one
+    return dat
+
+
+def test_pasted_into_a_text_dat_run_script_builds_next_to_the_dat(td, builder):
+    assert td.op("/project1/dreamwire") is None  # importing the builder builds nothing
+    _pasted(td).run()
     assert td.op("/project1/dreamwire").op("to_dreamwire").OPType == "syphonspoutoutTOP"
+
+
+def test_the_textport_recipe_builds_once_with_its_own_options(td, builder):
+    """``op('text1').module.build(...)``: compiling the module builds nothing, even with ``me`` the DAT."""
+    mod = _pasted(td).module
+    assert td.op("/project1/dreamwire") is None
+    comp = mod.build(td.op("/project1"), transport="ndi", receive_name="STUDIO (dreamwire)", port=9000)
+    assert ("syphonspoutoutTOP", "") not in td.world.used  # no Spout build with the defaults first
+    assert comp.op("to_dreamwire").OPType == "ndioutTOP" and comp.op("oscout").par.port.eval() == 9000
 
 
 # --- the OSC the callbacks send ----------------------------------------------------------------------------
