@@ -43,6 +43,11 @@ TRANSPORTS = ("spout", "ndi")
 SEND_NAMES = {"spout": "TDSyphonSpoutOut", "ndi": "TD out"}
 """What TouchDesigner publishes: dreamwire reads it with ``--source spout:NAME`` / ``--source "ndi:NAME"``."""
 SEED_MAX = 2**31 - 1
+SCENE_MIN, SCENE_MAX = 0, 999
+"""dreamwire's scene numbers. TouchDesigner's Python has no dreamwire to import, so they are written here and
+tests/test_td_builder.py keeps them equal to ``dreamwire.control.commands`` (as the other ranges)."""
+MORPH_SECONDS_MAX = 3600.0
+"""The longest recall morph dreamwire takes, in seconds (``commands.MAX_SECONDS``, checked the same way)."""
 HOLD_SECONDS = 2.0
 """After a change on the page, status replies leave that parameter alone this long: a reply to a request
 sent before the change arrived (or while a quantized change waits for its beat) would undo it on screen."""
@@ -89,10 +94,10 @@ CONTROLS: tuple[Control, ...] = (
     Control("Similarityfilter", "Similarity filter", "Toggle", "similarity_filter", "b", False),
     Control("Pause", "Pause", "Toggle", "pause", "b", False),
     Control("Bypass", "Bypass", "Toggle", "bypass", "b", False),
-    Control("Scene", "Scene number", "Int", None, "i", 1, 0, None, (0, 16)),
+    Control("Scene", "Scene number", "Int", None, "i", 1, SCENE_MIN, SCENE_MAX, (0, 16)),
     Control("Recall", "Recall scene", "Pulse", None, ""),
     Control("Save", "Save scene", "Pulse", None, ""),
-    Control("Morphtime", "Morph time (s)", "Float", None, "f", 0.0, 0.0, None, (0.0, 10.0)),
+    Control("Morphtime", "Morph time (s)", "Float", None, "f", 0.0, 0.0, MORPH_SECONDS_MAX, (0.0, 10.0)),
 )
 
 MESSAGES = {c.par: (c.address, c.tag) for c in CONTROLS if c.address}

@@ -18,6 +18,7 @@ from types import ModuleType
 
 import pytest
 
+from dreamwire.control.commands import MAX_SECONDS, SCENE_MAX, SCENE_MIN
 from dreamwire.control.kinds import Bool, Float, Int, Text
 from dreamwire.control.schema import SPECS
 from dreamwire.live.osc_handler import OscHandler
@@ -155,6 +156,22 @@ def test_the_control_page_has_the_schemas_ranges_and_defaults(td, builder):
             assert (par.min, par.max, par.clampMin, par.clampMax) == (spec.kind.minimum, spec.kind.maximum,
                                                                       True, True), c.par
     assert comp.par.Scene.clampMin and comp.par.Morphtime.clampMin and comp.par.Morphtime.eval() == 0.0
+    scene, morph = comp.par.Scene, comp.par.Morphtime
+    assert (scene.min, scene.max, scene.clampMax) == (SCENE_MIN, SCENE_MAX, True)
+    assert (morph.min, morph.max, morph.clampMax) == (0.0, MAX_SECONDS, True)
+
+
+def test_scene_numbers_and_morph_times_beyond_dreamwires_range_are_never_sent(td, builder):
+    comp = builder.build(td.op("/project1"))
+    comp.par.Scene = 5000
+    comp.par.Morphtime = 99999.0
+    comp.par.Recall.pulse()
+    comp.par.Save.pulse()
+    handler = _handler()
+    handler.rig.scenes.save(SCENE_MAX, ControlState().params.as_dict())
+    sent = [d for d in comp.op("oscout").sent if parse_packet(d)[0].address.startswith("/dreamwire/scene/")]
+    assert [parse_packet(d)[0].args for d in sent] == [[SCENE_MAX, MAX_SECONDS], [SCENE_MAX]]
+    assert [handler.handle(d).errors for d in sent] == [[], []]
 
 
 def test_ndi_transport_and_switching_back_replaces_only_the_video_operators(td, builder):
