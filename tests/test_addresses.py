@@ -68,3 +68,19 @@ def test_every_address_in_the_assets_is_in_the_osc_docs():
 @pytest.mark.parametrize("address", ["/dreamwire/strenght", "/dreamwire/scene/load", "/dreamwire/stats/nope"])
 def test_a_misspelt_address_would_be_caught(address):
     assert not _known(address, _documented())
+
+
+def test_every_live_parameter_reaches_unity_and_unreal():
+    """Lists included (blends, t_index_list, the ControlNet lists): each schema parameter has a Unity field
+    (through a DreamwireAddress constant) and an Unreal setter that spells out its address."""
+    from dreamwire.control.schema import SCHEMA
+
+    osc = (ROOT / "examples" / "unity" / "DreamwireOsc.cs").read_text(encoding="utf-8")
+    control = (ROOT / "examples" / "unity" / "DreamwireControl.cs").read_text(encoding="utf-8")
+    unreal = (ROOT / "examples" / "unreal" / "DreamwireComponent.cpp").read_text(encoding="utf-8")
+    constants = dict(re.findall(r'public const string (\w+) = "(/dreamwire/[a-z_]+)";', osc))
+    used = {constants[name] for name in re.findall(r"DreamwireAddress\.(\w+)", control) if name in constants}
+    for spec in SCHEMA:
+        address = f"/dreamwire/{spec.name}"
+        assert address in used, f"Unity has no field for {spec.name}"
+        assert f'TEXT("{address}")' in unreal, f"Unreal has no setter for {spec.name}"

@@ -14,7 +14,7 @@ import pytest
 
 from dreamwire import files
 from dreamwire.files import TargetHeldError, atomic_write, remove_stale_temps, temp_name
-from dreamwire.live.scenes import SceneStore
+from dreamwire.osc.scenes import SceneStore
 
 
 class HeldTarget:

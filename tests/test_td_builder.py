@@ -10,6 +10,7 @@ to a running server), so the TouchDesigner side cannot drift from the schema.
 from __future__ import annotations
 
 import importlib.util
+import select
 import socket
 import sys
 from pathlib import Path
@@ -17,12 +18,13 @@ from types import ModuleType
 
 import pytest
 
+from dreamwire.control.commands import MAX_SECONDS, SCENE_MAX, SCENE_MIN
 from dreamwire.control.kinds import Bool, Float, Int, Text
 from dreamwire.control.schema import SPECS
 from dreamwire.live.state import ControlState
 from dreamwire.osc.handler import OscHandler
 from dreamwire.osc.server import OscControl, OscSettings
-from dreamwire.osc.wire import Message, parse_packet
+from dreamwire.osc.wire import Message, build_bundle, build_message, parse_packet
 from tests.conftest import wait_until
 from tests.fakes.td import README, make_td, operator_parameters
 
@@ -116,7 +118,8 @@ def test_builds_the_spout_network(td, builder):
     assert _names(comp) == {
         "in1": "inTOP", "to_dreamwire": "syphonspoutoutTOP", "from_dreamwire": "syphonspoutinTOP",
         "out1": "outTOP", "oscout": "oscoutDAT", "controls": "parameterexecuteDAT", "info": "tableDAT",
-        "telemetry_callbacks": "textDAT", "telemetry": "oscinDAT"}
+        "telemetry_callbacks": "textDAT", "telemetry": "oscinDAT", "state": "tableDAT",
+        "status_callbacks": "textDAT"}
     assert _wired(comp.op("in1"), comp.op("to_dreamwire"))
     assert _wired(comp.op("from_dreamwire"), comp.op("out1"))
     assert comp.op("to_dreamwire").par.sendername.eval() == "TDSyphonSpoutOut"
@@ -124,6 +127,7 @@ def test_builds_the_spout_network(td, builder):
     assert comp.op("from_dreamwire").par.sendername.eval() == "dreamwire"
     out = comp.op("oscout")
     assert (out.par.address.eval(), out.par.port.eval(), out.par.active.eval()) == ("127.0.0.1", 7766, True)
+    assert out.par.splitbundle.eval() is True and out.op(out.par.callbacks.eval()) is comp.op("status_callbacks")
     osc_in = comp.op("telemetry")
     assert osc_in.par.port.eval() == 7767 and osc_in.par.splitbundle.eval() is True
     assert osc_in.op(osc_in.par.callbacks.eval()) is comp.op("telemetry_callbacks")
@@ -152,6 +156,22 @@ def test_the_control_page_has_the_schemas_ranges_and_defaults(td, builder):
             assert (par.min, par.max, par.clampMin, par.clampMax) == (spec.kind.minimum, spec.kind.maximum,
                                                                       True, True), c.par
     assert comp.par.Scene.clampMin and comp.par.Morphtime.clampMin and comp.par.Morphtime.eval() == 0.0
+    scene, morph = comp.par.Scene, comp.par.Morphtime
+    assert (scene.min, scene.max, scene.clampMax) == (SCENE_MIN, SCENE_MAX, True)
+    assert (morph.min, morph.max, morph.clampMax) == (0.0, MAX_SECONDS, True)
+
+
+def test_scene_numbers_and_morph_times_beyond_dreamwires_range_are_never_sent(td, builder):
+    comp = builder.build(td.op("/project1"))
+    comp.par.Scene = 5000
+    comp.par.Morphtime = 99999.0
+    comp.par.Recall.pulse()
+    comp.par.Save.pulse()
+    handler = _handler()
+    handler.rig.scenes.save(SCENE_MAX, ControlState().params.as_dict())
+    sent = [d for d in comp.op("oscout").sent if parse_packet(d)[0].address.startswith("/dreamwire/scene/")]
+    assert [parse_packet(d)[0].args for d in sent] == [[SCENE_MAX, MAX_SECONDS], [SCENE_MAX]]
+    assert [handler.handle(d).errors for d in sent] == [[], []]
 
 
 def test_ndi_transport_and_switching_back_replaces_only_the_video_operators(td, builder):
@@ -187,13 +207,26 @@ def test_a_rerun_updates_in_place_and_keeps_the_values(td, builder):
     assert comp.op("info").numRows == 5
 
 
-def test_pasted_into_a_text_dat_and_run_it_builds_next_to_the_dat(td, builder):
-    assert td.op("/project1/dreamwire") is None  # importing the builder builds nothing
+def _pasted(td):
     dat = td.op("/project1").create(td.textDAT, "text1")
     dat.text = BUILDER.read_text(encoding="utf-8")
-    td.me = dat  # what TouchDesigner sets while it runs a DAT's script
-    _ = dat.module
+    td.me = dat  # what TouchDesigner sets while it runs a DAT's script, and may set while it compiles one
+    return dat
+
+
+def test_pasted_into_a_text_dat_run_script_builds_next_to_the_dat(td, builder):
+    assert td.op("/project1/dreamwire") is None  # importing the builder builds nothing
+    _pasted(td).run()
     assert td.op("/project1/dreamwire").op("to_dreamwire").OPType == "syphonspoutoutTOP"
+
+
+def test_the_textport_recipe_builds_once_with_its_own_options(td, builder):
+    """``op('text1').module.build(...)``: compiling the module builds nothing, even with ``me`` the DAT."""
+    mod = _pasted(td).module
+    assert td.op("/project1/dreamwire") is None
+    comp = mod.build(td.op("/project1"), transport="ndi", receive_name="STUDIO (dreamwire)", port=9000)
+    assert ("syphonspoutoutTOP", "") not in td.world.used  # no Spout build with the defaults first
+    assert comp.op("to_dreamwire").OPType == "ndioutTOP" and comp.op("oscout").par.port.eval() == 9000
 
 
 # --- the OSC the callbacks send ----------------------------------------------------------------------------
@@ -252,7 +285,7 @@ def test_scene_pulses_follow_the_contract(td, builder):
     comp.par.Recall.pulse()
     comp.par.Morphtime = 2.5
     comp.par.Recall.pulse()
-    got = [(m.address, m.tags, m.args) for m in _sent(comp)]
+    got = [(m.address, m.tags, m.args) for m in _sent(comp) if m.address != "/dreamwire/status"]
     assert got == [("/dreamwire/scene/save", "i", [3]), ("/dreamwire/scene/recall", "i", [3]),
                    ("/dreamwire/scene/recall", "if", [3, 2.5])]
     for address, tags, _ in got:
@@ -293,3 +326,118 @@ def test_telemetry_fills_the_info_panel(td, builder):
     assert info == {"fps": "30.0", "latency_ms": "41.2", "engine_ms": "12.5",
                     "health": "degraded: engine step stalled",
                     "last_error": "/dreamwire/strength: strength: 5 is outside 0 .. 1"}
+
+
+# --- status replies back onto the page ---------------------------------------------------------------------
+
+
+class Wire:
+    """Real UDP between the stand-in and a running OscControl: the OSC Out DAT's socket (where status replies
+    come back) and the telemetry port, each datagram handed to its DAT as TouchDesigner would."""
+
+    def __init__(self, comp) -> None:
+        self.comp = comp
+        self.out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.out.bind(("127.0.0.1", 0))
+        self.telemetry = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.telemetry.bind(("127.0.0.1", 0))
+        self.forwarded = 0
+
+    @property
+    def telemetry_target(self) -> tuple[str, int]:
+        return self.telemetry.getsockname()
+
+    def pump(self, quiet: float = 0.3) -> None:
+        """Send what the page sent, deliver what came back, until nothing moves for ``quiet`` seconds."""
+        oscout = self.comp.op("oscout")
+        target = (oscout.par.address.eval(), oscout.par.port.eval())
+        while True:
+            for dgram in oscout.sent[self.forwarded:]:
+                self.out.sendto(dgram, target)
+            self.forwarded = len(oscout.sent)
+            ready, _, _ = select.select([self.out, self.telemetry], [], [], quiet)
+            if not ready:
+                return
+            for sock in ready:
+                dat = oscout if sock is self.out else self.comp.op("telemetry")
+                dat.receive(sock.recv(65535))
+
+    def close(self) -> None:
+        self.out.close()
+        self.telemetry.close()
+
+
+def _addresses(dgrams) -> list[str]:
+    return [m.address for d in dgrams for m in parse_packet(d)]
+
+
+def test_a_scene_recall_elsewhere_shows_on_the_page_and_nothing_echoes_back(td, builder):
+    osc = OscControl(ControlState(), lambda: {"fps": 30.0}, OscSettings(port=0, telemetry=None, tcp=False)).start()
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a cue player, another desk
+    comp = builder.build(td.op("/project1"), port=osc.port)
+    wire = Wire(comp)
+    osc.settings.telemetry = wire.telemetry_target
+    try:
+        other.sendto(build_bundle([build_message("/dreamwire/strength", [0.33]),
+                                   build_message("/dreamwire/prompt", ["a harbour at dusk"]),
+                                   build_message("/dreamwire/steps", [3]),
+                                   build_message("/dreamwire/pause", [1])]), ("127.0.0.1", osc.port))
+        other.sendto(build_message("/dreamwire/scene/save", [1]), ("127.0.0.1", osc.port))
+        wait_until(lambda: osc.handler.rig.scenes.get(1) is not None, 5)
+        comp.par.Strength = 0.85
+        comp.par.Prompt = "a forest"
+        wire.pump()
+        assert (osc.state.params.strength, osc.state.params.prompt) == (pytest.approx(0.85), "a forest")
+        other.sendto(build_message("/dreamwire/scene/recall", [1]), ("127.0.0.1", osc.port))
+        wait_until(lambda: osc.state.params.prompt == "a harbour at dusk", 5)
+        td.absTime.advance(builder.HOLD_SECONDS + 1)
+        assert comp.par.Strength.eval() == 0.85  # nothing has told the page yet
+        mark = len(comp.op("oscout").sent)
+        osc.send_telemetry()  # the once-a-second push
+        wire.pump()
+        shown = (comp.par.Strength.eval(), comp.par.Prompt.eval(), comp.par.Steps.eval(), comp.par.Pause.eval())
+        assert shown == (pytest.approx(0.33), "a harbour at dusk", 3, True)
+        assert _addresses(comp.op("oscout").sent[mark:]) == ["/dreamwire/status"]  # no value went back
+        comp.par.Strength = 0.85  # typing the old value now is a change again, and it goes out
+        wire.pump()
+        assert osc.state.params.strength == pytest.approx(0.85) and osc.errors == 0
+    finally:
+        wire.close()
+        other.close()
+        osc.close()
+
+
+def test_a_recall_from_the_page_asks_for_the_scenes_values(td, builder):
+    comp = builder.build(td.op("/project1"))
+    comp.par.Scene = 2
+    comp.par.Recall.pulse()
+    assert _addresses(comp.op("oscout").sent) == ["/dreamwire/scene/recall", "/dreamwire/status"]
+
+
+def _reply(**values) -> bytes:
+    state = ControlState()
+    state.apply(values)
+    return OscControl(state, dict, OscSettings(port=0, telemetry=None)).status_datagrams()[0]
+
+
+def test_a_reply_older_than_the_pages_own_change_does_not_undo_it(td, builder):
+    comp = builder.build(td.op("/project1"))
+    oscout = comp.op("oscout")
+    comp.par.Strength = 0.6
+    sent = len(oscout.sent)
+    oscout.receive(_reply(strength=0.33, seed=77))  # asked for before 0.6 arrived
+    assert comp.par.Strength.eval() == 0.6 and comp.par.Seed.eval() == 77  # the untouched seed follows
+    td.absTime.advance(builder.HOLD_SECONDS + 0.1)
+    oscout.receive(_reply(strength=0.33, seed=77))
+    assert comp.par.Strength.eval() == pytest.approx(0.33) and len(oscout.sent) == sent
+
+
+def test_every_replied_value_sets_its_control_without_a_message(td, builder):
+    comp = builder.build(td.op("/project1"))
+    values = {"prompt": "neon koi", "negative_prompt": "text", "strength": 0.25, "steps": 4, "guidance_scale": 3.5,
+              "delta": 0.5, "seed": 2**31 - 1, "similarity_filter": True, "pause": True, "bypass": True}
+    assert set(values) == set(builder.FEEDBACK)
+    comp.op("oscout").receive(_reply(**values))
+    for name, (par, _) in builder.FEEDBACK.items():
+        assert comp.par[par].eval() == pytest.approx(values[name]), name
+    assert comp.op("oscout").sent == []

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from dreamwire.control.schema import SPECS
 from dreamwire.live.state import ControlState
 from dreamwire.osc.handler import OscHandler
 from dreamwire.osc.wire import build_bundle, build_message, parse_packet
@@ -61,7 +62,7 @@ def test_the_control_sends_only_changes_one_bundle_a_frame_and_shows_telemetry(t
                 tx.sendto(push, ("127.0.0.1", telemetry))
                 tx.sendto(error, ("127.0.0.1", telemetry))
                 time.sleep(0.05)
-        while len(packets) < 8:
+        while len(packets) < 10:
             try:
                 packets.append(osc.recv(65535))
             except TimeoutError:
@@ -77,16 +78,20 @@ def test_the_control_sends_only_changes_one_bundle_a_frame_and_shows_telemetry(t
     assert first.startswith(b"#bundle\0")
     sent = dict(_messages(first))
     names = ["prompt", "negative_prompt", "strength", "steps", "guidance_scale", "delta", "seed", "similarity_filter",
-             "similarity_threshold", "similarity_max_skip", "pause", "bypass", "quantize"]
+             "similarity_threshold", "similarity_max_skip", "pause", "bypass", "quantize", "prompt_blend", "seed_blend",
+             "t_index_list", "controlnet_scale", "controlnet_enabled", "controlnet_start", "controlnet_end"]
     assert list(sent) == [f"/dreamwire/{n}" for n in names]
+    assert set(names) == set(SPECS)  # every live parameter has a field
     # the inspector's defaults are the runtime's own, so enabling the component changes nothing
     defaults = ControlState().params
     for n in names:
-        want = getattr(defaults, n)
-        assert sent[f"/dreamwire/{n}"] == [round(want, 4) if isinstance(want, float) else want], n
+        want = SPECS[n].kind.to_osc(getattr(defaults, n))  # lists: empty, sent as a message with no arguments
+        assert sent[f"/dreamwire/{n}"] == [round(a, 4) if isinstance(a, float) else a for a in want], n
     assert [_messages(p) for p in rest] == [
         [("/dreamwire/strength", [0.7])],  # frame 2 sent nothing, frame 3 only what changed
         [("/dreamwire/guidance_scale", [2.0]), ("/dreamwire/seed", [99]), ("/dreamwire/quantize", ["bar"])],
+        [("/dreamwire/prompt_blend", ["city", 0.7, "forest", 0.3]), ("/dreamwire/controlnet_scale", [0.5])],
+        [("/dreamwire/prompt_blend", ["city", 0.7, "forest", 0.5])],  # an in-place edit is a change too
         [("/dreamwire/scene/save", [3])],
         [("/dreamwire/scene/recall", [3, 2.0])],
         [("/dreamwire/morph", ["prompt", "a forest at dawn", 4.0, "ease"])],  # and no direct prompt after it

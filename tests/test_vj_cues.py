@@ -40,7 +40,8 @@ scene = 1
 
 
 def test_example_cue_file_is_accepted_message_for_message():
-    _, cues = vj_cues.read_cues(EXAMPLES / "cues.toml")
+    settings, cues, problems = vj_cues.read_cues(EXAMPLES / "cues.toml")
+    assert problems == [] and vj_cues.check_cues(settings, cues, vj_cues.dreamwire_schema()) == []
     h = OscHandler(ControlState(), lambda: {})
     assert len(cues) >= 4
     for cue in cues:
@@ -54,25 +55,156 @@ def test_cue_times_in_bars_beats_and_seconds(tmp_path):
     p = tmp_path / "c.toml"
     p.write_text('bpm = 60\n[[cue]]\nbar = 2\nstrength = 0.5\n[[cue]]\nseconds = 1.5\nseed = 1\n'
                  '[[cue]]\nbeat = 1\nprompt = "x"\n')
-    _, cues = vj_cues.read_cues(p)
+    _, cues, _ = vj_cues.read_cues(p)
     assert [(c.index, c.due(60)) for c in cues] == [(3, 1.0), (2, 1.5), (1, 4.0)]
     p.write_text("[[cue]]\nbar = 1\nbeat = 2\nseed = 1\n")
-    with pytest.raises(ValueError, match="exactly one"):
-        vj_cues.read_cues(p)
+    _, cues, problems = vj_cues.read_cues(p)
+    assert cues == [] and [(x.cue, "exactly one" in x.text) for x in problems] == [(1, True)]
 
+
+BROKEN = """
+bpm = 240
+bmp = 120
+[[cue]]
+name = "typo"
+beat = 0
+prompt = "cue one"
+strenght = 0.3
+[[cue]]
+beat = 4
+strength = 2.0
+[[cue]]
+beat = 8
+scene = 5
+[[cue]]
+beat = 12
+morph = { name = "strength", target = 0.5, time = 4, curve = "wobble" }
+[[cue]]
+beat = 16
+save = 5
+[[cue]]
+beat = 20
+scene = 5
+"""
+
+
+def test_check_reports_every_problem_of_a_broken_list_with_its_cue_and_sends_nothing(tmp_path, capsys):
+    cues = tmp_path / "broken.toml"
+    cues.write_text(BROKEN)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as runtime:  # stands where dreamwire would listen
+        runtime.bind(("127.0.0.1", 0))
+        runtime.settimeout(0.3)
+        port = str(runtime.getsockname()[1])
+        assert vj_cues.main([str(cues), "--check"]) == 2
+        checked = capsys.readouterr().err
+        assert vj_cues.main([str(cues), "--port", port, "--listen", "off"]) == 2  # playing checks first too
+        played = capsys.readouterr()
+        with pytest.raises(TimeoutError):
+            runtime.recv(65535)
+    assert played.out == "" and played.err == checked
+    lines = checked.splitlines()
+    assert lines[-1] == f"vj_cues: 4 error(s) in {cues}; nothing sent"
+    by_cue = [line.removeprefix(f"{cues}: ") for line in lines[:-1]]
+    assert by_cue[0].startswith("settings: error: unknown setting 'bmp' (did you mean 'bpm'?)")
+    assert by_cue[1].startswith("cue 1: error: unknown parameter 'strenght' (did you mean 'strength'?)")
+    assert by_cue[2] == "cue 2: error: strength: 2 is outside 0 .. 1"
+    assert by_cue[3].startswith("cue 3: warning: scene 5 is not saved by an earlier cue")
+    assert by_cue[4].startswith("cue 4: error: morph: curve must be one of linear") and "'wobble'" in by_cue[4]
+    assert len(by_cue) == 5  # cue 6 recalls scene 5 after cue 5 saved it: fine
+
+
+@pytest.mark.parametrize("cue", [
+    'strength = 0.5', 'strength = 1.5', 'cfg = 2.0', 'guidance = 30.0', 'seed = 3.5', 'steps = 9',
+    'quantize = "bar"', 'quantize = "half"', 'pause = true', 'bypass = 2',
+    'prompt_blend = [["city", 0.7], ["forest", 0.3]]', 'prompt_blend = ["city", 0.7, "forest"]',
+    'prompt_blend = []', 'seed_blend = [[1, 0.5], [2, 0.5]]', 't_index_list = [10, 20]', 't_index_list = [20, 10]',
+    'controlnet_scale = [0.5, 1.0]', 'controlnet_scale = [6.0]', 'controlnet_enabled = [true, false]',
+    'set = { delta = 0.5, similarity_max_skip = 2000 }', 'save = 1000', 'save = 3', 'scene = 1',
+    'morph = { name = "prompt", target = "x", time = 2 }', 'morph = { name = "pause", target = 1, time = 2 }',
+    'morph = { name = "seed", target = 4, time = 2, unit = "bars" }', 'scene = 1\nscene_time = -1',
+])
+def test_check_accepts_exactly_what_the_runtime_accepts(tmp_path, cue):
+    """The check and the runtime's OSC handler read each cue's bundle the same way (lists and aliases too)."""
+    path = tmp_path / "c.toml"
+    path.write_text(f"[[cue]]\nbeat = 0\n{cue}\n")
+    settings, cues, problems = vj_cues.read_cues(path)
+    assert problems == []
+    found = [p for p in vj_cues.check_cues(settings, cues, vj_cues.dreamwire_schema()) if p.fatal]
+    h = OscHandler(ControlState(), lambda: {})
+    h.rig.scenes.save(1, ControlState().params.as_dict())  # a scene the runtime has, so recalls can pass
+    runtime = h.handle(vj_cues.bundle("/dreamwire", cues[0].messages).dgram).errors
+    assert bool(found) == bool(runtime), (found, runtime)
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+PLAYED = """
+bpm = 240
+[[cue]]
+beat = 0
+prompt = "cue one"
+[[cue]]
+name = "ghost"
+beat = 4
+scene = 5                 # not saved anywhere: the runtime says so
+[[cue]]
+beat = 6
+save = 2
+[[cue]]
+beat = 8
+scene = 2
+[[cue]]
+name = "last"
+beat = 9
+scene = 7                 # the last cue fails too: heard after the end
+"""
+
+
+@pytest.mark.slow
+def test_player_prints_each_runtime_error_next_to_its_cue_and_exits_1(tmp_path):
+    port, errors_port = _free_port(), _free_udp_port()
+    proc = _start(tmp_path, "--model", "tiny", "--source", "pattern:64x64@30", "--sink", "null", "--width", "64",
+                  "--height", "64", "--osc-port", str(port), "--telemetry", f"127.0.0.1:{errors_port}")
+    client = Client(port)
+    cues = tmp_path / "cues.toml"
+    cues.write_text(PLAYED)
+    try:
+        client.status(timeout=120)
+        player = subprocess.run([sys.executable, str(EXAMPLES / "vj_cues.py"), str(cues), "--port", str(port),
+                                 "--listen", str(errors_port)], capture_output=True, text=True, timeout=60)
+        st = client.status(10)
+    finally:
+        client.close()
+        if proc.poll() is None:
+            _stop(proc, tmp_path)
+    out = player.stdout.splitlines()
+    assert player.returncode == 1, (player.stdout, player.stderr)
+    assert out.index("cue 2 ghost: error: /dreamwire/scene/recall: scene/recall: scene 5 is not saved (saved: none)") \
+        == out.index(next(line for line in out if line.startswith("cue 2 ghost at"))) + 1
+    assert "cue 5 last: error: /dreamwire/scene/recall: scene/recall: scene 7 is not saved (saved: 2)" in out
+    assert [line.split()[1] for line in out if " at " in line and line.startswith("cue ")] == ["1", "2", "3", "4", "5"]
+    assert not any(line.startswith(("cue 1", "cue 3", "cue 4")) and "error" in line for line in out), out
+    assert player.stderr.splitlines()[-1] == "vj_cues: 2 of 5 cues failed: 2, 5"
+    assert st["/dreamwire/state/scenes"] == [2] and st["/dreamwire/state/prompt"] == ["cue one"]
 
 @pytest.mark.slow
 def test_cue_player_lands_each_cue_in_order_on_a_real_run(tmp_path):
     port = _free_port()
+    errors_port = _free_udp_port()
     proc = _start(tmp_path, "--model", "tiny", "--source", "pattern:64x64@30", "--sink", "null", "--width", "64",
-                  "--height", "64", "--osc-port", str(port), "--telemetry", "off")
+                  "--height", "64", "--osc-port", str(port), "--telemetry", f"127.0.0.1:{errors_port}")
     client = Client(port)
     cues = tmp_path / "cues.toml"
     cues.write_text(CUES)
     player = None
     try:
         client.status(timeout=120)
-        player = subprocess.Popen([sys.executable, str(EXAMPLES / "vj_cues.py"), str(cues), "--port", str(port)],
+        player = subprocess.Popen([sys.executable, str(EXAMPLES / "vj_cues.py"), str(cues), "--port", str(port),
+                                   "--listen", str(errors_port)],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         seen = []
         deadline = time.monotonic() + 30

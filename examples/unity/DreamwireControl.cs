@@ -1,8 +1,10 @@
 // DreamwireControl.cs: drive a running `dreamwire run` from the Unity inspector.
 //
 // Add it to any GameObject. Every live parameter is an inspector field (names, ranges and defaults as in
-// docs/osc.md); each frame the fields are compared with what was last sent and only the changed ones
-// go out, all of one frame's changes as one OSC bundle so they land on the same engine step. Scripts,
+// docs/osc.md), the list ones (prompt and seed blends, t_index_list, the per-ControlNet lists) as arrays;
+// each frame the fields are compared with what was last sent (arrays element by element) and only the
+// changed ones go out, all of one frame's changes as one OSC bundle so they land on the same engine step.
+// An empty array sends a message with no arguments: the list is cleared (dreamwire's default). Scripts,
 // Timeline and Animator can set the same public fields. Telemetry (fps, latency, engine time, health,
 // the last error) is read on a background thread from the telemetry port and shown in the inspector
 // and, optionally, in an on-screen overlay.
@@ -18,6 +20,24 @@ using Dreamwire;
 public class DreamwireControl : MonoBehaviour
 {
     public enum Quantize { Off, Beat, Bar }
+
+    /// <summary>One entry of prompt_blend: a prompt and its weight (0, or 1e-06 .. 1e+06).</summary>
+    [Serializable]
+    public struct PromptWeight
+    {
+        public string prompt;
+        [Min(0f)] public float weight;
+        public PromptWeight(string prompt, float weight) { this.prompt = prompt; this.weight = weight; }
+    }
+
+    /// <summary>One entry of seed_blend: a seed and its weight.</summary>
+    [Serializable]
+    public struct SeedWeight
+    {
+        [Min(0)] public int seed;
+        [Min(0f)] public float weight;
+        public SeedWeight(int seed, float weight) { this.seed = seed; this.weight = weight; }
+    }
 
     [Header("Connection (dreamwire run --osc-port / --telemetry / --osc-prefix)")]
     public string host = "127.0.0.1";
@@ -52,6 +72,22 @@ public class DreamwireControl : MonoBehaviour
     [Tooltip("Hold changes until the next beat or bar of dreamwire's tempo.")]
     public Quantize quantize = Quantize.Off;
 
+    [Header("Blends (up to 16 entries; empty = use prompt / seed)")]
+    [Tooltip("Prompts mixed by their normalised weights; overrides prompt while not empty.")]
+    public PromptWeight[] promptBlend = new PromptWeight[0];
+    [Tooltip("Seeds' noise mixed by their weights; overrides seed while not empty.")]
+    public SeedWeight[] seedBlend = new SeedWeight[0];
+    [Tooltip("Explicit ascending LCM step indices (0 .. 49, up to 8); overrides strength/steps while not empty.")]
+    [Range(0, 49)] public int[] tIndexList = new int[0];
+
+    [Header("ControlNet (one value per --controlnet, in order, up to 4; empty = the defaults)")]
+    [Range(0f, 5f)] public float[] controlnetScale = new float[0];
+    public bool[] controlnetEnabled = new bool[0];
+    [Tooltip("Fraction of the steps before which each ControlNet is inactive.")]
+    [Range(0f, 1f)] public float[] controlnetStart = new float[0];
+    [Tooltip("Fraction of the steps after which each ControlNet is inactive (at 1 step: below 1 is off).")]
+    [Range(0f, 1f)] public float[] controlnetEnd = new float[0];
+
     [Header("Scenes (context menu: Save Scene / Recall Scene)")]
     [Range(0, 999)] public int scene = 0;
     [Tooltip("Seconds a recall morphs over; 0 = at once.")]
@@ -83,12 +119,17 @@ public class DreamwireControl : MonoBehaviour
             DreamwireAddress.SimilarityFilter, DreamwireAddress.SimilarityThreshold,
             DreamwireAddress.SimilarityMaxSkip, DreamwireAddress.Pause,
             DreamwireAddress.Bypass, DreamwireAddress.Quantize,
+            DreamwireAddress.PromptBlend, DreamwireAddress.SeedBlend, DreamwireAddress.TIndexList,
+            DreamwireAddress.ControlnetScale, DreamwireAddress.ControlnetEnabled, DreamwireAddress.ControlnetStart,
+            DreamwireAddress.ControlnetEnd,
         };
         fields = new Func<object>[] {
             () => prompt, () => negativePrompt, () => strength, () => steps, () => guidanceScale, () => delta,
             () => seed, () => similarityFilter, () => similarityThreshold, () => similarityMaxSkip, () => pause,
             () => bypass,
             () => quantize.ToString().ToLowerInvariant(),
+            () => Flat(promptBlend), () => Flat(seedBlend), () => Flat(tIndexList), () => Flat(controlnetScale),
+            () => Flat(controlnetEnabled), () => Flat(controlnetStart), () => Flat(controlnetEnd),
         };
         sent = new object[fields.Length];
         if (!sendAllOnEnable)
@@ -132,8 +173,9 @@ public class DreamwireControl : MonoBehaviour
         for (int i = 0; i < fields.Length; i++)
         {
             object now = fields[i]();
-            if (Equals(now, sent[i])) continue;
-            changed.Add(sender.Message(addresses[i], now));
+            if (Same(now, sent[i])) continue;
+            var list = now as object[];
+            changed.Add(list != null ? sender.Message(addresses[i], list) : sender.Message(addresses[i], now));
             sent[i] = now;
         }
         if (changed.Count == 1) Send(changed[0]);
@@ -150,6 +192,40 @@ public class DreamwireControl : MonoBehaviour
             newError = false;
             failure = "";
         }
+    }
+
+    // A list field as the flat OSC arguments docs/osc.md gives (prompt, weight, prompt, weight ...). A copy:
+    // the inspector edits arrays in place, so the last sent value must not be the same array.
+    static object[] Flat(PromptWeight[] blend)
+    {
+        var args = new object[blend == null ? 0 : 2 * blend.Length];
+        for (int i = 0; i < args.Length / 2; i++) { args[2 * i] = blend[i].prompt ?? ""; args[2 * i + 1] = blend[i].weight; }
+        return args;
+    }
+
+    static object[] Flat(SeedWeight[] blend)
+    {
+        var args = new object[blend == null ? 0 : 2 * blend.Length];
+        for (int i = 0; i < args.Length / 2; i++) { args[2 * i] = blend[i].seed; args[2 * i + 1] = blend[i].weight; }
+        return args;
+    }
+
+    static object[] Flat<T>(T[] values)
+    {
+        var args = new object[values == null ? 0 : values.Length];
+        for (int i = 0; i < args.Length; i++) args[i] = values[i];
+        return args;
+    }
+
+    static bool Same(object a, object b)
+    {
+        var x = a as object[];
+        var y = b as object[];
+        if (x == null || y == null) return Equals(a, b);
+        if (x.Length != y.Length) return false;
+        for (int i = 0; i < x.Length; i++)
+            if (!Equals(x[i], y[i])) return false;
+        return true;
     }
 
     void Send(byte[] packet)

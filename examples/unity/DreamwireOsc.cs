@@ -36,6 +36,13 @@ namespace Dreamwire
         public const string Pause = "/dreamwire/pause";
         public const string Bypass = "/dreamwire/bypass";
         public const string Quantize = "/dreamwire/quantize";
+        public const string PromptBlend = "/dreamwire/prompt_blend";
+        public const string SeedBlend = "/dreamwire/seed_blend";
+        public const string TIndexList = "/dreamwire/t_index_list";
+        public const string ControlnetScale = "/dreamwire/controlnet_scale";
+        public const string ControlnetEnabled = "/dreamwire/controlnet_enabled";
+        public const string ControlnetStart = "/dreamwire/controlnet_start";
+        public const string ControlnetEnd = "/dreamwire/controlnet_end";
         public const string Morph = "/dreamwire/morph";
         public const string SceneSave = "/dreamwire/scene/save";
         public const string SceneRecall = "/dreamwire/scene/recall";

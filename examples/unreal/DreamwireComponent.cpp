@@ -178,6 +178,73 @@ void UDreamwireComponent::SetQuantize(const FString& Quantize)
 	Send(UOSCManager::AddString(M, Quantize));
 }
 
+void UDreamwireComponent::SetPromptBlend(const TArray<FDreamwirePromptWeight>& Blend)
+{
+	FOSCMessage M = NewMessage(TEXT("/dreamwire/prompt_blend"));
+	for (const FDreamwirePromptWeight& Entry : Blend)
+	{
+		UOSCManager::AddString(M, Entry.Prompt);
+		UOSCManager::AddFloat(M, Entry.Weight);
+	}
+	Send(M);
+}
+
+void UDreamwireComponent::SetSeedBlend(const TArray<FDreamwireSeedWeight>& Blend)
+{
+	FOSCMessage M = NewMessage(TEXT("/dreamwire/seed_blend"));
+	for (const FDreamwireSeedWeight& Entry : Blend)
+	{
+		UOSCManager::AddInt32(M, Entry.Seed);
+		UOSCManager::AddFloat(M, Entry.Weight);
+	}
+	Send(M);
+}
+
+void UDreamwireComponent::SetTIndexList(const TArray<int32>& Indices)
+{
+	FOSCMessage M = NewMessage(TEXT("/dreamwire/t_index_list"));
+	for (int32 Index : Indices)
+	{
+		UOSCManager::AddInt32(M, Index);
+	}
+	Send(M);
+}
+
+void UDreamwireComponent::SetControlNetScale(const TArray<float>& Scales)
+{
+	SendFloats(TEXT("/dreamwire/controlnet_scale"), Scales);
+}
+
+void UDreamwireComponent::SetControlNetEnabled(const TArray<bool>& Enabled)
+{
+	FOSCMessage M = NewMessage(TEXT("/dreamwire/controlnet_enabled"));
+	for (bool bOn : Enabled)
+	{
+		UOSCManager::AddBool(M, bOn);
+	}
+	Send(M);
+}
+
+void UDreamwireComponent::SetControlNetStart(const TArray<float>& Starts)
+{
+	SendFloats(TEXT("/dreamwire/controlnet_start"), Starts);
+}
+
+void UDreamwireComponent::SetControlNetEnd(const TArray<float>& Ends)
+{
+	SendFloats(TEXT("/dreamwire/controlnet_end"), Ends);
+}
+
+void UDreamwireComponent::SendFloats(const FString& Address, const TArray<float>& Values)
+{
+	FOSCMessage M = NewMessage(Address);
+	for (float Value : Values)
+	{
+		UOSCManager::AddFloat(M, Value);
+	}
+	Send(M);
+}
+
 void UDreamwireComponent::Morph(const FString& Parameter, float Target, float Seconds, const FString& Curve)
 {
 	FOSCMessage M = NewMessage(TEXT("/dreamwire/morph"));

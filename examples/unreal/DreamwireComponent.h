@@ -32,6 +32,32 @@ class UOSCClient;
 class UOSCServer;
 
 DECLARE_DYNAMIC_MULTICAST_DELEGATE_TwoParams(FDreamwireErrorEvent, const FString&, Address, const FString&, Reason);
+
+/** One entry of prompt_blend: a prompt and its weight (0, or 1e-06 .. 1e+06; weights are normalised). */
+USTRUCT(BlueprintType)
+struct FDreamwirePromptWeight
+{
+	GENERATED_BODY()
+
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "Dreamwire")
+	FString Prompt;
+
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "Dreamwire", meta = (ClampMin = "0"))
+	float Weight = 1.f;
+};
+
+/** One entry of seed_blend: a seed (0 .. 2147483647) and its weight. */
+USTRUCT(BlueprintType)
+struct FDreamwireSeedWeight
+{
+	GENERATED_BODY()
+
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "Dreamwire", meta = (ClampMin = "0"))
+	int32 Seed = 0;
+
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "Dreamwire", meta = (ClampMin = "0"))
+	float Weight = 1.f;
+};
 DECLARE_DYNAMIC_MULTICAST_DELEGATE(FDreamwireTelemetryEvent);
 
 /**
@@ -112,6 +138,36 @@ public:
 	/** "off", "beat" or "bar": hold changes until the next beat or bar of dreamwire's tempo. */
 	UFUNCTION(BlueprintCallable, Category = "Dreamwire")
 	void SetQuantize(const FString& Quantize);
+
+	// --- list parameters: sent flat (docs/osc.md); an empty array clears the list (the default) ----
+
+	/** Up to 16 prompts mixed by their normalised weights; overrides the prompt while not empty. */
+	UFUNCTION(BlueprintCallable, Category = "Dreamwire|Lists")
+	void SetPromptBlend(const TArray<FDreamwirePromptWeight>& Blend);
+
+	/** Up to 16 seeds whose noise is mixed by their weights; overrides the seed while not empty. */
+	UFUNCTION(BlueprintCallable, Category = "Dreamwire|Lists")
+	void SetSeedBlend(const TArray<FDreamwireSeedWeight>& Blend);
+
+	/** Explicit ascending LCM step indices (0 .. 49, up to 8); overrides strength and steps while not empty. */
+	UFUNCTION(BlueprintCallable, Category = "Dreamwire|Lists")
+	void SetTIndexList(const TArray<int32>& Indices);
+
+	/** 0 .. 5 per ControlNet, in `--controlnet` order (up to 4); empty = the --controlnet ID:SCALE values. */
+	UFUNCTION(BlueprintCallable, Category = "Dreamwire|Lists")
+	void SetControlNetScale(const TArray<float>& Scales);
+
+	/** On/off per ControlNet (off skips its residuals, no rebuild); empty = all on. */
+	UFUNCTION(BlueprintCallable, Category = "Dreamwire|Lists")
+	void SetControlNetEnabled(const TArray<bool>& Enabled);
+
+	/** 0 .. 1 per ControlNet: the fraction of the steps before which it is inactive; empty = 0. */
+	UFUNCTION(BlueprintCallable, Category = "Dreamwire|Lists")
+	void SetControlNetStart(const TArray<float>& Starts);
+
+	/** 0 .. 1 per ControlNet: the fraction of the steps after which it is inactive; empty = 1. */
+	UFUNCTION(BlueprintCallable, Category = "Dreamwire|Lists")
+	void SetControlNetEnd(const TArray<float>& Ends);
 
 	// --- VJ commands (docs/osc.md, "VJ commands") -----------------------------------------------
 
@@ -200,6 +256,8 @@ private:
 	/** A message to one of the /dreamwire/... addresses, moved under Prefix when that differs. */
 	FOSCMessage NewMessage(const FString& Address) const;
 	void Send(FOSCMessage& Message);
+	/** One float per argument, flat, as a list parameter takes them; none clears the list. */
+	void SendFloats(const FString& Address, const TArray<float>& Values);
 	/** An incoming address in the /dreamwire/... form whatever the prefix. */
 	FString Canonical(const FString& Address) const;
 

@@ -29,15 +29,21 @@ static class ControlDriver
         c.guidanceScale = 2f;
         c.quantize = DreamwireControl.Quantize.Bar;
         Call(c, "Update");                        // frame 4: a bundle of three
+        c.promptBlend = new[] { new DreamwireControl.PromptWeight("city", 0.7f),
+                                new DreamwireControl.PromptWeight("forest", 0.3f) };
+        c.controlnetScale = new[] { 0.5f };
+        Call(c, "Update");                        // frame 5: two lists, one bundle
+        c.promptBlend[1].weight = 0.5f;           // edited in place, as the inspector does
+        Call(c, "Update");                        // frame 6: the blend again
         c.scene = 3;
         c.morphTime = 2f;
         c.SaveScene();
         c.RecallScene();
         c.MorphPrompt("a forest at dawn", 4f);
-        Call(c, "Update");                        // frame 5: the prompt is already on its way: nothing
+        Call(c, "Update");                        // frame 7: the prompt is already on its way: nothing
         c.Morph("strength", 0.2f, 1.5f, "ease_in");
         c.SendAll();
-        Call(c, "Update");                        // frame 6: every field again, with today's values
+        Call(c, "Update");                        // frame 8: every field again, with today's values
         var deadline = DateTime.UtcNow.AddSeconds(60);
         while (c.lastError.Length == 0 || c.fps == 0f)  // until the test's telemetry has been shown
         {

@@ -17,7 +17,11 @@ otherwise pass silently:
   ``onPulse(par)``) when a watched custom parameter of its ``op`` changes or is
   pulsed, and an OSC In DAT parses real datagrams and calls its callbacks DAT's
   ``onReceiveOSC(dat, rowIndex, message, bytes, timeStamp, address, args, peer)``,
-  one call per message only when ``splitbundle`` is on.
+  one call per message only when ``splitbundle`` is on; an OSC Out DAT does the same for datagrams sent
+  back to its socket (a status reply), through its own ``callbacks``;
+* ``DAT.module`` compiles a DAT as a module (with ``me`` set, as TouchDesigner may do) and ``DAT.run()``
+  runs it as a script with a local tuple ``args``, so the two can be told apart as in TouchDesigner;
+* ``absTime.seconds`` only moves when a test advances it.
 """
 
 from __future__ import annotations
@@ -350,17 +354,51 @@ class DAT(OP):
         match = [r for r in self.rows if r and r[0] == row] if isinstance(row, str) else [self.rows[row]]
         return Cell(match[0], col) if match and col < len(match[0]) else None
 
+    def _scope(self) -> dict[str, Any]:
+        """The globals TouchDesigner gives a DAT's Python: ``me``, ``op``, ``parent``, ``absTime``."""
+        return {"me": self, "op": self.op, "parent": self.parent, "absTime": self._world.absTime,
+                "__name__": self.name}
+
     @property
     def module(self) -> types.SimpleNamespace:
-        """This DAT's text run as a callbacks module, with ``me`` and ``op`` as TouchDesigner provides them."""
+        """This DAT's text compiled as a module (``op('text1').module``), once per text. TouchDesigner may set
+        ``me`` to the DAT while it compiles it, so ``me`` is set here too; there is no ``args``."""
         if self._module is None:
-            scope: dict[str, Any] = {"me": self, "op": self.op, "parent": self.parent, "__name__": self.name}
+            scope = self._scope()
             exec(compile(self._text, self.path, "exec"), scope)
             self._module = scope
         return types.SimpleNamespace(**self._module)
 
+    def run(self, *args: Any) -> None:
+        """*Run Script* / ``DAT.run(arg1, ...)``: the text as a script, its arguments "in a local tuple named
+        args" (DAT Class, ``run``), so ``args`` exists, and is ``()`` without arguments."""
+        exec(compile(self._text, self.path, "exec"), {**self._scope(), "args": tuple(args)})
 
-class OscOutDAT(DAT):
+
+class _ReceivesOSC(DAT):
+    """An OSC In DAT, and an OSC Out DAT for what comes back to its socket (its *Received Messages* page:
+    ``callbacks``, ``splitbundle``): a row and a callback per message."""
+
+    def receive(self, dgram: bytes, peer: Any = None) -> None:
+        """A datagram arrives on the DAT's socket (bundles need ``splitbundle``)."""
+        if not self.par.active.eval():
+            return
+        if OscBundle.dgram_is_bundle(dgram):
+            if not self.par.splitbundle.eval():
+                raise NotImplementedError("this stand-in only models bundles split into messages")
+            messages = list(_flatten(OscBundle(dgram)))
+        else:
+            messages = [OscMessage(dgram)]
+        callbacks = self.op(str(self.par.callbacks.eval()))
+        for m in messages:
+            text = " ".join([m.address, *map(str, m.params)])
+            self.appendRow([text])
+            if callbacks is not None:
+                callbacks.module.onReceiveOSC(self, self.numRows - 1, text, m.dgram, 0.0, m.address,
+                                              tuple(m.params), peer)
+
+
+class OscOutDAT(_ReceivesOSC):
     def __init__(self, *a: Any) -> None:
         super().__init__(*a)
         self.sent: list[bytes] = []
@@ -395,24 +433,8 @@ def _osc_tag(value: Any, non_standard: bool, wide: bool) -> str:
     raise TypeError(f"sendOSC cannot send a {type(value).__name__}")
 
 
-class OscInDAT(DAT):
-    def receive(self, dgram: bytes, peer: Any = None) -> None:
-        """A datagram arrives on the port: a row and a callback per message (bundles need ``splitbundle``)."""
-        if not self.par.active.eval():
-            return
-        if OscBundle.dgram_is_bundle(dgram):
-            if not self.par.splitbundle.eval():
-                raise NotImplementedError("this stand-in only models bundles split into messages")
-            messages = list(_flatten(OscBundle(dgram)))
-        else:
-            messages = [OscMessage(dgram)]
-        callbacks = self.op(str(self.par.callbacks.eval()))
-        for m in messages:
-            text = " ".join([m.address, *map(str, m.params)])
-            self.appendRow([text])
-            if callbacks is not None:
-                callbacks.module.onReceiveOSC(self, self.numRows - 1, text, m.dgram, 0.0, m.address,
-                                              tuple(m.params), peer)
+class OscInDAT(_ReceivesOSC):
+    """The OSC In DAT: :meth:`receive` is a datagram arriving on its port."""
 
 
 def _flatten(bundle: OscBundle) -> Any:
@@ -435,10 +457,21 @@ class ParExecDAT(DAT):
 _CLASSES: dict[str, type[OP]] = {"oscoutDAT": OscOutDAT, "oscinDAT": OscInDAT, "parameterexecuteDAT": ParExecDAT}
 
 
+class AbsTime:
+    """``td.absTime``: ``seconds`` since the session started, moved on by hand in tests (:meth:`advance`)."""
+
+    def __init__(self) -> None:
+        self.seconds = 1000.0
+
+    def advance(self, seconds: float) -> None:
+        self.seconds += seconds
+
+
 class World:
     """The whole fake session: ``/``, ``/project1``, and every operator under them."""
 
     def __init__(self) -> None:
+        self.absTime = AbsTime()
         self.types = {n: OpType(n, pars) for n, pars in operator_parameters().items()}
         self.used: set[tuple[str, str]] = set()  # (operator type, parameter) pairs set through op.par
         self.root = COMP(self, OpType("root", frozenset()), "", None)
@@ -470,6 +503,7 @@ def make_td() -> types.ModuleType:
     module = types.ModuleType("td")
     module.__dict__.update(world.types)
     module.op = world.op
+    module.absTime = world.absTime
     module.me = None
     module.world = world
 
