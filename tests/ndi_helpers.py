@@ -413,7 +413,8 @@ def scenario_loop_reconnect(_: argparse.Namespace) -> dict:
     from dreamwire.backends.assemble import build_engine
     from dreamwire.bridges.ndi import NDISource
     from dreamwire.engine.api import EngineConfig
-    from dreamwire.live.loop import FrameLoop, LoopOptions
+    from dreamwire.live.loop import FrameLoop
+    from dreamwire.live.options import LoopOptions
     from dreamwire.live.state import ControlState
 
     torch.set_num_threads(1)  # two shared cores: leave room for the NDI decoder and the senders

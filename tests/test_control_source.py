@@ -140,8 +140,9 @@ def test_run_with_a_control_source_folder(tmp_path):
 def cn_parts(tiny_dir):
     import dataclasses
 
-    from dreamwire.models.controlnet import ControlNetSource, load_controlnets
+    from dreamwire.models.controlnet import load_controlnets
     from dreamwire.models.load import load_model
+    from dreamwire.models.sources import ControlNetSource
 
     parts = load_model(str(tiny_dir), device="cpu", dtype=torch.float32)
     nets = load_controlnets((ControlNetSource("tiny"),), parts.unet)
@@ -175,7 +176,8 @@ def test_loop_feeds_each_frame_its_own_control_frame(cn_parts, prompt_encoder, f
     from dreamwire.control.params import Params
     from dreamwire.engine.api import EngineConfig
     from dreamwire.engine.stream import StreamEngine
-    from dreamwire.live.loop import FrameLoop, LoopOptions
+    from dreamwire.live.loop import FrameLoop
+    from dreamwire.live.options import LoopOptions
     from dreamwire.live.state import ControlState
     from tests.test_loop import ListSource, RecordingSink
 

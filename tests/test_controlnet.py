@@ -20,8 +20,9 @@ def cn_parts(tiny_dir):
     """The tiny model with two tiny ControlNets (the second with other random weights)."""
     import dataclasses
 
-    from dreamwire.models.controlnet import ControlNetSource, build_tiny_controlnet, load_controlnets
+    from dreamwire.models.controlnet import build_tiny_controlnet, load_controlnets
     from dreamwire.models.load import load_model
+    from dreamwire.models.sources import ControlNetSource
 
     parts = load_model(str(tiny_dir), device="cpu", dtype=torch.float32)
     second = build_tiny_controlnet(tiny_dir.parent / "tiny-controlnet-seed5", seed=5)

@@ -22,8 +22,9 @@ SIZE = 128  # the exports are traced here; other sizes exercise the dynamic axes
 @pytest.fixture(scope="module")
 def parts2(tiny_dir):
     """The tiny model with two tiny ControlNets of different random weights."""
-    from dreamwire.models.controlnet import ControlNetSource, build_tiny_controlnet, load_controlnets
+    from dreamwire.models.controlnet import build_tiny_controlnet, load_controlnets
     from dreamwire.models.load import load_model
+    from dreamwire.models.sources import ControlNetSource
 
     parts = load_model(str(tiny_dir), device="cpu", dtype=torch.float32)
     second = build_tiny_controlnet(tiny_dir.parent / "tiny-controlnet-seed7", seed=7)

@@ -225,7 +225,8 @@ def test_10_tcp_idle_connections_are_closed_and_connections_capped():
 
 
 def test_11_leaving_bypass_shows_current_input_and_timecodes_never_go_back(make_engine):
-    from dreamwire.live.loop import FrameLoop, LoopOptions
+    from dreamwire.live.loop import FrameLoop
+    from dreamwire.live.options import LoopOptions
 
     engine = make_engine(Params({"t_index_list": (20, 32, 45)}), width=64, height=64)
     state = ControlState(Params({"t_index_list": (20, 32, 45)}))

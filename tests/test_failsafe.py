@@ -12,7 +12,8 @@ from dreamwire.bridges.base import Frame
 from dreamwire.bridges.pattern import PatternSource
 from dreamwire.control.params import Params
 from dreamwire.live.failsafe import Failsafe, FailsafeSettings
-from dreamwire.live.loop import FrameLoop, LoopOptions
+from dreamwire.live.loop import FrameLoop
+from dreamwire.live.options import LoopOptions
 from dreamwire.live.state import ControlState
 
 

@@ -13,7 +13,8 @@ from dreamwire.bench.overhead import measure_overhead
 from dreamwire.bridges.base import Frame
 from dreamwire.bridges.pattern import PatternSource
 from dreamwire.engine.api import EngineConfig, StepResult
-from dreamwire.live.loop import FrameLoop, LoopOptions
+from dreamwire.live.loop import FrameLoop
+from dreamwire.live.options import LoopOptions
 from dreamwire.live.outputs import Output
 from dreamwire.live.slots import LatestSlot
 from dreamwire.live.state import ControlState

@@ -151,7 +151,7 @@ def test_missing_lcm_lora_is_a_clear_error(tmp_path, no_network):
 
 def test_style_loras_fuse_at_their_scale_into_any_kind(tmp_path, no_network):
     """A user LoRA goes into LCM/turbo models too (unlike the original), scaled: half scale = half the delta."""
-    from dreamwire.models.lora import parse_lora
+    from dreamwire.models.sources import parse_lora
 
     lora = _random_lora(_plain_sd_folder(tmp_path), tmp_path / "style")
     plain = load_model("tiny", lcm_lora=None)
@@ -166,7 +166,7 @@ def test_style_loras_fuse_at_their_scale_into_any_kind(tmp_path, no_network):
 
 
 def test_lora_scale_parsing():
-    from dreamwire.models.lora import parse_lora
+    from dreamwire.models.sources import parse_lora
 
     assert parse_lora("owner/style:0.7") == ("owner/style", 0.7)
     assert parse_lora("/loras/x.safetensors") == ("/loras/x.safetensors", 1.0)

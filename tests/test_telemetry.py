@@ -10,7 +10,8 @@ import time
 import pytest
 
 from dreamwire.bridges.pattern import PatternSource
-from dreamwire.live.loop import FrameLoop, LoopOptions
+from dreamwire.live.loop import FrameLoop
+from dreamwire.live.options import LoopOptions
 from dreamwire.live.state import ControlState
 from dreamwire.live.telemetry import STAT_DOCS, STAT_NAMES, Stats
 from dreamwire.osc.wire import parse_packet

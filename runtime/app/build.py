@@ -27,7 +27,7 @@ from dreamwire.app.config import RuntimeConfig
 from dreamwire.backends.profiles import BatchProfile, ResolutionProfile
 from dreamwire.control.schema import MAX_STEPS
 from dreamwire.control.settings import boolean, choice, integer, number, same_as, setting, text
-from dreamwire.engine.guidance import GUIDANCE_MODES
+from dreamwire.engine.api import GUIDANCE_MODES
 
 # Ballpark costs (a desktop GPU; CPU export ~3x slower); printed as estimates, never relied on.
 _EXPORT_S_PER_GPARAM = 25.0

@@ -37,13 +37,10 @@ from dreamwire.bridges.base import BridgeError, parse_uri
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.schema import MAX_CONTROLNETS, SPECS
 from dreamwire.control.settings import boolean, choice, integer, setting, settings_of, table, tables_of, text
-from dreamwire.engine.api import BATCHING, MODES
-from dreamwire.engine.guidance import GUIDANCE_MODES
-from dreamwire.engine.preprocess import PREPROCESSORS
+from dreamwire.engine.api import BATCHING, GUIDANCE_MODES, MODES, PREPROCESSORS
 from dreamwire.live.failsafe import FailsafeSettings
-from dreamwire.live.loop import OUTPUT_SIZES
-from dreamwire.models.controlnet import ControlNetSource
-from dreamwire.models.lora import DEFAULT_LCM_LORA, parse_lora
+from dreamwire.live.options import OUTPUT_SIZES
+from dreamwire.models.sources import DEFAULT_LCM_LORA, ControlNetSource, parse_lora
 from dreamwire.osc.server import OscSettings
 
 if sys.version_info >= (3, 11):

@@ -31,7 +31,8 @@ from dreamwire.engine.background import Background
 from dreamwire.engine.warmup import warm_up
 from dreamwire.live.control_feed import INPUT, ControlFeed, control_routes
 from dreamwire.live.failsafe import Failsafe
-from dreamwire.live.loop import FrameLoop, LoopOptions
+from dreamwire.live.loop import FrameLoop
+from dreamwire.live.options import LoopOptions
 from dreamwire.live.state import ControlState
 from dreamwire.live.telemetry import Stats, Ticker
 from dreamwire.models.controlnet import check_controlnet_source

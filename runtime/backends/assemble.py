@@ -17,10 +17,10 @@ from dreamwire.engine.controlnet import ControlNetSetup
 from dreamwire.engine.prompts import PromptEncoder
 from dreamwire.engine.prompts_sdxl import SDXLPromptEncoder
 from dreamwire.engine.stream import StreamEngine
-from dreamwire.models.controlnet import ControlNetSource, load_controlnets
+from dreamwire.models.controlnet import load_controlnets
 from dreamwire.models.load import load_model
-from dreamwire.models.lora import DEFAULT_LCM_LORA
 from dreamwire.models.parts import ModelParts
+from dreamwire.models.sources import DEFAULT_LCM_LORA, ControlNetSource
 
 log = logging.getLogger(__name__)
 

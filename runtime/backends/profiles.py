@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dreamwire.control.schema import MAX_STEPS
-from dreamwire.engine.guidance import GUIDANCE_MODES, make_guidance
+from dreamwire.engine.api import GUIDANCE_MODES
+from dreamwire.engine.guidance import make_guidance
 
 LATENT_ALIGN = 64  # pixels: SD's 3 downsamples x VAE factor 8 need multiples of 64
 

@@ -16,7 +16,7 @@ from dreamwire.backends.assemble import build_engine, default_device
 from dreamwire.bench.timing import time_steps
 from dreamwire.engine.api import EngineConfig
 from dreamwire.engine.stream import StreamEngine
-from dreamwire.models.controlnet import ControlNetSource
+from dreamwire.models.sources import ControlNetSource
 
 COUNTS = (0, 1, 2)
 

@@ -10,7 +10,8 @@ from dreamwire.bench.timing import PERCENTILES, overhead, percentile
 from dreamwire.bridges.null import NullSink
 from dreamwire.bridges.pattern import PatternSource
 from dreamwire.engine.api import EngineConfig
-from dreamwire.live.loop import FrameLoop, LoopOptions
+from dreamwire.live.loop import FrameLoop
+from dreamwire.live.options import LoopOptions
 from dreamwire.live.outputs import Output
 from dreamwire.live.state import ControlState
 from dreamwire.live.telemetry import Stats

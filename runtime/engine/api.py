@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
-
-import torch
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from dreamwire.control.params import Params
-from dreamwire.engine.guidance import GUIDANCE_MODES
 
+if TYPE_CHECKING:  # annotations only: the CLI reads this module's names without paying for torch
+    import torch
+
+# The words a user picks these by (flags, TOML, docs); each is turned into behaviour in one place.
 BATCHING = ("stream", "sequential")
 MODES = ("img2img", "txt2img")
+GUIDANCE_MODES = ("none", "full", "self", "onetime")  # guidance.make_guidance
+PREPROCESSORS = ("canny", "softedge", "passthrough")  # preprocess.make_preprocessor
 
 Sources = tuple[Any, ...]
 

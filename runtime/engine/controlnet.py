@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dreamwire.engine.preprocess import PREPROCESSORS
+from dreamwire.engine.api import PREPROCESSORS
 
 __all__ = ["ControlNetSetup", "ControlValues", "keep", "live_values", "row_scales"]
 

@@ -24,13 +24,13 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from dreamwire.engine.api import GUIDANCE_MODES
 from dreamwire.engine.conditioning import Conditioning
 from dreamwire.engine.schedule import output_for_x0, predict_x0
 
 UNetCall = Callable[[torch.Tensor, torch.Tensor, Conditioning, torch.Tensor], torch.Tensor]
 """``unet(x, timesteps, cond, rows)``: ``rows`` (long) names, for each UNet row, the latent row of the
 call it belongs to, so the engine can attach per-frame inputs (ControlNet images) to CFG's extra rows."""
-GUIDANCE_MODES = ("none", "full", "self", "onetime")
 
 
 def cfg(uncond: torch.Tensor, cond: torch.Tensor, scale: float) -> torch.Tensor:

@@ -15,7 +15,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-PREPROCESSORS = ("canny", "softedge", "passthrough")
+from dreamwire.engine.api import PREPROCESSORS
+
 CANNY_LOW, CANNY_HIGH = 0.1, 0.2  # fractions of the largest possible Sobel magnitude of a [0, 1] image
 
 

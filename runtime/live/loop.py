@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -35,6 +35,7 @@ from dreamwire.engine.api import Engine
 from dreamwire.live.control_feed import ControlFeed
 from dreamwire.live.failsafe import Failsafe
 from dreamwire.live.imageops import to_model_input
+from dreamwire.live.options import LoopOptions
 from dreamwire.live.outputs import Output, PendingOutputs, substitute
 from dreamwire.live.sender import Sender
 from dreamwire.live.slots import LatestSlot
@@ -45,26 +46,6 @@ from dreamwire.live.transfer import PinnedRing, mark_done, thread_stream
 from dreamwire.logs import Throttle
 
 log = logging.getLogger(__name__)
-
-OUTPUT_SIZES = ("input", "engine")
-
-
-@dataclass
-class LoopOptions:
-    max_frames: int | None = None  # stop after this many frames were sent
-    output_size: str = "input"  # "input": resize outputs back to each input's size; "engine": leave them
-    read_timeout: float = 0.1
-    # A live sink (NDI, Spout) gets the last output again after this long without a new one, so a
-    # dropped source never leaves downstream without frames; None turns it off.
-    hold_repeat: float | None = 0.25
-    watchdog_period: float = 0.25
-
-    def __post_init__(self) -> None:
-        if self.output_size not in OUTPUT_SIZES:
-            raise ValueError(f"output_size must be one of {OUTPUT_SIZES}, got {self.output_size!r}")
-        if self.max_frames is not None and self.max_frames < 1:
-            raise ValueError("max_frames must be >= 1")
-
 
 class FrameLoop:
     """Runs an engine live between an opened source and sink until :meth:`stop` (or ``max_frames``).

@@ -10,35 +10,18 @@ do not fit the UNet fails here with one line, not inside the first UNet call.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dreamwire.models.lora import parse_lora
 from dreamwire.models.parts import ModelLoadError
+from dreamwire.models.sources import ControlNetSource
 from dreamwire.models.store import cache_root, ensure_entry
 from dreamwire.models.tiny import TINY, tiny_modules
 
 TINY_CONTROLNET_VERSION = "v1"
 MATCHED = ("block_out_channels", "cross_attention_dim", "in_channels")
-
-
-@dataclass(frozen=True)
-class ControlNetSource:
-    """One ``--controlnet`` entry: what to load and its default conditioning scale."""
-
-    source: str
-    scale: float = 1.0
-
-    @staticmethod
-    def parse(text: str) -> ControlNetSource:
-        """``"id/or/folder[:SCALE]"``, parsed like ``--lora`` (a Windows drive colon is not a scale)."""
-        path, scale = parse_lora(text.strip())
-        if not path:
-            raise ValueError(f"{text!r}: expected ID[:SCALE]")
-        return ControlNetSource(path, scale)
 
 
 def build_tiny_controlnet(folder: Path, seed: int = 0) -> Path:

@@ -18,8 +18,9 @@ from typing import Any
 import torch
 
 from dreamwire.engine.spec import TIME_IDS, ModelSpec
-from dreamwire.models.lora import DEFAULT_LCM_LORA, DEFAULT_LCM_LORA_SDXL, fuse_loras
+from dreamwire.models.lora import fuse_loras
 from dreamwire.models.parts import ModelLoadError, ModelParts
+from dreamwire.models.sources import DEFAULT_LCM_LORA, DEFAULT_LCM_LORA_SDXL
 from dreamwire.models.tiny import TINY, ensure_tiny_model
 from dreamwire.models.tiny_sdxl import TINY_SDXL, ensure_tiny_sdxl_model
 

@@ -11,20 +11,6 @@ from typing import Any
 
 from dreamwire.models.parts import ModelLoadError
 
-DEFAULT_LCM_LORA = "latent-consistency/lcm-lora-sdv1-5"
-DEFAULT_LCM_LORA_SDXL = "latent-consistency/lcm-lora-sdxl"  # used instead of the SD 1.5 one for SDXL models
-
-
-def parse_lora(text: str) -> tuple[str, float]:
-    """``"path/or/id[:SCALE]"`` -> (path, scale); a Windows drive colon is not a scale."""
-    path, sep, tail = text.rpartition(":")
-    if sep and path and not tail.startswith(("\\", "/")):
-        try:
-            return path, float(tail)
-        except ValueError:
-            pass
-    return text, 1.0
-
 
 def fuse_loras(unet: Any, vae: Any, text_encoder: Any, tokenizer: Any, scheduler_config: dict,
                loras: Sequence[tuple[str, float, str]], model: str, *, text_encoder_2: Any = None,
