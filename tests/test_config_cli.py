@@ -182,9 +182,33 @@ def test_one_parser_tree_lists_every_option_with_its_default(capsys, command):
     assert len(declared) >= 8
     for owner, name, table in declared:
         assert flag_of(owner, name, table) in out, name
-    assert out.count("(default:") >= len(declared)
+    assert out.count("(default:") + out.count("(on by default)") >= len(declared)
     if command == "run":
         assert all(f"--{s.name.replace('_', '-')}" in out for s in SCHEMA)
+
+
+def _no_flags(parser):
+    """``(command, option, action)`` for every ``--no-`` option anywhere in the argparse tree."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command, sub in action.choices.items():
+                yield from ((f"{command} {c}".strip(), o, a) for c, o, a in _no_flags(sub))
+        for option in action.option_strings:
+            if option.startswith("--no-"):
+                yield "", option, action
+
+
+def test_every_no_flag_says_it_turns_something_off():
+    """A ``--no-`` flag's help describes what giving it does, not the on-state it switches off."""
+    found = list(_no_flags(cli.build_parser()))
+    assert {o for _, o, _ in found} >= {"--no-osc-tcp", "--no-failsafe-fallback"}
+    for command, option, action in found:
+        where = f"dreamwire {command} {option}"
+        assert action.const is False and action.default is None, where  # giving it sets the switch off
+        assert action.help.startswith("turn off"), (where, action.help)
+        assert "(default: true)" not in action.help, (where, action.help)
 
 
 def test_python_dash_m_dreamwire_is_the_dreamwire_command():

@@ -72,3 +72,26 @@ def test_a_fitting_controlnet_runs(tmp_path):
     r = _run("--controlnet", "tiny", "--width", "64", "--height", "64")
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("routes, refused", [
+    ((), "tiny"),  # the default control source is the input
+    (("--control-source", "input"), "tiny"),
+])
+def test_txt2img_with_a_controlnet_fed_from_the_input_is_refused_at_start(routes, refused):
+    """txt2img gives the engine no input frame to preprocess: refuse before start, not fail every step."""
+    line = _one_error_line(_run("--mode", "txt2img", "--controlnet", "tiny", *routes))
+    assert "txt2img" in line and f"--controlnet {refused}" in line and "--control-source" in line, line
+
+
+def test_txt2img_refusal_names_only_the_controlnets_fed_from_the_input(tmp_path):
+    line = _one_error_line(_run("--mode", "txt2img", "--controlnet", "tiny:0.5", "--controlnet", "tiny:0.7",
+                                "--control-source", "pattern:64x64@0", "--control-source", "input"))
+    assert "--controlnet tiny cannot" in line and "tiny, tiny" not in line, line
+
+
+def test_txt2img_with_a_controlnet_fed_from_a_second_source_runs():
+    """The refusal is about the input route only: a second control source makes the same start work."""
+    r = _run("--mode", "txt2img", "--controlnet", "tiny", "--control-source", "pattern:64x64@0",
+             "--width", "64", "--height", "64", "--frames", "2")
+    assert r.returncode == 0 and "Traceback" not in r.stderr and "engine step failed" not in r.stderr, r.stderr

@@ -129,6 +129,20 @@ def test_after_repeated_failures_the_loop_falls_back_to_the_next_backend(make_en
     assert not rec.outputs[-1].substitute  # the torch backend produces real frames again
 
 
+def test_a_fallback_with_nothing_below_is_asked_once_and_health_stays_failing(make_engine, torch_backend):
+    engine = _engine(make_engine, torch_backend, always_fail=True, name="torch")
+    rec = Recorder()
+    asked = []
+
+    def nothing_below():
+        asked.append(1)
+        return None
+
+    loop = _run(engine, rec, 20, FailsafeSettings(retry_min=0.0, fallback_after=3), fallback=nothing_below)
+    assert engine.backend.raised >= 10 and len(asked) == 1 and loop.failsafe.fallbacks == 0
+    assert loop.failsafe.health == "failing" and loop.failsafe.consecutive == engine.backend.raised
+
+
 def test_fallback_disabled_keeps_retrying_and_reports_failing_health():
     clock = [0.0]
     fs = Failsafe(FailsafeSettings(fallback=False, failing_after=3, retry_min=0.1, retry_max=0.4,
@@ -153,6 +167,43 @@ def test_fallback_disabled_keeps_retrying_and_reports_failing_health():
     assert fs.health == "degraded"
     clock[0] += 5.0
     assert fs.health == "ok"
+
+
+def _always_failing(fs: Failsafe, clock: list[float], seconds: float, fps: float = 30.0) -> tuple[int, set[str]]:
+    """Drive ``fs`` the way the frame loop does (fallback request, then a step when allowed) with a
+    step that always fails and no backend to fall back to; returns the failed steps and the health
+    states seen after the first ``failing_after`` failures."""
+    failed, seen = 0, set()
+    end = clock[0] + seconds
+    while clock[0] < end:
+        if fs.take_switch():
+            fs.switched(None)  # what FrameLoop does when its fallback finds nothing below
+        if fs.may_step():
+            fs.failed("boom")
+            failed += 1
+        if failed >= fs.settings.failing_after:
+            seen.add(fs.health)
+        clock[0] += 1.0 / fps
+    return failed, seen
+
+
+def test_backoff_keeps_growing_when_no_backend_is_left_to_fall_back_to():
+    """Issue 18.28: with nothing to fall back to, the pause doubles to retry_max instead of restarting."""
+    clock = [0.0]
+    settings = FailsafeSettings(retry_min=0.05, retry_max=2.0, fallback_after=5, failing_after=3)
+    reports: list[str] = []
+    fs = Failsafe(settings, report=reports.append, clock=lambda: clock[0])
+    failed, seen = _always_failing(fs, clock, 6.0)
+    # Pauses before each retry: 0.05, 0.1, 0.2, ... capped at 2.0; count the steps they allow in 6 s.
+    allowed, t, n = 0, 0.0, 0
+    while t < 6.0:
+        allowed += 1
+        n += 1
+        t += min(settings.retry_max, settings.retry_min * 2 ** (n - 1))
+    assert abs(failed - allowed) <= 1, (failed, allowed)  # the 1/30 s frame grid rounds each pause up
+    assert seen == {"failing"}  # not flipping back to degraded every fallback_after failures
+    assert reports.count("no backend left to fall back to; retrying the current one") == 1
+    assert fs.fallbacks == 0
 
 
 def test_the_watchdog_reports_a_stall_once_per_step(make_engine, torch_backend):

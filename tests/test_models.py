@@ -172,3 +172,44 @@ def test_lora_scale_parsing():
     assert parse_lora("/loras/x.safetensors") == ("/loras/x.safetensors", 1.0)
     assert parse_lora("C:\\loras\\x.safetensors:0.5") == ("C:\\loras\\x.safetensors", 0.5)
     assert parse_lora("C:\\loras\\x.safetensors") == ("C:\\loras\\x.safetensors", 1.0)
+
+
+def test_offline_hub_id_not_in_cache_is_one_line_saying_how_to_get_it(tmp_path):
+    """Through the CLI, offline with an empty cache: one line naming the cache and the download command, exit 2."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    r = subprocess.run([sys.executable, "-m", "dreamwire", "run", "--model", "someone/not-cached", "--frames", "1",
+                        "--sink", "null"], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if "error" in ln.lower() or "warn" in ln.lower()]
+    assert len(errors) == 1, r.stderr  # no hub warning or traceback line before it
+    line = errors[0]
+    assert "not in the local Hugging Face cache" in line and str(tmp_path / "hf") in line
+    assert "hf download someone/not-cached" in line and "HF_HOME" in line
+    assert "model_index.json" not in r.stderr
+
+
+def test_unreachable_hub_with_an_uncached_id_says_so_not_model_index_json(monkeypatch, tmp_path):
+    """Without HF_HUB_OFFLINE but no network, the hub library gives up with LocalEntryNotFoundError and
+    diffusers rewords it as "does not appear to have a file named model_index.json": name the real cause."""
+    import diffusers
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def unreachable(*args, **kwargs):
+        try:
+            raise LocalEntryNotFoundError("cannot find the requested files in the local cache")
+        except LocalEntryNotFoundError as exc:
+            raise OSError("someone/not-cached does not appear to have a file named model_index.json.") from exc
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(diffusers.DiffusionPipeline, "load_config", unreachable)
+    with pytest.raises(ModelLoadError) as info:
+        load_model("someone/not-cached")
+    msg = str(info.value)
+    assert "\n" not in msg and "not in the local Hugging Face cache" in msg
+    assert "hf download someone/not-cached" in msg and "model_index.json" not in msg

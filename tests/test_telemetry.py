@@ -58,6 +58,22 @@ def test_input_drops_are_counted_and_every_input_frame_is_accounted_for():
     assert s.snapshot()["dropped_in"] == float(s.dropped_in)
 
 
+def test_status_line_names_the_cause_of_dropped_frames_not_just_a_count():
+    """Input drops mean the source outpaces the engine; output drops mean the sink lags: the line says so."""
+    stats = Stats()
+    for _ in range(7):
+        stats.drop("in")
+    stats.drop("out")
+    stats.drop("out")
+    line = stats.status_line()
+    assert "source faster than engine: 7 input frames not used" in line
+    assert "sink slower than engine: 2 outputs replaced" in line
+    assert "dropped" not in line  # the bare count read like an error
+    quiet = Stats().status_line()
+    assert "faster" not in quiet and "slower" not in quiet  # nothing to explain when nothing was dropped
+    assert stats.snapshot()["dropped"] == 9.0  # the OSC stat keeps its name and meaning
+
+
 def _free_udp() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))

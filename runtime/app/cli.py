@@ -23,7 +23,7 @@ from dreamwire.app.config import ConfigError, RuntimeConfig, load_toml, set_chec
 from dreamwire.bench.options import BenchOptions
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.schema import SCHEMA, ParamSpec
-from dreamwire.control.settings import default_of, describe_default, flag_of, settings_of, tables_of
+from dreamwire.control.settings import default_of, flag_help, flag_of, settings_of, tables_of
 
 COMMANDS = ("run", "sources", "bench", "build-engines")
 
@@ -47,8 +47,7 @@ def add_settings(parser: argparse.ArgumentParser, cls: type, table: str = "", ti
     group = parser.add_argument_group(title) if title else parser
     for name, s in settings_of(cls):
         default = default_of(cls, name)
-        help_text = f"{s.doc} (default: {describe_default(cls, name, s)})"
-        kw: dict[str, Any] = {"dest": _dest(table, name), "default": None, "help": help_text}
+        kw: dict[str, Any] = {"dest": _dest(table, name), "default": None, "help": flag_help(cls, name, s)}
         if isinstance(default, bool):
             kw["action"] = "store_false" if default else "store_true"
         else:

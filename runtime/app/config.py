@@ -257,6 +257,26 @@ def default_sink(source: str) -> str:
     return DEFAULT_IMAGES_SINK
 
 
+def check_combination(cfg: RuntimeConfig) -> None:
+    """Refuse options that are each valid but together would start and then fail on every frame.
+
+    txt2img hands the engine no input frame, so a ControlNet whose control image is made from the
+    input (``--control-source input``, the default) has nothing to preprocess; only a second
+    source can feed it.
+    """
+    if cfg.mode != "txt2img" or not cfg.controlnet:
+        return
+    routes = cfg.control_source or ("input",)
+    if len(routes) == 1:
+        routes = routes * len(cfg.controlnet)
+    from_input = [net.source for net, route in zip(cfg.controlnet, routes) if route == "input"]
+    if from_input:
+        raise ConfigError(
+            f"--mode txt2img gives the engine no input frame, so --controlnet {', '.join(from_input)} cannot take "
+            f"its control image from the input: give it a second source with --control-source URI (e.g. "
+            f"ndi:NAME with a depth map), or use --mode img2img")
+
+
 def resolve(cfg: RuntimeConfig, device_type: str) -> RuntimeConfig:
     """Fill what depends on the device: the sink and the engine resolution (256 for tiny models on CPU, else 512)."""
     if cfg.sink is None:

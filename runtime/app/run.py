@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from dreamwire.app.config import RuntimeConfig, resolve
+from dreamwire.app.config import RuntimeConfig, check_combination, resolve
 from dreamwire.backends.assemble import build, default_device, fallback_for
 from dreamwire.bench.timing import overhead
 from dreamwire.bridges.base import BridgeError, Sink, Source, make_sink, make_source, parse_uri
@@ -167,6 +167,7 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
         engine_config = EngineConfig(width=cfg.width, height=cfg.height, guidance=cfg.guidance,  # type: ignore[arg-type]
                                      batching=cfg.batching, frames=cfg.frame_buffer, mode=cfg.mode)
         check_source(cfg.model)
+        check_combination(cfg)
         scenes = SceneStore.load(cfg.scenes)
         for net in cfg.controlnet:
             check_controlnet_source(net.source)

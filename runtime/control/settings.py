@@ -89,6 +89,19 @@ def flag_of(cls: Any, name: str, table: str = "") -> str:
     return f"--no-{base}" if default_of(cls, name) is True else f"--{base}"
 
 
+def flag_help(cls: Any, name: str, s: Setting) -> str:
+    """The ``--help`` text of a field's flag.
+
+    A switch that is on by default gets a ``--no-`` flag, while its doc says
+    what the switch does when on (docs/config.md and TOML use it that way).
+    Printed as is next to ``--no-osc-tcp``, "also listen ... (default: true)"
+    says the opposite of what the flag does, so the help says it turns it off.
+    """
+    if default_of(cls, name) is True:
+        return f"turn off (on by default): {s.doc}"
+    return f"{s.doc} (default: {describe_default(cls, name, s)})"
+
+
 def describe_default(cls: Any, name: str, s: Setting) -> str:
     if s.default_doc is not None:
         return s.default_doc

@@ -64,6 +64,7 @@ class Failsafe:
         self._last_trouble = -float("inf")
         self._reset = False
         self._switch = False
+        self._exhausted = False  # a fallback found no backend left: stop asking, keep backing off
         self._stalled_step: float | None = None
 
     # --- reports ------------------------------------------------------------------------------------
@@ -79,7 +80,7 @@ class Failsafe:
             self._last_trouble = now
             self._retry_at = now + min(s.retry_max, s.retry_min * 2 ** (self.consecutive - 1))
             self._reset = True
-            if s.fallback and self.consecutive >= s.fallback_after:
+            if s.fallback and not self._exhausted and self.consecutive >= s.fallback_after:
                 self._switch = True
         self._report(reason)
 
@@ -116,14 +117,21 @@ class Failsafe:
             return reset
 
     def take_switch(self) -> bool:
+        """Whether to try the next backend down now; the loop answers with :meth:`switched`."""
         with self._lock:
             switch, self._switch = self._switch, False
-            if switch:
-                self.consecutive = 0
-                self.fallbacks += 1
             return switch
 
     def switched(self, backend: str | None) -> None:
+        """The fallback's outcome. A new backend starts a fresh failure count (and backoff); with none
+        left the count goes on, so the pause keeps doubling to ``retry_max`` and health stays
+        'failing', instead of restarting at ``retry_min`` every ``fallback_after`` failures."""
+        with self._lock:
+            if backend:
+                self.consecutive = 0
+                self.fallbacks += 1
+            else:
+                self._exhausted = True
         self._report(f"falling back to backend {backend}" if backend else
                      "no backend left to fall back to; retrying the current one")
 

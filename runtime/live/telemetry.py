@@ -170,8 +170,24 @@ class Stats:
     def status_line(self) -> str:
         s = self.snapshot()
         return (f"{s['fps']:5.1f} fps | engine {s['engine_ms']:6.1f} ms | latency {s['latency_ms']:6.1f} ms "
-                f"| skip {100 * s['skip_rate']:4.1f}% | dropped {int(s['dropped'])} | out {int(s['frames'])}"
+                f"| skip {100 * s['skip_rate']:4.1f}% | out {int(s['frames'])}"
+                f"{drop_words(int(s['dropped_in']), int(s['dropped_out']))}"
                 f" | errors {int(s['errors'])} | {s['health_state']}")
+
+
+def drop_words(dropped_in: int, dropped_out: int) -> str:
+    """The status line's words for dropped frames, or "" when none were.
+
+    A bare "dropped 104" reads like a fault, yet it is the normal state of a
+    live loop whose source outpaces the engine (only the newest frame is
+    worth computing). So the line names the cause instead of the symptom.
+    """
+    words = ""
+    if dropped_in:
+        words += f" | source faster than engine: {dropped_in} input frames not used"
+    if dropped_out:
+        words += f" | sink slower than engine: {dropped_out} outputs replaced before sending"
+    return words
 
 
 class Ticker:

@@ -53,7 +53,38 @@ def detect_kind(scheduler_config: dict) -> str:
     return "sd"
 
 
+def _not_cached(model: str) -> ModelLoadError:
+    """A hub id that is not in the local cache while the hub cannot be reached: where to get it, in one line."""
+    from huggingface_hub import constants
+
+    return ModelLoadError(
+        f"model {model!r} is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and the hub cannot be "
+        f"reached (offline): on a machine with network run `hf download {model}` (older huggingface_hub: "
+        f"`huggingface-cli download {model}`), then copy that cache here or point HF_HOME at it; or give a local "
+        f"diffusers folder with --model PATH")
+
+
+def _cache_miss(exc: BaseException | None) -> bool:
+    """Whether the hub library gave up because the file is neither reachable nor cached (the cause of
+    diffusers' misleading "does not appear to have a file named model_index.json")."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    while exc is not None:
+        if isinstance(exc, LocalEntryNotFoundError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _in_cache(model: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(model, "model_index.json"), str)
+
+
 def _fail(model: str, exc: BaseException) -> ModelLoadError:
+    if not _looks_local(model) and model not in BUILTIN and _cache_miss(exc) and not _in_cache(model):
+        return _not_cached(model)  # (a missing TAESD or LoRA of a cached model gets the general line)
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return ModelLoadError(
         f"could not load model {model!r} ({reason[:200]}). Provide weights: a local diffusers folder "
@@ -68,9 +99,18 @@ def _looks_local(model: str) -> bool:
 
 
 def check_source(model: str) -> None:
-    """Fail fast (before bridges open or weights load) on a local model folder that isn't there."""
-    if model not in BUILTIN and _looks_local(model) and not Path(model).expanduser().is_dir():
-        raise _fail(model, FileNotFoundError(f"no such folder: {model}"))
+    """Fail fast (before bridges open or weights load) on a local model folder that isn't there, or a hub
+    id that offline mode (HF_HUB_OFFLINE) cannot find in the cache."""
+    if model in BUILTIN:
+        return
+    if _looks_local(model):
+        if not Path(model).expanduser().is_dir():
+            raise _fail(model, FileNotFoundError(f"no such folder: {model}"))
+        return
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE and not _in_cache(model):
+        raise _not_cached(model)
 
 
 def _load_config(cls: Any, model: str, subfolder: str | None) -> dict:
