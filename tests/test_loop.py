@@ -387,7 +387,7 @@ class InputRecordingEngine(FakeEngine):
 def test_a_blue_bgra_frame_reaches_the_engine_as_blue_rgb_and_returns_in_the_sinks_layout():
     blue = np.zeros((32, 32, 4), np.uint8)
     blue[..., 0], blue[..., 3] = 255, 255  # B G R A
-    engine = InputRecordingEngine(size=32, delay=0)
+    engine = InputRecordingEngine(delay=0)
     sink = RecordingSink()
     loop = FrameLoop(engine, ListSource([Frame(blue, "BGRA", 0, time.monotonic())]), sink, ControlState(),
                      LoopOptions(max_frames=1)).start()

@@ -113,7 +113,7 @@ def test_the_frame_loop_ticks_the_rig_once_per_engine_step_before_its_snapshot()
     clock.t = 0.2
     rig.submit({"strength": 0.9})
     seen: list = []
-    loop = FrameLoop(_Engine(clock, seen), source=None, sink=None, control=state, rig=rig)
+    loop = FrameLoop(_Engine(clock, seen), source=None, sink=None, control=state, before_step=rig.tick)
     loop.engine.update = lambda p: seen.append((clock.t, p.strength))
     frame = Frame(torch.zeros(8, 8, 3, dtype=torch.uint8).numpy(), "rgb", 0, 0.0)
     state.apply({"pause": True})  # paused: the loop takes each frame without stepping the engine

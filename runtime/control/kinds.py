@@ -116,6 +116,8 @@ class Int(Float):
     metavar = "INT"
 
     def check(self, name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ControlError(f"{name}: expected an integer, got {type(value).__name__}")
         x = _number(name, value)
         if abs(x - round(x)) > 1e-6:
             raise ControlError(f"{name}: expected an integer, got {value!r}")
