@@ -1,6 +1,6 @@
 """``--control-source``: control images from a second source, paired with the input frames.
 
-Pairing rule (runtime/live/control_feed.py): the latest control frame at the moment the input frame
+Pairing rule (runtime/live/controlnet_feed.py): the latest control frame at the moment the input frame
 is taken; an on-demand source is read once per input frame, so frame k pairs with control frame k.
 """
 
@@ -21,7 +21,7 @@ from PIL import Image
 from dreamwire.bridges.base import Frame
 from dreamwire.bridges.pattern import PatternSource, pattern_frame
 from dreamwire.engine.controlnet import ControlNetSetup
-from dreamwire.live.control_feed import ControlFeed, control_routes
+from dreamwire.live.controlnet_feed import ControlNetFeed, controlnet_routes
 from dreamwire.live.imageops import to_model_input
 
 SIZE = (64, 64)
@@ -38,20 +38,20 @@ def _expected(pixels: np.ndarray) -> torch.Tensor:
 
 
 def test_routes_are_one_for_all_or_one_per_controlnet():
-    assert control_routes((), 2) == ("input", "input")
-    assert control_routes(("ndi:depth",), 2) == ("ndi:depth", "ndi:depth")
-    assert control_routes(("ndi:depth", "input"), 2) == ("ndi:depth", "input")
+    assert controlnet_routes((), 2) == ("input", "input")
+    assert controlnet_routes(("ndi:depth",), 2) == ("ndi:depth", "ndi:depth")
+    assert controlnet_routes(("ndi:depth", "input"), 2) == ("ndi:depth", "input")
     with pytest.raises(ValueError, match="2 given for 3 ControlNets"):
-        control_routes(("a", "b"), 3)
+        controlnet_routes(("a", "b"), 3)
     with pytest.raises(ValueError, match="needs at least one --controlnet"):
-        control_routes(("pattern",), 0)
+        controlnet_routes(("pattern",), 0)
 
 
 def test_on_demand_source_pairs_frame_k_with_control_frame_k():
     src = PatternSource(f"{SIZE[1]}x{SIZE[0]}@0")
     src.open()
     setups = [ControlNetSetup("passthrough"), ControlNetSetup("canny")]
-    feed = ControlFeed(("pattern", "input"), {"pattern": src}, setups).start()
+    feed = ControlNetFeed(("pattern", "input"), {"pattern": src}, setups).start()
     inputs = [_frame(100 + k, value=10 * k) for k in range(3)]
     for f in inputs:
         feed.mark(f)
@@ -82,7 +82,7 @@ class QueueSource:
         self.closed = True
 
 
-def _wait_for(feed: ControlFeed, uri: str, frame: Frame) -> None:
+def _wait_for(feed: ControlNetFeed, uri: str, frame: Frame) -> None:
     deadline = time.monotonic() + 10
     while feed.feeds[uri].latest is not frame and time.monotonic() < deadline:
         time.sleep(0.001)
@@ -91,7 +91,7 @@ def _wait_for(feed: ControlFeed, uri: str, frame: Frame) -> None:
 
 def test_live_source_gives_the_latest_control_frame_when_the_input_is_taken(caplog):
     live = QueueSource()
-    feed = ControlFeed(("ndi:depth",), {"ndi:depth": live}, [ControlNetSetup("passthrough")], 0.01).start()
+    feed = ControlNetFeed(("ndi:depth",), {"ndi:depth": live}, [ControlNetSetup("passthrough")], 0.01).start()
     first = _frame(0)
     with caplog.at_level(logging.WARNING):
         feed.mark(first)  # nothing sent yet: black
@@ -195,9 +195,9 @@ def test_loop_feeds_each_frame_its_own_control_frame(cn_parts, prompt_encoder, f
     for f in controls:
         ctl.q.put(f)
     live = engine()
-    feed = ControlFeed(("ctl",), {"ctl": ctl}, live.controlnets).start()
+    feed = ControlNetFeed(("ctl",), {"ctl": ctl}, live.controlnets).start()
     loop = FrameLoop(live, ListSource(inputs), RecordingSink(), ControlState(params), LoopOptions(max_frames=count),
-                     control_feed=feed).start()
+                     controlnet_feed=feed).start()
     assert loop.wait(120)
     loop.stop()
     feed.close()
@@ -207,7 +207,7 @@ def test_loop_feeds_each_frame_its_own_control_frame(cn_parts, prompt_encoder, f
         for k in range(0, count, frames):
             x = torch.cat([to_model_input(torch.from_numpy(f.pixels), "RGB", SIZE, "cpu", torch.float32)
                            for f in inputs[k:k + frames]])
-            ref.step(x, control=control_of(k))
+            ref.step(x, controlnet_images=control_of(k))
         return ref.backend.latents
 
     paired = direct(lambda k: [torch.cat([_expected(c.pixels) for c in controls[k:k + frames]])])

@@ -29,7 +29,7 @@ from dreamwire.control.schema import MAX_STEPS
 from dreamwire.engine.api import EngineConfig
 from dreamwire.engine.background import Background
 from dreamwire.engine.warmup import warm_up
-from dreamwire.live.control_feed import INPUT, ControlFeed, control_routes
+from dreamwire.live.controlnet_feed import INPUT, ControlNetFeed, controlnet_routes
 from dreamwire.live.failsafe import Failsafe
 from dreamwire.live.loop import FrameLoop
 from dreamwire.live.options import LoopOptions
@@ -97,7 +97,7 @@ def _open_source(uri: str, cfg: RuntimeConfig, stack: contextlib.ExitStack) -> S
 
 def _open_control_sources(cfg: RuntimeConfig, stack: contextlib.ExitStack) -> dict[str, Source]:
     """The ``--control-source`` bridges, opened (each distinct URI once) before the model loads."""
-    routes = control_routes(cfg.control_source, len(cfg.controlnet))
+    routes = controlnet_routes(cfg.control_source, len(cfg.controlnet))
     return {uri: _open_source(uri, cfg, stack) for uri in dict.fromkeys(routes) if uri != INPUT}
 
 
@@ -205,12 +205,12 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
         _warm(engine)
     stats.ready = True
     print("dreamwire: ready", file=sys.stderr)
-    feed = ControlFeed(control_routes(cfg.control_source, len(cfg.controlnet)), control_sources,
+    feed = ControlNetFeed(controlnet_routes(cfg.control_source, len(cfg.controlnet)), control_sources,
                        engine.controlnets).start()
     stack.callback(feed.close)
     loop = FrameLoop(engine, source, sink, state, LoopOptions(max_frames=cfg.frames, output_size=cfg.output_size),
                      stats, failsafe=failsafe, fallback=fallback_for(engine, parts), before_step=rig.tick,
-                     control_feed=feed)
+                     controlnet_feed=feed)
     stack.callback(loop.stop)
     stack.callback(Ticker(1.0, _status_printer(stats), "dreamwire-status").start().stop)
     loop.start()

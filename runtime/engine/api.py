@@ -130,6 +130,6 @@ class Engine(Protocol):
         ...
 
     def step(self, images: torch.Tensor | None = None, sources: Sequence[Any] | None = None,
-             control: Sequence[torch.Tensor | None] | None = None) -> StepResult:
+             controlnet_images: Sequence[torch.Tensor | None] | None = None) -> StepResult:
         """One stream-batch call: ``images`` (f,3,H,W) in [-1, 1] for img2img, ``None`` for txt2img."""
         ...

@@ -17,7 +17,7 @@ buffer update and makes every live change a pure recomputation:
   latent fills the new slots. No change ever costs an extra UNet call.
 * similarity_*: applies from the next frame; the reference frame is kept.
 * controlnet_*: per-row residual scales, read at each call (no rebuild, no extra UNet call); the
-  control images travel with their frames' slots (see :mod:`control_slots`).
+  control images travel with their frames' slots (see :mod:`controlnet_slots`).
 
 Start-up *primes* the buffer: the first frame runs its first n-1 steps sequentially, so the
 first output is that frame fully denoised and output k equals the sequential result for frame
@@ -37,8 +37,8 @@ from dreamwire.control.schema import MAX_STEPS
 from dreamwire.engine.api import Backend, EngineConfig, Sources, StepResult
 from dreamwire.engine.background import Background
 from dreamwire.engine.conditioning import Conditioning
-from dreamwire.engine.control_slots import ControlSlots, controlled_unet
 from dreamwire.engine.controlnet import ControlNetSetup
+from dreamwire.engine.controlnet_slots import ControlNetSlots, controlled_unet
 from dreamwire.engine.guidance import Embeddings, GuidanceInputs, make_guidance
 from dreamwire.engine.noise import NoiseBank
 from dreamwire.engine.prompts import PromptEncoder
@@ -67,7 +67,7 @@ class StreamEngine:
         self.filter = SimilarityFilter(seed=self.config.filter_seed)
         s = model.vae_scale_factor
         frame_shape = (self.config.frames, 3, self.config.height, self.config.width)
-        self._ctrl = ControlSlots(self.controlnets, frame_shape, self.device, self.dtype)
+        self._ctrl = ControlNetSlots(self.controlnets, frame_shape, self.device, self.dtype)
         self.latent_size = (self.config.height // s, self.config.width // s)
         self._noise = NoiseBank((MAX_STEPS * self.config.frames, model.latent_channels, *self.latent_size),
                                 self.device, self.dtype)
@@ -195,12 +195,12 @@ class StreamEngine:
 
     @torch.inference_mode()
     def step(self, images: torch.Tensor | None = None, sources: Sequence[Any] | None = None,
-             control: Sequence[torch.Tensor | None] | None = None) -> StepResult:
+             controlnet_images: Sequence[torch.Tensor | None] | None = None) -> StepResult:
         """Advance the stream by one call.
 
         ``images`` is (f,3,H,W) in [-1, 1] on the engine's device for img2img, ``None`` for txt2img.
         ``sources`` are f opaque tags for the new frames (the loop passes its input frames); the result
-        names the ones its images came from. ``control``: per ControlNet, (f,3,H,W) control images in
+        names the ones its images came from. ``controlnet_images``: per ControlNet, (f,3,H,W) control images in
         [0, 1] for the new frames, or ``None`` to preprocess ``images``.
         """
         if self.background is not None and (done := self.background.take()) is not None:
@@ -217,7 +217,7 @@ class StreamEngine:
             # The filter never skips before a first output exists: it has no reference frame yet.
             if self.params.similarity_filter and self.filter.should_skip(images):
                 return StepResult(self._last, skipped=True, delay=self.delay, sources=self._last_tags)
-        ctrl = self._ctrl.new(images, control)
+        ctrl = self._ctrl.new(images, controlnet_images)
         z = self.backend.encode(images.to(self.dtype)) if img2img else None
         c = self.consts
         x_new = add_noise(z, self.noise[:f], c.a[:f], c.b[:f]) if img2img else self.noise[:f]

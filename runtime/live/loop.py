@@ -32,7 +32,7 @@ import torch
 from dreamwire.bridges.base import Frame, Sink, Source
 from dreamwire.control.params import Params
 from dreamwire.engine.api import Engine
-from dreamwire.live.control_feed import ControlFeed
+from dreamwire.live.controlnet_feed import ControlNetFeed
 from dreamwire.live.failsafe import Failsafe
 from dreamwire.live.imageops import to_model_input
 from dreamwire.live.options import LoopOptions
@@ -61,9 +61,9 @@ class FrameLoop:
                  options: LoopOptions | None = None, stats: Stats | None = None,
                  on_sent: Callable[[Output], None] | None = None, timer: StepTimer | None = None,
                  failsafe: Failsafe | None = None, fallback: Callable[[], str | None] | None = None,
-                 before_step: Callable[[], None] | None = None, control_feed: ControlFeed | None = None) -> None:
+                 before_step: Callable[[], None] | None = None, controlnet_feed: ControlNetFeed | None = None) -> None:
         self.engine = engine
-        self.control_feed = control_feed  # ControlNet images from second sources, paired with input frames
+        self.controlnet_feed = controlnet_feed  # ControlNet images from second sources, paired with input frames
         # Called on the engine thread before each step's snapshot: the rig moves morphs and held changes here.
         self.before_step = before_step
         self.source = source
@@ -208,8 +208,8 @@ class FrameLoop:
             self._emit(substitute(frame, self._seq, params, self.failsafe.settings.on_error))
             return
         self._batch.append(frame)
-        if self.control_feed:  # the pairing rule: the latest control frame when the input frame is taken
-            self.control_feed.mark(frame)
+        if self.controlnet_feed:  # the pairing rule: the latest control frame when the input frame is taken
+            self.controlnet_feed.mark(frame)
         if len(self._batch) < self.engine.config.frames:
             return
         inputs, self._batch = self._batch, []
@@ -257,8 +257,8 @@ class FrameLoop:
         self._busy_since = time.monotonic()
         try:
             with self._timer.step():
-                feed = self.control_feed
-                extra = {"control": feed.images(frames, size, eng.device, eng.dtype)} if feed else {}
+                feed = self.controlnet_feed
+                extra = {"controlnet_images": feed.images(frames, size, eng.device, eng.dtype)} if feed else {}
                 result = eng.step(x, sources=frames, **extra)
         finally:
             self._busy_since = None

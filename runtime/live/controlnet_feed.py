@@ -12,7 +12,7 @@ on-demand source (``pattern:...@0``, ``images:DIR`` or ``video:PATH`` at ``@0``)
 asked, so one is read exactly when each input frame is taken: input frame k pairs with control frame
 k. Until a source has sent its first frame the control image is black, and a warning says so once.
 After pairing, each frame keeps its control image for all its steps in flight
-(:mod:`dreamwire.engine.control_slots`).
+(:mod:`dreamwire.engine.controlnet_slots`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ INPUT = "input"  # a ControlNet's control image comes from the input frame
 _PENDING = 64  # paired control frames kept for frames not yet processed (bypass/reset drop frames unseen)
 
 
-def control_routes(sources: Sequence[str], count: int) -> tuple[str, ...]:
+def controlnet_routes(sources: Sequence[str], count: int) -> tuple[str, ...]:
     """Each ControlNet's control source: one given for all, or one per ControlNet; ValueError otherwise."""
     names = tuple(sources) or (INPUT,)
     if not count:
@@ -103,7 +103,7 @@ class _Feed:
         self.source.close()
 
 
-class ControlFeed:
+class ControlNetFeed:
     """The opened control sources of a run, and the control frames paired with the input frames."""
 
     def __init__(self, routes: Sequence[str], sources: dict[str, Source], setups: Sequence[ControlNetSetup],
@@ -116,7 +116,7 @@ class ControlFeed:
     def __bool__(self) -> bool:
         return bool(self.feeds)
 
-    def start(self) -> ControlFeed:
+    def start(self) -> ControlNetFeed:
         for feed in self.feeds.values():
             feed.start()
         return self

@@ -21,10 +21,10 @@ from dreamwire.engine.controlnet import ControlNetSetup, check_lengths, live_val
 from dreamwire.engine.guidance import UNetCall
 from dreamwire.engine.preprocess import make_preprocessor
 
-CONTROL_LISTS = ("controlnet_scale", "controlnet_enabled", "controlnet_start", "controlnet_end")
+CONTROLNET_LISTS = ("controlnet_scale", "controlnet_enabled", "controlnet_start", "controlnet_end")
 
 
-class ControlSlots:
+class ControlNetSlots:
     """Per ControlNet: the control images of the in-flight step slots (newest first) and of the last output."""
 
     def __init__(self, setups: Sequence[ControlNetSetup], shape: tuple[int, int, int, int],
@@ -40,7 +40,7 @@ class ControlSlots:
 
     def check(self, params: Params) -> str | None:
         """A message when a live control list does not hold one value per loaded ControlNet."""
-        return check_lengths(len(self.setups), {k: getattr(params, k) for k in CONTROL_LISTS})
+        return check_lengths(len(self.setups), {k: getattr(params, k) for k in CONTROLNET_LISTS})
 
     def new(self, images: torch.Tensor | None, control: Sequence[torch.Tensor | None] | None) -> list[torch.Tensor]:
         """Each ControlNet's control images for the new frames: given, or preprocessed from ``images``."""
