@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.fakes.backends import CountingBackend
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # Every test (and every subprocess a test starts) builds the tiny model into a private cache,
@@ -34,31 +36,6 @@ def tiny_parts(tiny_dir):
     return load_model(str(tiny_dir), device="cpu", dtype=torch.float32)
 
 
-class CountingBackend:
-    """Wraps a backend and records every call, so tests can see batch sizes and skipped work."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.name = "counting"
-        self.device = inner.device
-        self.dtype = inner.dtype
-        self.unet_batches: list[int] = []
-        self.unet_samples: list[torch.Tensor] = []
-        self.encodes = 0
-        self.decodes = 0
-
-    def unet(self, sample, timestep, encoder_hidden_states):
-        self.unet_batches.append(sample.shape[0])
-        self.unet_samples.append(sample.clone())
-        return self.inner.unet(sample, timestep, encoder_hidden_states)
-
-    def encode(self, images):
-        self.encodes += 1
-        return self.inner.encode(images)
-
-    def decode(self, latents):
-        self.decodes += 1
-        return self.inner.decode(latents)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ is taken; an on-demand source is read once per input frame, so frame k pairs wit
 from __future__ import annotations
 
 import logging
-import queue
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from dreamwire.bridges.pattern import PatternSource, pattern_frame
 from dreamwire.engine.controlnet import ControlNetSetup
 from dreamwire.live.controlnet_feed import ControlNetFeed, controlnet_routes
 from dreamwire.live.imageops import to_model_input
+from tests.fakes.bridges import OnDemand, QueueSource
 
 SIZE = (64, 64)
 
@@ -62,24 +62,6 @@ def test_on_demand_source_pairs_frame_k_with_control_frame_k():
     feed.close()
 
 
-class QueueSource:
-    """A live source: frames arrive when the test puts them."""
-
-    def __init__(self) -> None:
-        self.q: queue.Queue = queue.Queue()
-        self.closed = False
-
-    def open(self) -> None:
-        pass
-
-    def read(self, timeout: float) -> Frame | None:
-        try:
-            return self.q.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def _wait_for(feed: ControlNetFeed, uri: str, frame: Frame) -> None:
@@ -164,8 +146,6 @@ class Latents:
         return self.backend.decode(latents)
 
 
-class OnDemand(QueueSource):
-    on_demand = True
 
 
 @pytest.mark.parametrize("frames", [1, 2])
@@ -179,7 +159,7 @@ def test_loop_feeds_each_frame_its_own_control_frame(cn_parts, prompt_encoder, f
     from dreamwire.live.loop import FrameLoop
     from dreamwire.live.options import LoopOptions
     from dreamwire.live.state import ControlState
-    from tests.test_loop import ListSource, RecordingSink
+    from tests.fakes.bridges import ListSource, RecordingSink
 
     torch_backend, params = TorchBackend(cn_parts), Params({"steps": 2})
 

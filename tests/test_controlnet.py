@@ -11,6 +11,7 @@ from dreamwire.engine.controlnet import ControlNetSetup, keep
 from dreamwire.engine.preprocess import canny, make_preprocessor
 from dreamwire.engine.schedule import add_noise, lcm_denoise
 from tests.conftest import frames
+from tests.fakes.backends import ShapeCounting
 
 T_INDEX = {1: (35,), 2: (32, 45), 3: (20, 35, 45)}
 
@@ -30,28 +31,6 @@ def cn_parts(tiny_dir):
     return dataclasses.replace(parts, controlnets=nets, controlnet_sources=("tiny", str(second)))
 
 
-class ShapeCounting:
-    """Counts distinct call shapes per network (what a CUDA-graph or compiled backend would capture)."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.name, self.device, self.dtype = inner, "capturing", inner.device, inner.dtype
-        self.shapes: set[tuple] = set()
-        self.controlnet_calls = 0
-
-    def unet(self, sample, timestep, hidden, *, residuals=None):
-        self.shapes.add(("unet", tuple(sample.shape)))
-        return self.inner.unet(sample, timestep, hidden, residuals=residuals)
-
-    def controlnet(self, index, sample, timestep, hidden, image):
-        self.controlnet_calls += 1
-        self.shapes.add(("controlnet", index, tuple(sample.shape)))
-        return self.inner.controlnet(index, sample, timestep, hidden, image)
-
-    def encode(self, images):
-        return self.inner.encode(images)
-
-    def decode(self, latents):
-        return self.inner.decode(latents)
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,73 +11,25 @@ import pytest
 from PIL import Image
 
 from dreamwire.bridges.pattern import pattern_frame
-from dreamwire.osc.wire import build_message, parse_packet
+from tests.fakes.runtime import Client, free_port, run_log, start_run, stop_run
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket() as t:
-        u.bind(("127.0.0.1", 0))
-        port = u.getsockname()[1]
-        try:
-            t.bind(("127.0.0.1", port))  # TCP on the same number too, so the run serves both
-        except OSError:
-            return _free_port()
-        return port
 
 
-def _start(tmp_path: Path, *args: str) -> subprocess.Popen:
-    log = open(tmp_path / "run.log", "w")  # a file, not a pipe: a chatty run can never block on it
-    return subprocess.Popen([sys.executable, "-m", "dreamwire", "run", *args], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-def _log(tmp_path: Path) -> str:
-    return (tmp_path / "run.log").read_text()
 
 
-class Client:
-    """An OSC client with its own socket, so status replies come back to it."""
-
-    def __init__(self, port: int) -> None:
-        self.target = ("127.0.0.1", port)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.5)
-
-    def send(self, address: str, *args) -> None:
-        self.sock.sendto(build_message(address, list(args)), self.target)
-
-    def status(self, timeout: float) -> dict[str, list]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.send("/dreamwire/status")
-            try:
-                data = self.sock.recv(65535)
-            except TimeoutError:
-                continue
-            return {m.address: m.args for m in parse_packet(data)}
-        raise AssertionError(f"no /dreamwire/status reply within {timeout} s")
-
-    def close(self) -> None:
-        self.sock.close()
 
 
-def _stop(proc: subprocess.Popen, tmp_path: Path, sig: int = signal.SIGINT) -> None:
-    proc.send_signal(sig)
-    try:
-        rc = proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise AssertionError(f"did not exit within 10 s of {signal.Signals(sig).name}:\n" + _log(tmp_path)) from None
-    assert rc == 0, _log(tmp_path)
 
 
 def test_status_prompt_and_sigint(tmp_path):
     """Acceptance 1: run --model tiny --source pattern --sink null --osc-port P; status, prompt, SIGINT."""
-    port = _free_port()
-    proc = _start(tmp_path, "--model", "tiny", "--source", "pattern", "--sink", "null", "--osc-port", str(port))
+    port = free_port()
+    proc = start_run(tmp_path, "--model", "tiny", "--source", "pattern", "--sink", "null", "--osc-port", str(port))
     client = Client(port)
     try:
         state = client.status(timeout=120)
@@ -100,19 +48,19 @@ def test_status_prompt_and_sigint(tmp_path):
     finally:
         client.close()
         if proc.poll() is None:
-            _stop(proc, tmp_path)
-    assert "OSC on 127.0.0.1:" in _log(tmp_path)
+            stop_run(proc, tmp_path)
+    assert "OSC on 127.0.0.1:" in run_log(tmp_path)
 
 
 def test_frames_20_writes_20_images(tmp_path):
     """Acceptance 1: run --model tiny --source pattern --sink images:DIR --frames 20 writes 20 images, exit 0."""
     out = tmp_path / "out"
-    proc = _start(tmp_path, "--model", "tiny", "--source", "pattern", "--sink", f"images:{out}", "--frames", "20",
+    proc = start_run(tmp_path, "--model", "tiny", "--source", "pattern", "--sink", f"images:{out}", "--frames", "20",
                   "--osc-port", "0", "--telemetry", "off")
     rc = proc.wait(timeout=300)
-    assert rc == 0, _log(tmp_path)
+    assert rc == 0, run_log(tmp_path)
     assert len(list(out.glob("frame_*.png"))) == 20
-    assert str(out) in _log(tmp_path)  # says where to look
+    assert str(out) in run_log(tmp_path)  # says where to look
 
 
 def _frames(folder: Path) -> list[np.ndarray]:
@@ -130,15 +78,15 @@ def test_osc_changes_prompt_and_strength_mid_run(tmp_path):
     still.mkdir()
     Image.fromarray(pattern_frame(3, 96, 80)).save(still / "a.png")
     out = tmp_path / "out"
-    port = _free_port()
-    proc = _start(tmp_path, "--model", "tiny", "--source", f"images:{still}@20", "--sink", f"images:{out}",
+    port = free_port()
+    proc = start_run(tmp_path, "--model", "tiny", "--source", f"images:{still}@20", "--sink", f"images:{out}",
                   "--width", "64", "--height", "64", "--osc-port", str(port), "--telemetry", "off", "--report")
     client = Client(port)
     try:
         client.status(timeout=120)
         deadline = time.monotonic() + 60
         while len(list(out.glob("frame_*.png"))) < 5:
-            assert time.monotonic() < deadline and proc.poll() is None, _log(tmp_path)
+            assert time.monotonic() < deadline and proc.poll() is None, run_log(tmp_path)
             time.sleep(0.1)
         before = _frames(out)
         client.send("/dreamwire/prompt", "neon jellyfish")
@@ -152,13 +100,13 @@ def test_osc_changes_prompt_and_strength_mid_run(tmp_path):
             assert time.monotonic() < deadline, st
         n = len(list(out.glob("frame_*.png")))
         while len(list(out.glob("frame_*.png"))) < n + 5:
-            assert time.monotonic() < deadline + 30 and proc.poll() is None, _log(tmp_path)
+            assert time.monotonic() < deadline + 30 and proc.poll() is None, run_log(tmp_path)
             time.sleep(0.1)
     finally:
         client.close()
         if proc.poll() is None:
-            _stop(proc, tmp_path, signal.SIGTERM)  # a service manager's stop: same clean exit 0
-    assert "pipeline overhead" in _log(tmp_path)  # --report
+            stop_run(proc, tmp_path, signal.SIGTERM)  # a service manager's stop: same clean exit 0
+    assert "pipeline overhead" in run_log(tmp_path)  # --report
     after = _frames(out)[-1]
     assert before[0].shape == (80, 96, 3)  # resized back to the input's size
     assert all(np.array_equal(f, before[-1]) for f in before[1:])  # a still input gives a still output

@@ -8,62 +8,14 @@ import time
 import numpy as np
 import pytest
 
-from dreamwire.bridges.base import Frame
 from dreamwire.bridges.pattern import PatternSource
 from dreamwire.control.params import Params
 from dreamwire.live.failsafe import Failsafe, FailsafeSettings
 from dreamwire.live.loop import FrameLoop
 from dreamwire.live.options import LoopOptions
 from dreamwire.live.state import ControlState
-
-
-class FlakyBackend:
-    """Wraps a real backend: raises (or returns NaN) on chosen UNet calls."""
-
-    def __init__(self, inner, *, raise_every: int = 0, nan_calls: tuple[int, ...] = (), always_fail: bool = False,
-                 name: str = "flaky") -> None:
-        self.inner, self.name, self.device, self.dtype = inner, name, inner.device, inner.dtype
-        self.raise_every, self.nan_calls, self.always_fail = raise_every, nan_calls, always_fail
-        self.calls = 0
-        self.raised = 0
-
-    def unet(self, sample, timestep, cond):
-        self.calls += 1
-        if self.always_fail or (self.raise_every and self.calls % self.raise_every == 0):
-            self.raised += 1
-            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
-        out = self.inner.unet(sample, timestep, cond)
-        return out * float("nan") if self.calls in self.nan_calls else out
-
-    def encode(self, images):
-        return self.inner.encode(images)
-
-    def decode(self, latents):
-        return self.inner.decode(latents)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.frames: list[Frame] = []
-        self.outputs: list = []
-        self.reports: list[str] = []
-        self.lock = threading.Lock()
-
-    def open(self) -> None:
-        pass
-
-    def write(self, frame: Frame) -> None:
-        self.frames.append(frame)
-
-    def close(self) -> None:
-        pass
-
-    def observe(self, out) -> None:
-        self.outputs.append(out)
-
-    def report(self, reason: str) -> None:
-        with self.lock:
-            self.reports.append(reason)
+from tests.fakes.backends import FlakyBackend
+from tests.fakes.bridges import Recorder
 
 
 def _engine(make_engine, torch_backend, **flaky):

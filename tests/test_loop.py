@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
@@ -12,98 +11,13 @@ import torch
 from dreamwire.bench.overhead import measure_overhead
 from dreamwire.bridges.base import Frame
 from dreamwire.bridges.pattern import PatternSource
-from dreamwire.engine.api import EngineConfig, StepResult
 from dreamwire.live.loop import FrameLoop
 from dreamwire.live.options import LoopOptions
-from dreamwire.live.outputs import Output
 from dreamwire.live.slots import LatestSlot
 from dreamwire.live.state import ControlState
 from tests.conftest import wait_until
-
-
-class FakeEngine:
-    """The engine interface with controllable cost, delay and failures; output = input (in [-1, 1])."""
-
-    def __init__(self, size: int = 64, delay: int = 1, cost: float = 0.0, fail_every: int = 0,
-                 fail_at: tuple[int, ...] = ()) -> None:
-        self.config = EngineConfig(width=size, height=size)
-        self.device = torch.device("cpu")
-        self.dtype = torch.float32
-        self.delay = delay
-        self.cost = cost
-        self.fail_every = fail_every
-        self.fail_at = fail_at
-        self.steps = 0
-        self.updates: list = []
-        self.params = None
-        self._history: list = []  # inputs of each call, newest last: the real engine's sources contract
-
-    def update(self, params) -> set[str]:
-        self.params = params
-        self.updates.append(params)
-        return set()
-
-    def reset(self) -> None:
-        self.resets = getattr(self, "resets", 0) + 1
-
-    def step(self, images: torch.Tensor, sources=None) -> StepResult:
-        self.steps += 1
-        if (self.fail_every and self.steps % self.fail_every == 0) or self.steps in self.fail_at:
-            raise RuntimeError("simulated engine failure")
-        if self.cost:
-            time.sleep(self.cost)
-        self._history.append(tuple(sources))
-        made_from = self._history[max(0, len(self._history) - 1 - self.delay)]
-        return StepResult(images, skipped=False, delay=self.delay, sources=made_from)
-
-
-class ListSource:
-    """Hands out prepared frames once each, then nothing; on demand, so none is dropped on the way in."""
-
-    on_demand = True
-
-    def __init__(self, frames: list[Frame]) -> None:
-        self.frames = list(frames)
-        self.closed = False
-
-    def open(self) -> None:
-        pass
-
-    def read(self, timeout: float) -> Frame | None:
-        if not self.frames:
-            time.sleep(timeout)
-            return None
-        time.sleep(0.002)
-        return self.frames.pop(0)
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class RecordingSink:
-    """Records every frame written; ``observe`` (the loop's ``on_sent``) records what made each one."""
-
-    def __init__(self, sleep: float = 0.0) -> None:
-        self.frames: list[Frame] = []
-        self.outputs: list[Output] = []
-        self.sleep = sleep
-        self.closed = False
-        self.got = threading.Event()
-
-    def open(self) -> None:
-        pass
-
-    def write(self, frame: Frame) -> None:
-        if self.sleep:
-            time.sleep(self.sleep)
-        self.frames.append(frame)
-        self.got.set()
-
-    def observe(self, out: Output) -> None:
-        self.outputs.append(out)
-
-    def close(self) -> None:
-        self.closed = True
+from tests.fakes.bridges import FlakySource, ListSource, LiveSink, RecordingSink
+from tests.fakes.engines import FakeEngine, InputRecordingEngine
 
 
 def test_latest_slot_replaces_unread_and_reports_the_drop():
@@ -184,12 +98,6 @@ def test_one_failing_step_is_counted_and_the_loop_keeps_going():
     assert loop.stats.substituted >= failures  # and each one's frame went out as a stand-in
 
 
-class FlakySource(PatternSource):
-    def read(self, timeout: float) -> Frame | None:
-        if self._index % 4 == 3:
-            self._index += 1
-            raise OSError("simulated receive failure")
-        return super().read(timeout)
 
 
 def test_source_failures_are_counted_not_fatal():
@@ -271,8 +179,6 @@ def test_frame_buffer_of_two_sends_every_frame_in_order_with_its_source(make_eng
     assert all(f.size == (48, 64) for f in sink.frames)
 
 
-class LiveSink(RecordingSink):
-    live = True
 
 
 def test_live_sink_gets_the_last_output_repeated_while_the_source_is_silent():
@@ -374,14 +280,6 @@ def test_loop_times_every_step_after_a_failed_one_on_cuda_events():
     assert loop.stats.engine_s_total > 0
 
 
-class InputRecordingEngine(FakeEngine):
-    def __init__(self, **kw) -> None:
-        super().__init__(**kw)
-        self.inputs: list[torch.Tensor] = []
-
-    def step(self, images, sources=None):
-        self.inputs.append(images.clone())
-        return super().step(images, sources)
 
 
 def test_a_blue_bgra_frame_reaches_the_engine_as_blue_rgb_and_returns_in_the_sinks_layout():

@@ -1,6 +1,6 @@
 """Real NDI over loopback: dreamwire's NDI source and sink against plain ndi-python peers.
 
-Each scenario runs in ``tests/ndi_helpers.py`` as a subprocess inside a private
+Each scenario runs in ``tests/fakes/ndi_peers.py`` as a subprocess inside a private
 network namespace (``unshare -n`` with only ``lo`` up): NDI ports cannot clash
 with other runs and no packet leaves the machine. Where ``unshare -n`` is not
 permitted the scenarios run in the host namespace with unique sender names, and
@@ -30,7 +30,7 @@ from dreamwire.bridges._ndifind import listeners, loopback_fanout
 from dreamwire.bridges._ndilib import Target, match_source, stream_name
 from dreamwire.bridges.base import BridgeError, make_source
 
-HELPERS = Path(__file__).with_name("ndi_helpers.py")
+HELPERS = Path(__file__).parent / "fakes" / "ndi_peers.py"
 ROOT = HELPERS.parents[1]
 MIN_PSNR = 35.0
 

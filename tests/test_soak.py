@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dreamwire.osc.wire import build_message
-from tests.test_e2e_run import Client, _free_port, _log, _start
+from tests.fakes.runtime import Client, free_port, run_log, start_run
 
 pytestmark = pytest.mark.slow
 
@@ -68,8 +68,8 @@ def _stats(state: dict) -> dict[str, float]:
 
 
 def test_ten_thousand_frames_with_live_changes_and_bad_packets(tmp_path):
-    port = _free_port()
-    proc = _start(tmp_path, "--source", "pattern:64x64@0", "--sink", "null", "--width", "64", "--height", "64",
+    port = free_port()
+    proc = start_run(tmp_path, "--source", "pattern:64x64@0", "--sink", "null", "--width", "64", "--height", "64",
                   "--osc-port", str(port), "--telemetry", "off", "--no-osc-tcp", "--osc-status-rate", "1000")
     client = Client(port)
     rng = random.Random(7)
@@ -107,7 +107,7 @@ def test_ten_thousand_frames_with_live_changes_and_bad_packets(tmp_path):
         if proc.poll() is None:
             proc.kill()
         client.close()
-    log = _log(tmp_path)
+    log = run_log(tmp_path)
     assert rc == 0, log
     assert stop_s < 2.0, f"SIGINT took {stop_s:.2f} s"
     assert final["frames"] >= FRAMES

@@ -7,6 +7,7 @@ import torch
 
 from dreamwire.control.params import Params
 from tests.conftest import frames
+from tests.fakes.backends import ShapeCounting
 
 T_INDEX = {1: (35,), 2: (32, 45), 4: (18, 26, 35, 45)}
 
@@ -203,31 +204,6 @@ def test_a_skipped_step_repeats_the_sources_of_the_last_output(make_engine):
     assert not first.skipped and again.skipped and again.sources == ("a",)
 
 
-class ShapeCountingBackend:
-    """A backend stand-in that 'captures' (as CUDA graphs or compiled kernels do) once per new input shape."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.name, self.device, self.dtype = inner, "capturing", inner.device, inner.dtype
-        self.shapes: set[tuple] = set()
-
-    @property
-    def captures(self) -> int:
-        return len(self.shapes)
-
-    def _seen(self, method: str, *args) -> None:
-        self.shapes.add((method, *(tuple(a.shape) for a in args)))
-
-    def unet(self, sample, timestep, encoder_hidden_states):
-        self._seen("unet", sample, encoder_hidden_states)
-        return self.inner.unet(sample, timestep, encoder_hidden_states)
-
-    def encode(self, images):
-        self._seen("encode", images)
-        return self.inner.encode(images)
-
-    def decode(self, latents):
-        self._seen("decode", latents)
-        return self.inner.decode(latents)
 
 
 def _live_show(engine, f: int) -> None:
@@ -252,7 +228,7 @@ def test_after_warm_up_a_live_show_makes_no_new_capture(tiny_parts, torch_backen
 
     def engine() -> StreamEngine:
         cfg = EngineConfig(width=64, height=64, frames=f, guidance=guidance)
-        be = ShapeCountingBackend(torch_backend)
+        be = ShapeCounting(torch_backend)
         return StreamEngine(be, prompt_encoder, tiny_parts.spec, cfg, Params({"guidance_scale": 1.5}))
 
     cold = engine()

@@ -15,7 +15,8 @@ from dreamwire.live.options import LoopOptions
 from dreamwire.live.state import ControlState
 from dreamwire.live.telemetry import STAT_DOCS, STAT_NAMES, Stats
 from dreamwire.osc.wire import parse_packet
-from tests.test_loop import FakeEngine, RecordingSink
+from tests.fakes.bridges import RecordingSink
+from tests.fakes.engines import FakeEngine
 
 
 def test_fps_is_the_inverse_of_the_send_interval_on_a_controlled_clock():

@@ -12,17 +12,13 @@ import socket
 import subprocess
 import time
 
-import pytest
-
 from dreamwire.control.schema import SPECS
 from dreamwire.live.state import ControlState
 from dreamwire.osc.handler import OscHandler
 from dreamwire.osc.wire import build_bundle, build_message, parse_packet
-from tests.test_unity_osc import ENV, MCS, MONO, ROOT
+from tests.fakes.mono import ENV, MCS, MONO, ROOT, needs_mono
 
-pytestmark = pytest.mark.skipif(MCS is None or MONO is None,
-                                reason="Mono's C# compiler is not installed (apt-get install mono-mcs mono-runtime; "
-                                       ".ci/run does this)")
+pytestmark = needs_mono
 SOURCES = [ROOT / "examples" / "unity" / "DreamwireOsc.cs", ROOT / "examples" / "unity" / "DreamwireControl.cs",
            ROOT / "tests" / "data" / "unity_engine_stub.cs", ROOT / "tests" / "data" / "unity_control_driver.cs"]
 

@@ -9,23 +9,17 @@ skip, saying so.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from dreamwire.osc.wire import build_bundle, build_message, parse_packet
-from tests.test_e2e_run import Client, _free_port, _log, _start, _stop
+from tests.fakes.mono import ENV, MCS, MONO, ROOT, needs_mono
+from tests.fakes.runtime import Client, free_port, run_log, start_run, stop_run
 
-ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [ROOT / "examples" / "unity" / "DreamwireOsc.cs", ROOT / "tests" / "data" / "unity_console.cs"]
-MCS, MONO = shutil.which("mcs"), shutil.which("mono")
-pytestmark = pytest.mark.skipif(MCS is None or MONO is None,
-                                reason="Mono's C# compiler is not installed (apt-get install mono-mcs mono-runtime; "
-                                       ".ci/run does this)")
-ENV = {**os.environ, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}  # Mono's console encoding follows the locale
+pytestmark = needs_mono
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +87,8 @@ def _lines(out: str, kind: str) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_a_csharp_client_steers_a_real_run_and_hears_its_errors(exe, tmp_path):
-    port, telemetry = _free_port(), _free_port()
-    proc = _start(tmp_path, "--model", "tiny", "--source", "pattern:64x64@30", "--sink", "null", "--width", "64",
+    port, telemetry = free_port(), free_port()
+    proc = start_run(tmp_path, "--model", "tiny", "--source", "pattern:64x64@30", "--sink", "null", "--width", "64",
                   "--height", "64", "--osc-port", str(port), "--telemetry", f"127.0.0.1:{telemetry}",
                   "--osc-telemetry-period", "0.2")
     client = Client(port)
@@ -105,7 +99,7 @@ def test_a_csharp_client_steers_a_real_run_and_hears_its_errors(exe, tmp_path):
     finally:
         client.close()
         if proc.poll() is None:
-            _stop(proc, tmp_path)
+            stop_run(proc, tmp_path)
     assert out.splitlines()[-1] == "done", out
     # applied, as Python's own client reads the state: the messages and the bundle all landed ...
     assert st["/dreamwire/state/prompt"] == ["a lighthouse painted from unity"]
@@ -116,7 +110,7 @@ def test_a_csharp_client_steers_a_real_run_and_hears_its_errors(exe, tmp_path):
     assert st["/dreamwire/state/strength"] == [pytest.approx(0.65)]
     errors = [line for line in out.splitlines() if line.startswith("error ")]
     assert errors == ["error /dreamwire/strength | strength: 5 is outside 0 .. 1"], out
-    assert "rejected: /dreamwire/strength" in _log(tmp_path)
+    assert "rejected: /dreamwire/strength" in run_log(tmp_path)
     # the C# decoder read the status bundle the way python-osc does, types included
     state = _lines(out, "state")
     assert state["prompt"] == "s a lighthouse painted from unity"

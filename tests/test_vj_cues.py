@@ -13,7 +13,7 @@ import pytest
 from dreamwire.live.state import ControlState
 from dreamwire.osc.handler import OscHandler
 from dreamwire.osc.wire import build_bundle, build_message
-from tests.test_e2e_run import Client, _free_port, _log, _start, _stop
+from tests.fakes.runtime import Client, free_port, run_log, start_run, stop_run
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 sys.path.insert(0, str(EXAMPLES))
@@ -166,8 +166,8 @@ scene = 7                 # the last cue fails too: heard after the end
 
 @pytest.mark.slow
 def test_player_prints_each_runtime_error_next_to_its_cue_and_exits_1(tmp_path):
-    port, errors_port = _free_port(), _free_udp_port()
-    proc = _start(tmp_path, "--model", "tiny", "--source", "pattern:64x64@30", "--sink", "null", "--width", "64",
+    port, errors_port = free_port(), _free_udp_port()
+    proc = start_run(tmp_path, "--model", "tiny", "--source", "pattern:64x64@30", "--sink", "null", "--width", "64",
                   "--height", "64", "--osc-port", str(port), "--telemetry", f"127.0.0.1:{errors_port}")
     client = Client(port)
     cues = tmp_path / "cues.toml"
@@ -180,7 +180,7 @@ def test_player_prints_each_runtime_error_next_to_its_cue_and_exits_1(tmp_path):
     finally:
         client.close()
         if proc.poll() is None:
-            _stop(proc, tmp_path)
+            stop_run(proc, tmp_path)
     out = player.stdout.splitlines()
     assert player.returncode == 1, (player.stdout, player.stderr)
     assert out.index("cue 2 ghost: error: /dreamwire/scene/recall: scene/recall: scene 5 is not saved (saved: none)") \
@@ -193,9 +193,9 @@ def test_player_prints_each_runtime_error_next_to_its_cue_and_exits_1(tmp_path):
 
 @pytest.mark.slow
 def test_cue_player_lands_each_cue_in_order_on_a_real_run(tmp_path):
-    port = _free_port()
+    port = free_port()
     errors_port = _free_udp_port()
-    proc = _start(tmp_path, "--model", "tiny", "--source", "pattern:64x64@30", "--sink", "null", "--width", "64",
+    proc = start_run(tmp_path, "--model", "tiny", "--source", "pattern:64x64@30", "--sink", "null", "--width", "64",
                   "--height", "64", "--osc-port", str(port), "--telemetry", f"127.0.0.1:{errors_port}")
     client = Client(port)
     cues = tmp_path / "cues.toml"
@@ -223,7 +223,7 @@ def test_cue_player_lands_each_cue_in_order_on_a_real_run(tmp_path):
         if player is not None and player.poll() is None:
             player.kill()
         if proc.poll() is None:
-            _stop(proc, tmp_path)
+            stop_run(proc, tmp_path)
     assert [line.split()[1] for line in out.splitlines() if line.startswith("cue ")] == ["1", "2", "3", "4"]
 
     def first(pred):
@@ -237,7 +237,7 @@ def test_cue_player_lands_each_cue_in_order_on_a_real_run(tmp_path):
     assert None not in (one, two, morphing, morphed), (one, two, morphing, morphed, seen)
     assert one < two < morphing < morphed < back, seen
     assert seen[-1][4] == 240.0  # the player set the runtime's tempo
-    assert "pipeline" not in _log(tmp_path)
+    assert "pipeline" not in run_log(tmp_path)
 
 
 def _free_udp() -> int:

@@ -1,4 +1,4 @@
-"""Real-NDI test scenarios, run as ``python tests/ndi_helpers.py SCENARIO`` in a subprocess.
+"""Real-NDI test scenarios, run as ``python tests/fakes/ndi_peers.py SCENARIO`` in a subprocess.
 
 Why subprocesses: test_ndi.py starts each scenario inside its own network
 namespace (``unshare -n`` + ``ip link set lo up``), which isolates NDI's ports
@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: this file is tests/fakes/ndi_peers.py
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
