@@ -35,22 +35,22 @@ class Pacer:
 
     def __init__(self, fps: float) -> None:
         self.fps = fps
-        self._next = time.monotonic()
+        self._next = time.perf_counter()
 
     def reset(self) -> None:
-        self._next = time.monotonic()
+        self._next = time.perf_counter()
 
     def due(self, timeout: float) -> bool:
         """Sleep until the next frame is due and return True, or sleep ``timeout`` and return False."""
         if not self.fps:
             return True
-        wait = self._next - time.monotonic()
+        wait = self._next - time.perf_counter()
         if wait > timeout:
             time.sleep(timeout)
             return False
         if wait > 0:
             time.sleep(wait)
-        self._next = max(self._next, time.monotonic()) + 1.0 / self.fps
+        self._next = max(self._next, time.perf_counter()) + 1.0 / self.fps
         return True
 
 
@@ -62,7 +62,7 @@ class Every:
         self._last = -float("inf")
 
     def due(self, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
+        now = time.perf_counter() if now is None else now
         if now - self._last >= self.interval:
             self._last = now
             return True

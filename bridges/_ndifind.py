@@ -151,8 +151,8 @@ def list_senders(timeout: float = 1.0) -> list[str]:
     finder = None
     try:
         finder = make_finder(lib, discovery_ips(None))
-        deadline = time.monotonic() + max(0.0, timeout)
-        while (left := deadline - time.monotonic()) > 0:
+        deadline = time.perf_counter() + max(0.0, timeout)
+        while (left := deadline - time.perf_counter()) > 0:
             lib.find_wait_for_sources(finder, max(1, int(left * 1000)))
         return sorted({name for name, _ in sources(lib, finder)})
     finally:

@@ -27,7 +27,7 @@ class Frame:
     """One picture and where it came from.
 
     ``pixels`` is (H, W, C) uint8 (numpy, or a torch tensor on the way out).
-    ``capture_time`` is ``time.monotonic()`` when the source got it, so
+    ``capture_time`` is ``time.perf_counter()`` when the source got it, so
     latency = send time - capture time within the process. ``timecode`` is the
     source's own clock (NDI: 100 ns units), passed through untouched so hosts
     can sync, and ``frame_rate`` the rate the source declared (N, D), which an

@@ -65,7 +65,7 @@ class ImageFolderSource:
         if not self._pacer.due(timeout):
             return None
         px = self._images[self._index % len(self._images)]
-        frame = Frame(px, "RGB", self._index, time.monotonic())
+        frame = Frame(px, "RGB", self._index, time.perf_counter())
         self._index += 1
         return frame
 

@@ -124,13 +124,13 @@ class NDISource(OpenClose):
     def read(self, timeout: float) -> Frame | None:
         if self._recv is None:
             raise BridgeError("NDISource.read() called before open()")
-        deadline = time.monotonic() + max(0.0, timeout)
+        deadline = time.perf_counter() + max(0.0, timeout)
         while True:
             self._maintain()
             # Wait in slices so a missing sender is retried on time even inside a long read.
-            slice_ms = int(min(max(deadline - time.monotonic(), 0.0), 0.1) * 1000)
+            slice_ms = int(min(max(deadline - time.perf_counter(), 0.0), 0.1) * 1000)
             frame = self._capture(slice_ms)
-            if frame is not None or time.monotonic() >= deadline:
+            if frame is not None or time.perf_counter() >= deadline:
                 return frame
 
     def _capture(self, wait_ms: int) -> Frame | None:
@@ -164,7 +164,7 @@ class NDISource(OpenClose):
             pixels[..., 3] = 255
         self._frame_id += 1
         return Frame(pixels=np.ascontiguousarray(pixels), layout=layout, frame_id=self._frame_id,
-                     capture_time=time.monotonic(), timecode=int(video.timecode),
+                     capture_time=time.perf_counter(), timecode=int(video.timecode),
                      frame_rate=(int(video.frame_rate_N), int(video.frame_rate_D)),
                      sender=self._connected_to[0] if self._connected_to is not None else None)
 

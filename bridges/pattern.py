@@ -78,7 +78,7 @@ class PatternSource:
         if not self._pacer.due(timeout):
             return None
         pixels = pattern_frame(self._index, self.width, self.height, self._tile)
-        frame = Frame(pixels, "RGB", self._index, time.monotonic())
+        frame = Frame(pixels, "RGB", self._index, time.perf_counter())
         self._index += 1
         return frame
 

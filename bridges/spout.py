@@ -192,10 +192,10 @@ class SpoutSource(_SpoutBridge):
         if self._receiver is None:
             raise BridgeError("SpoutSource.read() called before open()")
         self._ensure_gl(self._receiver)
-        deadline = time.monotonic() + max(0.0, timeout)
+        deadline = time.perf_counter() + max(0.0, timeout)
         while True:
             frame = self._poll(deadline)
-            now = time.monotonic()
+            now = time.perf_counter()
             left = deadline - now
             if frame is not None or left <= 0:
                 return frame
@@ -207,7 +207,7 @@ class SpoutSource(_SpoutBridge):
 
     def _poll(self, deadline: float) -> Frame | None:
         receiver, watch = self._receiver, self._watch
-        now = time.monotonic()
+        now = time.perf_counter()
         if watch is None and not self._retry.due(now):
             return None  # not connected: look for the sender only every retry_interval
         if watch is not None:
@@ -230,7 +230,7 @@ class SpoutSource(_SpoutBridge):
             elif self._status.state is None:
                 self._status.enter("waiting", f"Spout: waiting for {self._label}")
             return None
-        now = time.monotonic()
+        now = time.perf_counter()
         if watch is None:
             return None
         new = watch.check(receiver, now)
@@ -269,7 +269,7 @@ class SpoutSource(_SpoutBridge):
         if self._read_as == "BGRA" and not self._reads_bgra():
             self._read_as = "RGBA"  # what Spout would read anyway, now labelled as such
         self._sync_name = self.sender or str(receiver.getActiveSender() or "")
-        self._watch = (FrameWatch((height, width, 4), time.monotonic(), still_interval=self._still)
+        self._watch = (FrameWatch((height, width, 4), time.perf_counter(), still_interval=self._still)
                        if width and height else None)
         self._status.enter(f"connected {width}x{height}",
                            f"Spout: receiving {self._label} at {width}x{height} ({self._read_as})")

@@ -64,7 +64,7 @@ class VideoSource:
             px = next(self._frames, None)
             if px is None:
                 raise BridgeError(f"video: {self.path} has no frames")
-        frame = Frame(np.ascontiguousarray(px), "RGB", self._index, time.monotonic())
+        frame = Frame(np.ascontiguousarray(px), "RGB", self._index, time.perf_counter())
         self._index += 1
         return frame
 

@@ -51,8 +51,8 @@ def echo_raw(seconds: float) -> None:
     out = ndi.VideoFrameV2()
     out.FourCC = ndi.FOURCC_VIDEO_TYPE_BGRA
     print("ready", flush=True)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
         if ndi.recv_get_no_connections(recv) == 0:
             ndi.recv_connect(recv, source)
         kind, video, _, _ = ndi.recv_capture_v2(recv, 100, want_audio=False, want_metadata=False)
@@ -71,8 +71,8 @@ def echo_dreamwire(seconds: float) -> None:
 
     with NDISource("@127.0.0.1:5961") as source, NDISink(ECHO_NAME) as sink:
         print("ready", flush=True)
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
             frame = source.read(0.1)
             if frame is not None:
                 sink.write(frame)
@@ -109,8 +109,8 @@ class Driver:
         return timecode
 
     def warm_up(self, seconds: float = 10.0) -> bool:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
             self.put(1)
             if self.get(50) is not None:
                 while self.get(50) is not None:
@@ -120,36 +120,36 @@ class Driver:
 
     def lockstep(self, frames: int) -> dict:
         rtts, lost = [], 0
-        started = time.monotonic()
+        started = time.perf_counter()
         for i in range(frames):
             timecode = 10_000 + i
-            sent = time.monotonic()
+            sent = time.perf_counter()
             self.put(timecode)
             while True:
                 got = self.get(1000)
                 if got == timecode:
-                    rtts.append((time.monotonic() - sent) * 1000)
+                    rtts.append((time.perf_counter() - sent) * 1000)
                     break
                 if got is None:
                     lost += 1
                     break
-        took = time.monotonic() - started
+        took = time.perf_counter() - started
         return {"frames": frames, "lost": lost, "fps": round(len(rtts) / took, 1), **summary(rtts)}
 
     def flood(self, frames: int) -> dict:
         sent_at: dict[int, float] = {}
         rtts: list[float] = []
-        started = time.monotonic()
+        started = time.perf_counter()
         for i in range(frames):
             timecode = 100_000 + i
-            sent_at[timecode] = time.monotonic()
+            sent_at[timecode] = time.perf_counter()
             self.put(timecode)
             while (got := self.get(0)) is not None:
-                rtts.append((time.monotonic() - sent_at[got]) * 1000)
-        send_done = time.monotonic()
+                rtts.append((time.perf_counter() - sent_at[got]) * 1000)
+        send_done = time.perf_counter()
         while (got := self.get(300)) is not None:
-            rtts.append((time.monotonic() - sent_at[got]) * 1000)
-        took = time.monotonic() - started
+            rtts.append((time.perf_counter() - sent_at[got]) * 1000)
+        took = time.perf_counter() - started
         return {"frames": frames, "sent_fps": round(frames / (send_done - started), 1), "echoed": len(rtts),
                 "echo_fps": round(len(rtts) / took, 1), **summary(rtts)}
 

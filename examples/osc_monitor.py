@@ -84,10 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sock.settimeout(0.2)
     tty = sys.stdout.isatty() and not args.once
-    deadline = None if args.seconds is None else time.monotonic() + args.seconds
+    deadline = None if args.seconds is None else time.perf_counter() + args.seconds
     print(f"osc_monitor: listening on {args.host}:{args.port}", flush=True)
     try:
-        while deadline is None or time.monotonic() < deadline:
+        while deadline is None or time.perf_counter() < deadline:
             try:
                 dgram = sock.recv(65535)
             except TimeoutError:

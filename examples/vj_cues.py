@@ -258,13 +258,13 @@ class BpmClock:
 
     def __init__(self, bpm: float) -> None:
         self.bpm = bpm
-        self.t0 = time.monotonic()
+        self.t0 = time.perf_counter()
 
     poll = 0.05  # most seconds between looks at the clock (errors are heard meanwhile)
 
     def left(self, seconds: float) -> float:
         """Seconds until ``seconds`` after the start."""
-        return self.t0 + seconds - time.monotonic()
+        return self.t0 + seconds - time.perf_counter()
 
 
 class LinkClock:
@@ -355,14 +355,14 @@ class Player:
 
     def listen(self, seconds: float) -> dict[str, list[Any]] | None:
         """Report errors for ``seconds``; the first status reply, if one came."""
-        deadline = time.monotonic() + seconds
+        deadline = time.perf_counter() + seconds
         status = None
         while True:
-            errors, reply = self.wire.wait(deadline - time.monotonic())
+            errors, reply = self.wire.wait(deadline - time.perf_counter())
             for address, reason in errors:
                 self.report(address, reason)
             status = status or reply
-            if status is not None or time.monotonic() >= deadline:
+            if status is not None or time.perf_counter() >= deadline:
                 return status
 
     def report(self, address: str, reason: str) -> None:
@@ -392,10 +392,10 @@ class Player:
         The runtime answers packets in order on one thread, and it sends the errors of earlier packets
         before it answers a later status request; so once the reply is here, so are those errors.
         """
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
             self.wire.send(bundle(self.prefix, [("status", [])]))
-            status = self.listen(min(1.0, max(0.0, deadline - time.monotonic())))
+            status = self.listen(min(1.0, max(0.0, deadline - time.perf_counter())))
             if status is not None and not (status.get(f"{self.prefix}/state/held") or [0])[0]:
                 self.listen(0.05)  # a reply overtook an error sent from another socket: give it a moment
                 return True

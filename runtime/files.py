@@ -35,7 +35,7 @@ _FIRST_PAUSE = 0.01  # doubled after each refusal: 10, 20, 40 ... ms, 8 tries in
 # A temp file modified this recently is left alone even when its PID is not running here: the folder may
 # be shared with another machine, whose PIDs mean nothing on this one.
 STALE_AFTER_SECONDS = 60.0
-_sleep, _clock = time.sleep, time.monotonic  # the retry's pauses and clock (tests swap them)
+_sleep, _clock = time.sleep, time.perf_counter  # the retry's pauses and clock (tests swap them)
 
 
 def temp_name(path: Path) -> Path:

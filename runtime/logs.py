@@ -29,7 +29,7 @@ class Throttle:
         self._suppressed = 0
 
     def log(self, msg: str, *args: Any, exc_info: BaseException | None = None) -> None:
-        now = time.monotonic()
+        now = time.perf_counter()
         if now - self._start >= self.window:
             if self._suppressed:
                 self.logger.log(self.level, "... %d more like this in the last %.0f s", self._suppressed,

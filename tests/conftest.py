@@ -83,9 +83,9 @@ def frames(count: int, f: int = 1, size: int = 256, seed: int = 0) -> list[torch
 
 def wait_until(cond, timeout: float = 20.0) -> None:
     """Poll ``cond`` until true; fail the test after ``timeout`` seconds (a hang, not a slow machine)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.perf_counter() + timeout
     while not cond():
-        if time.monotonic() > deadline:
+        if time.perf_counter() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.01)
 

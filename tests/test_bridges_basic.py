@@ -48,8 +48,8 @@ def test_images_sink_writes_numbered_pngs_and_source_loops_over_them(tmp_path):
     bgra = np.zeros((20, 30, 4), np.uint8)
     bgra[..., 0] = 255  # blue in BGRA
     bgra[..., 3] = 255
-    sink.write(Frame(bgra, "BGRA", 0, time.monotonic()))
-    sink.write(Frame(torch.full((20, 30, 3), 7, dtype=torch.uint8), "RGB", 1, time.monotonic()))
+    sink.write(Frame(bgra, "BGRA", 0, time.perf_counter()))
+    sink.write(Frame(torch.full((20, 30, 3), 7, dtype=torch.uint8), "RGB", 1, time.perf_counter()))
     sink.close()
     files = sorted((tmp_path / "out").iterdir())
     assert [f.name for f in files] == ["frame_000000.png", "frame_000001.png"]

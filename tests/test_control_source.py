@@ -29,7 +29,7 @@ SIZE = (64, 64)
 
 def _frame(k: int, value: int | None = None) -> Frame:
     px = np.full((*SIZE, 3), value, np.uint8) if value is not None else pattern_frame(k, *SIZE)
-    return Frame(px, "RGB", k, time.monotonic())
+    return Frame(px, "RGB", k, time.perf_counter())
 
 
 def _expected(pixels: np.ndarray) -> torch.Tensor:
@@ -65,8 +65,8 @@ def test_on_demand_source_pairs_frame_k_with_control_frame_k():
 
 
 def _wait_for(feed: ControlNetFeed, uri: str, frame: Frame) -> None:
-    deadline = time.monotonic() + 10
-    while feed.feeds[uri].latest is not frame and time.monotonic() < deadline:
+    deadline = time.perf_counter() + 10
+    while feed.feeds[uri].latest is not frame and time.perf_counter() < deadline:
         time.sleep(0.001)
     assert feed.feeds[uri].latest is frame
 

@@ -210,3 +210,12 @@ def test_lint_imports_passes_on_an_editable_install():
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "0 broken" in r.stdout
+
+
+def test_intervals_are_timed_with_perf_counter_not_monotonic():
+    """time.monotonic() ticks every 15.6 ms on Windows before Python 3.13 (cpython gh-88494): latency figures,
+    pacing and the bridges' deadlines would be quantised to it; perf_counter is QueryPerformanceCounter there."""
+    users = [str(p.relative_to(ROOT)) for folder in FOLDERS.values() for p in folder.rglob("*.py")
+             if "runtime/bridges" not in str(p) and re.search(r"\bmonotonic\(|time\.monotonic\b",
+                                                                p.read_text(encoding="utf-8"))]
+    assert users == [], users

@@ -99,10 +99,10 @@ def test_ten_thousand_frames_with_live_changes_and_bad_packets(tmp_path):
         time.sleep(0.5)
         final = _stats(client.status(30))
         end = _proc_status(proc.pid)
-        t0 = time.monotonic()
+        t0 = time.perf_counter()
         proc.send_signal(signal.SIGINT)  # under load: the engine is still stepping as fast as it can
         rc = proc.wait(timeout=30)
-        stop_s = time.monotonic() - t0
+        stop_s = time.perf_counter() - t0
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -224,14 +224,14 @@ def _tempo(cfg: RuntimeConfig, stack: contextlib.ExitStack) -> TempoClock:
     import time
 
     if not cfg.link:
-        return TempoClock(time.monotonic)
+        return TempoClock(time.perf_counter)
     try:
         link = LinkSession()
     except LinkUnavailable as exc:
         raise _Failed(str(exc)) from None
     stack.callback(link.close)
     print("dreamwire: following Ableton Link", file=sys.stderr)
-    return TempoClock(time.monotonic, link=link)
+    return TempoClock(time.perf_counter, link=link)
 
 
 def _start_osc(cfg: RuntimeConfig, state: ControlState, stats: Stats, stack: contextlib.ExitStack,

@@ -42,7 +42,7 @@ def measure_overhead(model: str = "tiny", *, frames: int = 200, warmup: int = 10
         if stats.frames_out == warmup:
             marks.update(t0=time.perf_counter(), e0=stats.engine_s_total, s0=stats.steps - stats.skipped)
         elif stats.frames_out > warmup:
-            latencies.append(1000.0 * (time.monotonic() - out.frame.capture_time))
+            latencies.append(1000.0 * (time.perf_counter() - out.frame.capture_time))
 
     loop = FrameLoop(engine, source, sink, ControlState(), LoopOptions(max_frames=warmup + frames),
                      stats=stats, on_sent=on_sent)

@@ -1,7 +1,7 @@
 """Beat-grid math: where beats and bars fall, tap tempo and quantize boundaries, as pure functions.
 
 A :class:`BeatGrid` is a tempo plus the time of one beat and one downbeat, on
-whatever clock the caller uses (the live loop's ``time.monotonic``, or a fake
+whatever clock the caller uses (the live loop's ``time.perf_counter``, or a fake
 clock in tests). Every function returns a new grid; nothing here reads a clock.
 """
 

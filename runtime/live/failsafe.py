@@ -50,7 +50,7 @@ class FailsafeSettings:
 
 class Failsafe:
     def __init__(self, settings: FailsafeSettings | None = None, report: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.settings = settings or FailsafeSettings()
         self._report = report or (lambda _reason: None)
         self.clock = clock

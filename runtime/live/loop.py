@@ -119,10 +119,10 @@ class FrameLoop:
         self._stopped = True
         self._stop.set()
         self._watchdog.stop()
-        deadline = time.monotonic() + timeout
+        deadline = time.perf_counter() + timeout
         for t in self._threads:
             if t.is_alive():
-                t.join(max(0.1, deadline - time.monotonic()))
+                t.join(max(0.1, deadline - time.perf_counter()))
                 if t.is_alive():
                     log.warning("%s did not stop within %.0f s; closing bridges anyway", t.name, timeout)
         for name in ("source", "sink"):  # normally closed by their own threads already
@@ -254,7 +254,7 @@ class FrameLoop:
         else:
             x = torch.cat([to_model_input(self._upload.upload(f.pixels), f.layout, size, eng.device, eng.dtype)
                            for f in frames])
-        self._busy_since = time.monotonic()
+        self._busy_since = time.perf_counter()
         try:
             with self._timer.step():
                 feed = self.controlnet_feed

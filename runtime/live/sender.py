@@ -49,19 +49,19 @@ class Sender:
 
     def run(self, engine_done: threading.Event, stop: threading.Event, finished: threading.Event) -> None:
         """Until the engine thread is done (and its last output written), or ``max_frames`` were sent."""
-        last_at = time.monotonic()
+        last_at = time.perf_counter()
         while True:
             item = self.slot.get(min(self.read_timeout, self.hold or self.read_timeout))
             if item is None:
                 if engine_done.is_set():
                     return
-                if self.hold is not None and self._last is not None and time.monotonic() - last_at >= self.hold:
+                if self.hold is not None and self._last is not None and time.perf_counter() - last_at >= self.hold:
                     self._write(replace(self._last, held=True))
-                    last_at = time.monotonic()
+                    last_at = time.perf_counter()
                 continue
             for out in self._converted(item):
                 if self._write(out):
-                    last_at = time.monotonic()
+                    last_at = time.perf_counter()
                 if self.max_frames is not None and self.sent >= self.max_frames:
                     finished.set()
                     stop.set()
@@ -115,7 +115,7 @@ class Sender:
         if out.held:
             self.stats.hold()
         else:
-            self.stats.sent(time.monotonic() - frame.capture_time, frame.source_id, substitute=out.substitute)
+            self.stats.sent(time.perf_counter() - frame.capture_time, frame.source_id, substitute=out.substitute)
             self.sent += 1
             if out.substitute is None:
                 self._last_good = frame

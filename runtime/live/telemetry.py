@@ -67,7 +67,7 @@ class Stats:
     COUNTERS = ("frames_in", "frames_out", "dropped_in", "dropped_out", "held", "steps", "skipped", "errors",
                 "paused", "bypassed", "substituted", "delay_steps")
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, clock: Callable[[], float] = time.perf_counter,
                  health: Callable[[], tuple[str, str]] | None = None) -> None:
         """``health``: (state, reason) words read at each snapshot, e.g. :meth:`Failsafe.status`."""
         self.clock = clock

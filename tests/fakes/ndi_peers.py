@@ -13,7 +13,7 @@ Scenarios:
 
 * ``sender``   - a plain ndi-python sender (the "TouchDesigner" of the tests;
   ``--dreamwire``: the same pictures through dreamwire's NDISink); prints
-  ``{"ready": t}`` (``time.monotonic()``) after its first frame.
+  ``{"ready": t}`` (``time.perf_counter()``) after its first frame.
 * ``source``   - dreamwire NDISource fed by a ``sender`` child: discovery,
   ``list_senders``, connect by name and by address, a resolution change.
 * ``sink``     - dreamwire NDISink read by a plain ndi-python receiver in the
@@ -129,15 +129,15 @@ def run_sender(args: argparse.Namespace) -> dict:
     video.frame_rate_N, video.frame_rate_D = args.fps, 1
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     frame_id, sent = args.start, 0
-    deadline = time.monotonic() + args.seconds
-    while not stop and time.monotonic() < deadline:
+    deadline = time.perf_counter() + args.seconds
+    while not stop and time.perf_counter() < deadline:
         height, width = sizes[min(sent // args.switch_after, len(sizes) - 1)] if args.switch_after else sizes[0]
         image = make_image(frame_id, height, width)
         video.data = image
         video.timecode = timecode_for(frame_id)
         ndi.send_send_video_v2(sender, video)  # clock_video paces this to args.fps
         if sent == 0:
-            print(json.dumps({"ready": time.monotonic()}), flush=True)
+            print(json.dumps({"ready": time.perf_counter()}), flush=True)
         frame_id, sent = frame_id + 1, sent + 1
     ndi.send_destroy(sender)  # a SIGKILLed sender never gets here: that is the crash case
     ndi.destroy()
@@ -158,13 +158,13 @@ def run_dreamwire_sink(args: argparse.Namespace) -> dict:
     signal.signal(signal.SIGTERM, on_term)
     height, width = (int(v) for v in args.sizes.split(",")[0].split("x"))
     frame_id, sent = args.start, 0
-    deadline = time.monotonic() + args.seconds
+    deadline = time.perf_counter() + args.seconds
     with NDISink(args.name, fps=args.fps) as sink:
-        while not stop and time.monotonic() < deadline:
+        while not stop and time.perf_counter() < deadline:
             sink.write(Frame(pixels=make_image(frame_id, height, width), layout="BGRA", frame_id=frame_id,
-                             capture_time=time.monotonic(), timecode=timecode_for(frame_id)))
+                             capture_time=time.perf_counter(), timecode=timecode_for(frame_id)))
             if sent == 0:
-                print(json.dumps({"ready": time.monotonic()}), flush=True)
+                print(json.dumps({"ready": time.perf_counter()}), flush=True)
             frame_id, sent = frame_id + 1, sent + 1
             time.sleep(1 / args.fps)
     return {"sent": sent, "stopped": stop}
@@ -201,9 +201,9 @@ def unique(prefix: str) -> str:
 def collect(source: Any, seconds: float, until: Callable[[list[dict]], bool] | None = None) -> list[dict]:
     """Read ``source`` for up to ``seconds``; one dict per frame (id, psnr, size, timecode, ...)."""
     frames: list[dict] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        frame = source.read(min(0.1, max(0.0, deadline - time.monotonic())))
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        frame = source.read(min(0.1, max(0.0, deadline - time.perf_counter())))
         if frame is None:
             continue
         frame_id, quality = check_frame(as_bgra(frame.pixels, frame.layout))
@@ -223,8 +223,8 @@ def resolve_url(name: str, seconds: float = 3.0) -> str:
     _ndilib.acquire(lib)
     finder = _ndifind.make_finder(lib, [_ndifind.LOOPBACK])
     try:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
             lib.find_wait_for_sources(finder, 100)
             for full, url in _ndifind.sources(lib, finder):
                 if _ndilib.stream_name(full) == name:
@@ -272,7 +272,7 @@ def scenario_sink(_: argparse.Namespace) -> dict:
                 frame_id = 100 + step
                 image = make_image(frame_id, height, width)
                 frame = Frame(pixels=convert(image, layout), layout=layout, frame_id=frame_id,
-                              capture_time=time.monotonic(), timecode=timecode_for(frame_id), frame_rate=rate)
+                              capture_time=time.perf_counter(), timecode=timecode_for(frame_id), frame_rate=rate)
                 got = receiver.round_trip(lambda frame=frame: sink.write(frame), frame_id, (height, width))
                 results.append({"layout": layout, "sent_size": [height, width], "sent_rate": rate, **got})
             connections = sink.connections
@@ -309,8 +309,8 @@ class _Receiver:
         Content is compared on the ``want_size`` corner: odd sizes arrive padded by one pixel.
         """
         ndi = self.ndi
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
             self._connect()
             send()
             kind, video, _, _ = ndi.recv_capture_v2(self.recv, 100)
@@ -346,12 +346,12 @@ def scenario_reconnect(args: argparse.Namespace) -> dict:
             first.kill()
         else:
             first.stop()
-        gone_at = time.monotonic()
+        gone_at = time.perf_counter()
         gap, gap_reads = [], []
-        while time.monotonic() - gone_at < 1.5:  # the loop keeps calling read(); it must return on time
-            started = time.monotonic()
+        while time.perf_counter() - gone_at < 1.5:  # the loop keeps calling read(); it must return on time
+            started = time.perf_counter()
             frame = source.read(0.05)
-            gap_reads.append(time.monotonic() - started)
+            gap_reads.append(time.perf_counter() - started)
             if frame is not None:
                 gap.append({"id": check_frame(as_bgra(frame.pixels, frame.layout))[0], "t": frame.capture_time})
         second = Sender(name, start=5000, seconds=20)
@@ -380,7 +380,7 @@ class LiveRecordingSink:
 
     def observe(self, out: Any) -> None:
         frame = out.frame
-        self.outputs.append({"t": time.monotonic(), "frame_id": frame.frame_id, "source_id": frame.source_id,
+        self.outputs.append({"t": time.perf_counter(), "frame_id": frame.frame_id, "source_id": frame.source_id,
                              "timecode": frame.timecode, "capture_t": frame.capture_time, "held": out.held,
                              "ndi_source": frame.sender, "size": list(frame.size), "layout": frame.layout})
 
@@ -393,9 +393,9 @@ class LiveRecordingSink:
 
 
 def wait_for(cond: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
+    deadline = time.perf_counter() + seconds
     while not cond():
-        if time.monotonic() > deadline:
+        if time.perf_counter() > deadline:
             return False
         time.sleep(0.02)
     return True
@@ -418,9 +418,9 @@ def scenario_loop_reconnect(_: argparse.Namespace) -> dict:
     from dreamwire.live.state import ControlState
 
     torch.set_num_threads(1)  # two shared cores: leave room for the NDI decoder and the senders
-    started = time.monotonic()
+    started = time.perf_counter()
     engine = build_engine("tiny", backend="torch", device="cpu", config=EngineConfig(width=64, height=64))
-    engine_s = time.monotonic() - started
+    engine_s = time.perf_counter() - started
     name = unique("dw-loop")
     source = NDISource(name)  # found by name: discovery asks 127.0.0.1 first
     source.open()
@@ -432,7 +432,7 @@ def scenario_loop_reconnect(_: argparse.Namespace) -> dict:
         first = Sender(name, start=0, fps=30, seconds=30)
         connected = wait_for(lambda: len(sink.since(first.ready, held=False)) >= 20, 8.0)
         first.kill()  # a crash: no goodbye from the sender
-        gone_at = time.monotonic()
+        gone_at = time.perf_counter()
         time.sleep(1.5)
         alive_in_gap = not loop.finished.is_set()
         second = Sender(name, start=5000, fps=30, seconds=30)
@@ -463,11 +463,11 @@ def scenario_listing(args: argparse.Namespace) -> dict:
     calls = []
     try:
         for _ in range(args.calls):
-            started = time.monotonic()
+            started = time.perf_counter()
             out = subprocess.run([sys.executable, "-m", "dreamwire", "sources"], capture_output=True, text=True,
                                  timeout=60)
             listed = [line[len("ndi:"):] for line in out.stdout.splitlines() if line.startswith("ndi:")]
-            calls.append({"rc": out.returncode, "listed": listed, "seconds": round(time.monotonic() - started, 2),
+            calls.append({"rc": out.returncode, "listed": listed, "seconds": round(time.perf_counter() - started, 2),
                           "stderr": out.stderr[-800:]})
     finally:
         for sender in senders:
@@ -493,7 +493,7 @@ def scenario_restarts(args: argparse.Namespace) -> dict:
             frame_id = 50000
             while not done.is_set():
                 sink.write(Frame(pixels=make_image(frame_id, 64, 64), layout="BGRA", frame_id=frame_id,
-                                 capture_time=time.monotonic()))
+                                 capture_time=time.perf_counter()))
                 frame_id += 1
                 done.wait(1 / 30)
 

@@ -47,8 +47,8 @@ class Client:
         self.sock.sendto(build_message(address, list(args)), self.target)
 
     def status(self, timeout: float) -> dict[str, list]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
             self.send("/dreamwire/status")
             try:
                 data = self.sock.recv(65535)

@@ -173,7 +173,7 @@ class SharedSender:
 class World:
     """Spout's machine-wide state: the sender list, the active sender, the registry, GL contexts."""
 
-    clock: Callable[[], float] = time.monotonic
+    clock: Callable[[], float] = time.perf_counter
     sleep: Callable[[float], None] = time.sleep
     frame_count: bool = False  # the registry value Framecount == 1
     readback_cost: float = 0.0005  # seconds one texture copy takes (Spout: 1.6 ms at 1920x1080 RGBA)
