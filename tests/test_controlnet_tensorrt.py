@@ -117,6 +117,6 @@ def test_sdxl_controlnets_are_refused_with_the_fix(tiny_parts, monkeypatch):
 
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", fake_trt.make("11.1.0"))
     parts = _cuda_parts(tiny_parts, "tiny")
-    parts.unet.config = {**dict(tiny_parts.unet.config), "addition_embed_type": "text_time"}
+    parts.spec = dataclasses.replace(parts.spec, family="sdxl", pooled_dim=32)  # "is it SDXL?" is the spec's word
     with pytest.raises(BackendUnavailable, match="SDXL ControlNets"):
         trt_mod.TensorRTBackend(parts, profile=ResolutionProfile(256, 512, 64, 256))
