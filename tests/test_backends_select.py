@@ -222,3 +222,25 @@ def test_sdxl_is_the_specs_family_in_every_backend():
     src = Path(select.__file__).parent
     for name in ("select.py", "onnxrt.py", "tensorrt.py", "torch_eager.py", "catalog.py"):
         assert "addition_embed_type" not in (src / name).read_text(encoding="utf-8"), name
+
+
+def _dynamo_limit() -> int:
+    import torch._dynamo
+
+    cfg = torch._dynamo.config
+    return getattr(cfg, "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit")
+
+
+def test_compile_backend_leaves_dynamos_global_limit_alone_and_raises_it_only_while_it_runs(tiny_parts):
+    from dreamwire.backends.compiled import LimitedCompile
+
+    before = _dynamo_limit()
+    be = select.make_backend("compile", tiny_parts, recompile_limit=before + 50)
+    assert _dynamo_limit() == before  # building a backend changes nothing process-wide
+    seen = []
+    run = LimitedCompile(lambda x: seen.append(_dynamo_limit()) or x, be.recompile_limit)
+    run(torch.zeros(2))
+    assert seen == [before + 50] and _dynamo_limit() == before
+    with pytest.raises(ZeroDivisionError):
+        LimitedCompile(lambda x: 1 / 0, before + 50)(torch.zeros(1))
+    assert _dynamo_limit() == before  # restored on error too
