@@ -22,7 +22,7 @@ from tests.fakes.cuda import FakeCuda
 
 SD = ModelSpec(kind="turbo", alphas_cumprod=torch.zeros(1000), latent_channels=4, out_channels=4, vae_scale_factor=8,
                text_tokens=77, text_dim=1024)
-VERSIONS = ["10.1.0", "10.16.0", "11.1.0", "11.4.0.106"]  # 11.4 is PyPI's newest; its API is 11.1's (the newest stored)
+VERSIONS = ["10.1.0", "10.16.0", "11.1.0", "11.4.0.106"]  # 11.4.0.106: PyPI's newest (its wheel's API list)
 
 
 def _install(monkeypatch, version: str, cuda: FakeCuda | None = None, kernel=None):
