@@ -265,8 +265,12 @@ def test_the_declared_tensorrt_range_is_the_one_checked():
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    spec = next(d for d in project["optional-dependencies"]["tensorrt"] if d.startswith("tensorrt"))
-    floor, cap = spec.removeprefix("tensorrt>=").split(",<")
-    assert floor in RELEASES  # the oldest release allowed is one the names are checked against
-    assert {r.split(".")[0] for r in RELEASES} == {str(m) for m in range(int(floor.split(".")[0]), int(cap))}
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    assert "tensorrt" not in extras  # the bare meta-package picks CUDA 13 whatever torch was built for
+    for cuda in ("cu12", "cu13"):
+        spec = next(d for d in extras[f"tensorrt-{cuda}"] if d.startswith("tensorrt"))
+        floor, cap = spec.removeprefix(f"tensorrt-{cuda}>=").split(",<")
+        assert tuple(map(int, floor.split("."))) >= (10, 1)
+        assert {r.split(".")[0] for r in RELEASES} == {str(m) for m in range(10, int(cap))}
+    assert extras["tensorrt-cu12"][0] == "tensorrt-cu12>=10.1,<12"  # the floor is a release the names are checked on
+    assert "10.1" in RELEASES
