@@ -59,6 +59,7 @@ class TensorRTBackend:
         batch = BatchProfile(frames=config.frames, guidance=config.guidance, steps=min(steps, max_steps),
                              max_steps=max_steps)
         self.spec = EngineSpec(res, batch, fp16=fp16, workspace_gb=workspace_gb)
+        self.max_steps = max_steps  # the batch profile's top: warm-up goes this far, a live change no further
         self.device = parts.unet.device
         self.dtype = parts.unet.dtype
         plans = ensure_engines(parts, self.spec)
