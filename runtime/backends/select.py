@@ -99,7 +99,7 @@ def choose(device: torch.device | str, parts: ModelParts | None = None, config: 
         if why is None:
             return runnable_name(row.name, dev), skipped
         skipped.append((row.name, why, False))
-    raise AssertionError(f"the backend table has no auto row for {dev}")  # torch's row runs everywhere
+    raise RuntimeError(f"the backend table has no auto row for {dev}")  # torch's row runs everywhere
 
 
 def default_backend(device: torch.device | str = "cpu") -> str:
