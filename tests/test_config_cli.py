@@ -230,3 +230,14 @@ def test_config_docs_are_generated_from_runtime_config():
         for name, _ in settings_of(cls):
             assert f"| `{name}` | `{flag_of(cls, name, table)}` |" in text
     assert main([str(Path(__file__).resolve().parent.parent / "docs"), "--check"]) == 0
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["bench", "--help"], ["build-engines", "--help"],
+                                  ["sources"]])
+def test_help_and_sources_start_without_torch(argv):
+    """Cold start: only what runs a model imports torch (2-3 s); help and the sender list are instant."""
+    code = ("import sys\nfrom dreamwire.app.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('heavy:', sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip().splitlines()[-1] == "heavy: []", r.stdout[-500:] + r.stderr[-2000:]

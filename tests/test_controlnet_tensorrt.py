@@ -87,12 +87,25 @@ def _kernel(config: dict):
     return run
 
 
+def _infer(config):
+    """The ControlNet engine's residual shapes as TensorRT infers them from the graph, else SD's shapes."""
+
+    def infer(inputs, name):
+        if "residual" not in name:
+            return fake_trt.infer_sd_shapes(inputs, name)
+        b, _, h, w = inputs["sample"]
+        shapes = residual_shapes(config, b, h, w)
+        return shapes[-1] if name == "mid_residual" else shapes[int(name.rsplit("_", 1)[1])]
+
+    return infer
+
+
 def test_backend_runs_controlnet_and_residual_unet_engines(tiny_parts, monkeypatch, tmp_path):
     from dreamwire.backends import tensorrt as trt_mod
 
     config = dict(tiny_parts.unet.config)
     cuda = FakeCuda(current=5).install(monkeypatch)
-    trt = fake_trt.make("11.1.0", cuda=cuda, kernel=_kernel(config))
+    trt = fake_trt.make("11.1.0", cuda=cuda, kernel=_kernel(config), infer=_infer(config))
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", trt)
     plan = tmp_path / "engine.plan"
     plan.write_bytes(b"plan")
@@ -117,6 +130,6 @@ def test_sdxl_controlnets_are_refused_with_the_fix(tiny_parts, monkeypatch):
 
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", fake_trt.make("11.1.0"))
     parts = _cuda_parts(tiny_parts, "tiny")
-    parts.unet.config = {**dict(tiny_parts.unet.config), "addition_embed_type": "text_time"}
+    parts.spec = dataclasses.replace(parts.spec, family="sdxl", pooled_dim=32)  # "is it SDXL?" is the spec's word
     with pytest.raises(BackendUnavailable, match="SDXL ControlNets"):
         trt_mod.TensorRTBackend(parts, profile=ResolutionProfile(256, 512, 64, 256))

@@ -65,3 +65,43 @@ def test_replays_sharing_a_pool_are_ordered_across_streams(monkeypatch):
         pass
     kind, event = cuda.current.waits[0]
     assert kind == "event" and event.recorded_on == [3, 4]  # waited on stream 3's use, then recorded its own
+
+
+def test_no_capture_after_warm_up_whatever_a_live_change_reaches(monkeypatch, tiny_parts, tiny_dir, prompt_encoder):
+    """Steps 1..max, and every ControlNet on/off combination: all captured before ready, none after.
+
+    The torch backend's networks run as CUDA-graph runners over the fake CUDA (eager CPU kernels, so
+    replays return the captured results: the numbers are meaningless here, the capture count is not).
+    """
+    import dataclasses
+
+    from dreamwire.backends.cudagraph import CudaGraphRunner
+    from dreamwire.backends.torch_eager import TorchBackend
+    from dreamwire.control.params import Params
+    from dreamwire.engine.config import EngineConfig
+    from dreamwire.engine.controlnet import ControlNetSetup
+    from dreamwire.engine.stream import StreamEngine
+    from dreamwire.engine.warmup import warm_up
+    from dreamwire.models.controlnet import ControlNetSource, build_tiny_controlnet, load_controlnets
+
+    second = build_tiny_controlnet(tiny_dir.parent / "tiny-controlnet-seed5", seed=5)
+    nets = load_controlnets((ControlNetSource("tiny"), ControlNetSource(str(second))), tiny_parts.unet)
+    parts = dataclasses.replace(tiny_parts, controlnets=nets, controlnet_sources=("tiny", str(second)))
+    FakeCuda(current=3).install(monkeypatch)
+    be = TorchBackend(parts)
+    be._pool = GraphPool(torch.device("cpu"))
+    be._fns = {k: CudaGraphRunner(fn, be._pool, warmup=0) for k, fn in be._fns.items()}
+    be.max_steps = 3  # as a TensorRT backend built for steps up to 3 says; warm-up reads it
+    setups = (ControlNetSetup("canny", 0.8), ControlNetSetup("softedge", 0.6))
+    engine = StreamEngine(be, prompt_encoder, parts.spec, EngineConfig(width=128, height=128, guidance="none"),
+                          Params({"steps": 2}), controlnets=setups)
+    warm_up(engine)
+    ready = be.captures
+    assert ready > 0
+    g = torch.Generator().manual_seed(0)
+    for steps in (3, 1, 2):
+        for enabled in ((True, False), (False, True), (True, True), (False, False)):
+            engine.update(Params({"steps": steps, "controlnet_enabled": enabled, "controlnet_end": (0.5, 1.0)}))
+            for _ in range(steps + 1):
+                engine.step(torch.rand(1, 3, 128, 128, generator=g) * 2 - 1)
+    assert be.captures == ready

@@ -279,7 +279,8 @@ def test_time_ids_reach_the_unet(xl_backend, xl_prompts):
 
 def test_shipped_sdxl_turbo_config_is_sdxl_shaped():
     """SDXL's known widths: two encoders of 768 + 1280 for cross-attention, a 1280-wide pooled projection."""
-    from dreamwire.bench.random_models import ARCHS, _pooled_dim, sdxl_turbo_config
+    from dreamwire.bench.options import ARCHS
+    from dreamwire.bench.random_models import _pooled_dim, sdxl_turbo_config
 
     cfg = sdxl_turbo_config()
     assert "sdxl-turbo" in ARCHS

@@ -4,7 +4,12 @@ The API lists (tests/data/tensorrt_api.json) are extracted from NVIDIA's own bin
 https://github.com/NVIDIA/TensorRT ``python/src/**/*.cpp`` and
 ``python/packaging/bindings_wheel/tensorrt/__init__.py``, on the release/10.1 (the floor in
 pyproject.toml), release/10.16 (the last 10.x), release/11.0 and release/11.1 branches, at the
-commits recorded in the file, by tests/data/extract_tensorrt_api.py. Nothing here imports tensorrt.
+commits recorded in the file; 11.2, 11.3 and 11.4 (allowed by ``<12``, no published branch) from the
+``tensorrt.so`` and ``__init__.py`` of their PyPI ``tensorrt-cu12-bindings`` wheels (names and sha256
+recorded), all by tests/data/extract_tensorrt_api.py. Nothing here imports tensorrt.
+
+Attribute chains through a call (``config.get_timing_cache().serialize()``) are checked too: the
+class a call returns comes from :data:`RETURNS`, each entry cited to the binding that defines it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,19 @@ RECEIVERS = {"builder": "Builder", "parser": "OnnxParser", "config": "IBuilderCo
              "profile": "IOptimizationProfile", "engine": "ICudaEngine", "context": "IExecutionContext",
              "_runtime": "Runtime"}
 TYPED_MODULES = ("trt_build.py", "trt_run.py")
+# What a TensorRT method returns, so a chain through its call is checked on the returned class
+# (release/11.1 python/src/infer/pyCore.cpp; the C++ return type in include/NvInfer*.h).
+RETURNS = {
+    ("IBuilderConfig", "get_timing_cache"): "ITimingCache",  # pyCore.cpp:1743, NvInfer.h:10969
+    ("IBuilderConfig", "create_timing_cache"): "ITimingCache",  # pyCore.cpp:1738
+    ("Builder", "create_builder_config"): "IBuilderConfig",  # pyCore.cpp:1796
+    ("Builder", "create_network"): "INetworkDefinition",  # pyCore.cpp:1787
+    ("Builder", "create_optimization_profile"): "IOptimizationProfile",  # pyCore.cpp:1792
+    ("Builder", "build_serialized_network"): "IHostMemory",  # pyCore.cpp:1798
+    ("Runtime", "deserialize_cuda_engine"): "ICudaEngine",  # pyCore.cpp:1838
+    ("ICudaEngine", "create_execution_context"): "IExecutionContext",  # pyCore.cpp:1422
+    ("IExecutionContext", "get_tensor_shape"): "Dims",  # pyCore.cpp (IExecutionContext::getTensorShape)
+}
 # Attribute names of the Python and torch objects these modules also use; a TensorRT class may share one.
 PLAIN_NAMES = set().union(*(dir(t) for t in (io.BufferedWriter, Path, torch.Tensor, torch.cuda.Stream, dict, list,
                                              str, bytes)))
@@ -86,6 +104,56 @@ def typed_uses(source: str) -> set[tuple[str, str]]:
     return out
 
 
+def _receiver_class(node: ast.expr) -> str | None:
+    """The TensorRT class ``node`` holds: a typed receiver name, ``trt.X(...)``, or a call on one of those."""
+    if isinstance(node, ast.Name):
+        return RECEIVERS.get(node.id)
+    if isinstance(node, ast.Attribute):  # self.engine
+        return RECEIVERS.get(node.attr)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        recv = node.func.value
+        if isinstance(recv, ast.Name) and recv.id in ("trt", "tensorrt"):
+            return node.func.attr  # a constructor returns its class
+        cls = _receiver_class(recv)
+        return None if cls is None else RETURNS.get((cls, node.func.attr), "?")
+    return None
+
+
+def call_chains(source: str) -> set[tuple[str, str, str]]:
+    """``("IBuilderConfig", "get_timing_cache", "serialize")`` for ``config.get_timing_cache().serialize``.
+
+    ``trt.Builder(logger).create_network`` is ``("Builder", "", "create_network")`` (a constructor returns
+    its class), and calls nest (``trt.Builder(l).create_network(0).serialize``). A call whose return type
+    :data:`RETURNS` lacks makes the receiver ``"?"``, reported, so no chain goes unchecked.
+    """
+    out = set()
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Call)):
+            continue
+        call = node.value
+        if not isinstance(call.func, ast.Attribute):
+            continue
+        recv = call.func.value
+        if isinstance(recv, ast.Name) and recv.id in ("trt", "tensorrt"):
+            out.add((call.func.attr, "", node.attr))
+            continue
+        cls = _receiver_class(recv)
+        if cls is not None:
+            out.add((cls, call.func.attr, node.attr))
+    return out
+
+
+def call_chain_problems(chains: set[tuple[str, str, str]], release: dict) -> list[str]:
+    classes, out = release["classes"], []
+    for cls, method, attr in sorted(chains):
+        returned = cls if method == "" else RETURNS.get((cls, method), "?")
+        if cls == "?" or returned == "?":
+            out.append(f"{cls}.{method}() returns a type tests/test_tensorrt_api.py RETURNS does not know")
+        elif attr not in classes.get(returned, ()) and not (attr in PLAIN_NAMES and returned not in classes):
+            out.append(f"{cls}.{method}().{attr}" if method else f"{cls}(...).{attr}")
+    return out
+
+
 def chain_problems(chains: set[tuple[str, ...]], release: dict) -> list[str]:
     module, classes = set(release["module"]), release["classes"]
     out = []
@@ -118,15 +186,30 @@ def _sources() -> dict[str, str]:
 
 
 def test_api_lists_cite_their_source_and_cover_10_and_11():
-    assert "github.com/NVIDIA/TensorRT" in API["source"]
+    assert "github.com/NVIDIA/TensorRT" in API["source"] and "tensorrt-cu12-bindings" in API["source"]
     assert {r.split(".")[0] for r in RELEASES} == {"10", "11"}
     for name, rel in RELEASES.items():
-        assert rel["branch"] == f"release/{name}" and len(rel["commit"]) == 40
+        if "wheel" in rel:  # no published branch: the real binding wheel, its layout from a source release
+            assert rel["wheel"].startswith(f"tensorrt_cu12_bindings-{name}.") and len(rel["sha256"]) == 64
+            assert rel["layout_from"].removeprefix("release/") in RELEASES
+        else:
+            assert rel["branch"] == f"release/{name}" and len(rel["commit"]) == 40
         assert len(rel["classes"]) > 150 and "Builder" in rel["module"] and "__version__" in rel["module"]
     # the facts the code is built around, straight from the lists
     assert "FP16" in RELEASES["10.16"]["classes"]["BuilderFlag"]
     assert "FP16" not in RELEASES["11.1"]["classes"]["BuilderFlag"]
     assert "device_memory_size" not in RELEASES["11.1"]["classes"]["ICudaEngine"]
+
+
+def test_every_11x_release_the_range_allows_is_listed_up_to_pypis_newest():
+    """``<12`` allows 11.2-11.4 (11.4.0.106 is what pip resolves today): each is checked, not assumed."""
+    assert {f"11.{m}" for m in range(5)} <= set(RELEASES)
+
+
+def test_no_release_lists_the_compiled_out_network_serialize():
+    """``INetworkDefinition.serialize`` sits under ``#if ENABLE_INETWORK_SERIALIZE``, defined nowhere: in no wheel."""
+    assert all("serialize" not in rel["classes"]["INetworkDefinition"] for rel in RELEASES.values())
+    assert all("serialize" in rel["classes"]["ITimingCache"] for rel in RELEASES.values())
 
 
 def test_the_code_uses_tensorrt_at_all():
@@ -135,6 +218,7 @@ def test_the_code_uses_tensorrt_at_all():
     assert ("ExecutionContextAllocationStrategy", "USER_MANAGED") in chains and ("OnnxParser",) in chains
     names = set().union(*(attribute_names(s) for s in _sources().values()))
     assert {"create_network", "execute_async_v3", "set_device_memory", "create_timing_cache"} <= names
+    assert ("IBuilderConfig", "get_timing_cache", "serialize") in set().union(*map(call_chains, _sources().values()))
     typed = set().union(*(typed_uses(s) for n, s in _sources().items() if n in TYPED_MODULES))
     assert {("IBuilderConfig", "set_timing_cache"), ("IExecutionContext", "set_device_memory"),
             ("ICudaEngine", "device_memory_size_v2"), ("Builder", "build_serialized_network")} <= typed
@@ -147,7 +231,7 @@ def test_every_tensorrt_name_in_the_code_exists_in_each_release(release):
     for name, source in _sources().items():
         bad = chain_problems(module_chains(source), rel) + member_problems(attribute_names(source), rel, RELEASES)
         if name in TYPED_MODULES:
-            bad += typed_problems(typed_uses(source), rel)
+            bad += typed_problems(typed_uses(source), rel) + call_chain_problems(call_chains(source), rel)
         if bad:
             problems[name] = bad
     assert not problems, f"not in TensorRT {release}'s Python API: {problems}"
@@ -164,13 +248,29 @@ def test_the_check_catches_what_broke_tensorrt_11():
     assert typed_problems(typed_uses(old), RELEASES["10.1"]) == []
 
 
+def test_chains_through_a_call_are_checked_on_the_returned_class():
+    good = "def f(config):\n    return config.get_timing_cache().serialize()\n"
+    typo = "def f(config):\n    return config.get_timing_cache().serialise()\n"
+    network = "def f(trt, logger):\n    return trt.Builder(logger).create_network(0).serialize()\n"
+    unknown = "def f(engine):\n    return engine.get_tensor_name(0).upper()\n"
+    rel = RELEASES["11.4"]
+    assert call_chain_problems(call_chains(good), rel) == []
+    assert call_chain_problems(call_chains(typo), rel) == ["IBuilderConfig.get_timing_cache().serialise"]
+    assert call_chain_problems(call_chains(network), rel) == ["Builder.create_network().serialize"]
+    assert "RETURNS does not know" in call_chain_problems(call_chains(unknown), rel)[0]
+
+
 def test_the_declared_tensorrt_range_is_the_one_checked():
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    spec = next(d for d in project["optional-dependencies"]["tensorrt"] if d.startswith("tensorrt"))
-    floor, cap = spec.removeprefix("tensorrt>=").split(",<")
-    assert floor in RELEASES  # the oldest release allowed is one the names are checked against
-    assert {r.split(".")[0] for r in RELEASES} == {str(m) for m in range(int(floor.split(".")[0]), int(cap))}
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    assert "tensorrt" not in extras  # the bare meta-package picks CUDA 13 whatever torch was built for
+    for cuda in ("cu12", "cu13"):
+        spec = next(d for d in extras[f"tensorrt-{cuda}"] if d.startswith("tensorrt"))
+        floor, cap = spec.removeprefix(f"tensorrt-{cuda}>=").split(",<")
+        assert tuple(map(int, floor.split("."))) >= (10, 1)
+        assert {r.split(".")[0] for r in RELEASES} == {str(m) for m in range(10, int(cap))}
+    assert extras["tensorrt-cu12"][0] == "tensorrt-cu12>=10.1,<12"  # the floor is a release the names are checked on
+    assert "10.1" in RELEASES

@@ -22,7 +22,7 @@ from tests.fakes.cuda import FakeCuda
 
 SD = ModelSpec(kind="turbo", alphas_cumprod=torch.zeros(1000), latent_channels=4, out_channels=4, vae_scale_factor=8,
                text_tokens=77, text_dim=1024)
-VERSIONS = ["10.1.0", "10.16.0", "11.1.0", "11.4.0.106"]  # 11.4 is PyPI's newest; its API is 11.1's (the newest stored)
+VERSIONS = ["10.1.0", "10.16.0", "11.1.0", "11.4.0.106"]  # 11.4.0.106: PyPI's newest (its wheel's API list)
 
 
 def _install(monkeypatch, version: str, cuda: FakeCuda | None = None, kernel=None):
@@ -188,17 +188,19 @@ def _decoder_kernel(context) -> None:
     out.copy_(torch.nn.functional.interpolate(x[:, :3], scale_factor=8))
 
 
-def _runner(monkeypatch, tmp_path, *, current: int = 7, cuda_graph: bool = True, version: str = "11.1.0"):
+def _runner(monkeypatch, tmp_path, *, current: int = 7, cuda_graph: bool = True, version: str = "11.1.0",
+            device: str = "cpu", infer=fake_trt.infer_sd_shapes):
     from dreamwire.backends.cudagraph import GraphPool
     from dreamwire.backends.trt_run import EngineRunner
 
     cuda = FakeCuda(current=current).install(monkeypatch)
-    trt = _install(monkeypatch, version, cuda=cuda, kernel=_decoder_kernel)
+    trt = fake_trt.make(version, cuda=cuda, kernel=_decoder_kernel, infer=infer)
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", trt)
     plan = tmp_path / "engine.plan"
     plan.write_bytes(b"plan")
     prof = profile_shapes("decoder", ResolutionProfile(), BatchProfile(), SD)
-    pool = GraphPool(torch.device("cpu"))
-    runner = EngineRunner(trt, plan, "decoder", SD, prof, torch.device("cpu"), pool, cuda_graph=cuda_graph)
+    pool = GraphPool(torch.device(device))
+    runner = EngineRunner(trt, plan, "decoder", SD, prof, torch.device(device), pool, cuda_graph=cuda_graph)
     return runner, trt, cuda, pool
 
 
@@ -250,6 +252,27 @@ def test_runner_rejects_shapes_outside_the_profile(monkeypatch, tmp_path):
     runner, *_ = _runner(monkeypatch, tmp_path)
     with pytest.raises(ValueError, match="outside the engine profile"):
         runner(torch.randn(1, 4, 136, 136))  # 1088 px > 1024
+
+
+def test_an_output_shape_the_engine_disagrees_with_is_an_error_not_an_overrun(monkeypatch, tmp_path):
+    """The buffers come from our shape rules; TensorRT writes what it infers. A mismatch must raise."""
+    def upscaled_4x(inputs, name):  # an engine whose decoder upsamples 4x, where the rules assume 8x
+        b, _, h, w = inputs["latents"]
+        return (b, 3, 4 * h, 4 * w)
+
+    runner, trt, *_ = _runner(monkeypatch, tmp_path, infer=upscaled_4x)
+    with pytest.raises(RuntimeError, match=r"output 'images' is \(1, 3, 128, 128\).*sized \(1, 3, 256, 256\)"):
+        runner(torch.randn(1, 4, 32, 32))
+    assert all(not c[1].executed_on for c in trt.log.named("context"))  # nothing ran into the small buffer
+
+
+def test_engine_and_contexts_are_made_on_the_runners_device_not_the_current_one(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch, "empty", _cpu(torch.empty))  # buffers on the CPU; the device is cuda:1 by name
+    runner, trt, cuda, _ = _runner(monkeypatch, tmp_path, device="cuda:1")
+    assert cuda.device_index == 0 and runner.engine.device == 1
+    x = torch.randn(1, 4, 32, 32)
+    torch.testing.assert_close(runner(x), _expected(x))
+    assert [c[1].device for c in trt.log.named("context")] == [1] and cuda.device_index == 0
 
 
 def test_backend_shares_one_scratch_and_counts_captures(tiny_parts, monkeypatch, tmp_path):

@@ -122,7 +122,7 @@ def test_tensorrt_backend_without_tensorrt_names_the_extra(tiny_parts, monkeypat
     from dreamwire.backends.select import make_backend, tensorrt_importable
 
     assert not tensorrt_importable()
-    with pytest.raises(BackendUnavailable, match=r"10\.1\+ or 11\.x.*dreamwire\[tensorrt\]"):
+    with pytest.raises(BackendUnavailable, match=r"10\.1\+ or 11\.x.*dreamwire\[tensorrt-cu1[23]\]"):
         make_backend("tensorrt", tiny_parts)
 
 

@@ -21,13 +21,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dreamwire.app.config import RuntimeConfig
-from dreamwire.backends.profiles import BatchProfile, ResolutionProfile
 from dreamwire.control.schema import MAX_STEPS
 from dreamwire.control.settings import boolean, choice, integer, number, same_as, setting, text
 from dreamwire.engine.api import GUIDANCE_MODES
+
+if TYPE_CHECKING:  # the profiles (and torch behind them) are imported when engines are built, not for --help
+    from dreamwire.backends.profiles import BatchProfile, ResolutionProfile
 
 # Ballpark costs (a desktop GPU; CPU export ~3x slower); printed as estimates, never relied on.
 _EXPORT_S_PER_GPARAM = 25.0
@@ -160,6 +162,7 @@ def _run(args: Any) -> int:
     import torch
     from tqdm import tqdm
 
+    from dreamwire.backends.profiles import BatchProfile, ResolutionProfile
     from dreamwire.backends.select import tensorrt_importable
 
     width, height = parse_resolution(args.resolution)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dreamwire.backends.select import BACKENDS
+from dreamwire.backends.catalog import NAMES as BACKENDS
 from dreamwire.bridges.base import BridgeError, parse_uri
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.schema import MAX_CONTROLNETS, SPECS

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from dreamwire.backends.errors import BackendUnavailable
-from dreamwire.backends.select import cuda_torch_backend, make_backend
+from dreamwire.backends.select import fallback_of, make_backend
 from dreamwire.control.params import Params
 from dreamwire.engine.api import EngineConfig
 from dreamwire.engine.background import Background
@@ -88,12 +88,10 @@ def controlnet_setups(controlnets: tuple[ControlNetSource, ...], control_images:
     return tuple(ControlNetSetup(preprocessor=p, scale=c.scale) for p, c in zip(names, controlnets))
 
 
-FALLBACK = {"compile": "torch", "torch+graphs": "torch", "onnxruntime": "torch"}
-
-
 def next_backend(name: str) -> str | None:
-    """The next backend down: tensorrt -> compile (torch+graphs where Triton is missing) -> torch."""
-    return cuda_torch_backend() if name == "tensorrt" else FALLBACK.get(name)
+    """The next backend down, from the backend table: tensorrt -> compile (torch+graphs where Triton is
+    missing) -> torch."""
+    return fallback_of(name)
 
 
 def fallback_for(engine: StreamEngine, parts: ModelParts) -> Callable[[], str | None]:

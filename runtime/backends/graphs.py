@@ -74,6 +74,33 @@ def added_args(added: Mapping[str, torch.Tensor] | None, sdxl: bool, batch: int,
     return tuple(added[k].to(dtype).expand(batch, *added[k].shape[1:]).contiguous() for k in ADDED_INPUTS)
 
 
+def zero_residuals(unet_config: dict, sample: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """All-off ControlNet residuals for ``sample``: what a residual-input UNet gets when no ControlNet runs."""
+    b, _, h, w = sample.shape
+    return tuple(torch.zeros(s, device=sample.device, dtype=dtype) for s in residual_shapes(unet_config, b, h, w))
+
+
+def unet_args(sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor, *,
+              dtype: torch.dtype, sdxl: bool, unet_config: dict | None,
+              residuals: tuple[torch.Tensor, ...] | None = None,
+              added: Mapping[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:
+    """The positional inputs of every UNet graph, in the one order they all take.
+
+    sample, timestep (per row, float32), cond, then SDXL's added conditioning (:data:`ADDED_INPUTS`),
+    then ControlNet residuals (down..., mid) when the graph takes them, i.e. when ``unet_config``
+    is given (zeros when none come, so toggling a ControlNet never swaps the graph). The order is
+    :class:`AddedUNetGraph`'s and the exports' (:func:`dreamwire.backends.export_io.graph_io`).
+    """
+    b = sample.shape[0]
+    args = (sample.to(dtype), row_timesteps(timestep, b, sample.device), encoder_hidden_states.to(dtype))
+    args += added_args(added, sdxl, b, dtype)
+    if unet_config is not None:
+        args += tuple(r.to(dtype) for r in (residuals or zero_residuals(unet_config, sample, dtype)))
+    elif residuals is not None:
+        raise ValueError("ControlNet residuals given to a backend built without ControlNets")
+    return args
+
+
 class EncoderGraph(nn.Module):
     """Images in [-1, 1] -> scaled latents, the same math as ``TorchBackend.encode``."""
 

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from dreamwire.backends.catalog import refuse_unsupported
 from dreamwire.backends.errors import BackendUnavailable
 from dreamwire.backends.export import cached_onnx, check_size, component_io, control_components
 from dreamwire.backends.export_io import CONTROLNET, RESIDUAL_UNET
-from dreamwire.backends.graphs import added_args, residual_shapes, row_timesteps
+from dreamwire.backends.graphs import residual_shapes, row_timesteps, unet_args
 from dreamwire.models.parts import ModelParts
 
 _NP = {torch.float32: np.float32, torch.float16: np.float16}
@@ -81,9 +82,7 @@ class OnnxRuntimeBackend:
                  spinning: bool = False, paths: dict[str, Path] | None = None) -> None:
         ort = import_onnxruntime()
         check_size(parts.spec, width, height)
-        if parts.controlnets and dict(parts.unet.config).get("addition_embed_type") == "text_time":
-            raise BackendUnavailable("backend 'onnxruntime' does not export SDXL ControlNets yet; use --backend "
-                                     "torch, torch+graphs or compile")
+        refuse_unsupported(self.name, parts)
         self.device = parts.unet.device
         self.dtype = parts.unet.dtype
         self._np = _NP[self.dtype]
@@ -128,16 +127,9 @@ class OnnxRuntimeBackend:
              residuals: tuple[torch.Tensor, ...] | None = None,
              added: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         b, _, h, w = sample.shape
-        t = row_timesteps(timestep, b, self.device)
-        args = (sample.to(self.dtype), t, encoder_hidden_states.to(self.dtype))
-        if self._unet == RESIDUAL_UNET:
-            if residuals is None:
-                residuals = tuple(torch.zeros(s, device=self.device, dtype=self.dtype)
-                                  for s in self._residual_shapes(sample))
-            args += tuple(r.to(self.dtype) for r in residuals)
-        elif residuals is not None:
-            raise ValueError("ControlNet residuals given to a backend built without ControlNets")
-        args += added_args(added, self._sdxl, b, self.dtype)  # SDXL: text_embeds, time_ids
+        args = unet_args(sample, timestep, encoder_hidden_states, dtype=self.dtype, sdxl=self._sdxl,
+                         unet_config=self._unet_config if self._unet == RESIDUAL_UNET else None,
+                         residuals=residuals, added=added)
         return self._run(self._unet, args, [(b, self._out_channels, h, w)])[0]
 
     @torch.inference_mode()

@@ -1,11 +1,15 @@
 """Backend choice: the one place ``--backend`` names become objects.
 
-``auto`` picks the fastest backend that can run here: tensorrt (importable and
-a CUDA device); else on CUDA ``compile`` where Triton imports (Inductor's GPU
-code generator) and ``torch+graphs`` (eager torch replayed as CUDA graphs, no
-Inductor) where it does not, as on Windows; else onnxruntime when installed,
-else torch. A backend asked for by name that cannot run raises
-:class:`BackendUnavailable` naming the pip extra, never falls back silently.
+``auto`` walks the backend table (:mod:`dreamwire.backends.catalog`) and takes
+the first row that can run here: tensorrt (importable and a CUDA device); else
+on CUDA ``compile`` where Triton imports (Inductor's GPU code generator) and
+``torch+graphs`` (eager torch replayed as CUDA graphs, no Inductor) where it
+does not, as on Windows; else onnxruntime when installed, else torch. A row is
+passed over when its libraries are missing, when it cannot run the model (SDXL
+ControlNets on the exported backends), or when the size is off the exported
+graphs' grid; one log line says what was chosen and why. A backend asked for
+by name that cannot run raises :class:`BackendUnavailable` naming the fix,
+never falls back silently.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import logging
 
 import torch
 
+from dreamwire.backends.catalog import NAMES, TABLE, info, refuse_unsupported, unsupported
 from dreamwire.backends.errors import BackendUnavailable
 from dreamwire.engine.api import Backend, EngineConfig
 from dreamwire.models.parts import ModelParts
 
-BACKENDS = ("torch", "compile", "onnxruntime", "tensorrt", "torch+graphs")
+BACKENDS = NAMES
 log = logging.getLogger(__name__)
 
 __all__ = ["BACKENDS", "BackendUnavailable", "default_backend", "make_backend"]
@@ -58,32 +63,65 @@ def cuda_torch_backend() -> str:
     return "torch+graphs"
 
 
+def _missing(name: str) -> str | None:
+    """Why backend ``name``'s libraries are not here (``None`` when they are, or it needs none)."""
+    if name == "tensorrt" and not tensorrt_importable():
+        return "tensorrt is not importable"
+    if name == "onnxruntime" and not onnxruntime_installed():
+        return "onnx/onnxruntime are not installed"
+    return None
+
+
+def runnable_name(name: str, device_type: str) -> str:
+    """``name`` as it runs on ``device_type``: compile on CUDA becomes torch+graphs where Triton is missing."""
+    return cuda_torch_backend() if name == "compile" and device_type == "cuda" else name
+
+
+def choose(device: torch.device | str, parts: ModelParts | None = None, config: EngineConfig | None = None
+           ) -> tuple[str, list[tuple[str, str, bool]]]:
+    """The ``auto`` choice for ``device`` (and, given them, for these parts at this size), with each row
+    passed over before it: (name, why, whether only its libraries were missing)."""
+    dev = torch.device(device).type
+    skipped = []
+    for row in TABLE.values():
+        if dev not in row.auto_on:
+            continue
+        why = _missing(row.name)
+        if why is not None:
+            skipped.append((row.name, why, True))
+            continue
+        why = unsupported(row.name, parts) if parts is not None else None
+        if why is None and row.exported and config is not None and parts is not None:
+            align = parts.spec.size_alignment
+            if config.width % align or config.height % align:
+                why = f"{config.width}x{config.height} is not a multiple of {align} px, which exported graphs need"
+        if why is None:
+            return runnable_name(row.name, dev), skipped
+        skipped.append((row.name, why, False))
+    raise RuntimeError(f"the backend table has no auto row for {dev}")  # torch's row runs everywhere
+
+
 def default_backend(device: torch.device | str = "cpu") -> str:
     """The ``auto`` choice for a model living on ``device``."""
-    if torch.device(device).type == "cuda":
-        return "tensorrt" if tensorrt_importable() else cuda_torch_backend()
-    return "onnxruntime" if onnxruntime_installed() else "torch"
+    return choose(device)[0]
 
 
 def _auto(parts: ModelParts, config: EngineConfig) -> str:
-    """``default_backend``, except that exported graphs are skipped for sizes they cannot trace."""
-    name = default_backend(parts.unet.device)
-    if name in ("onnxruntime", "tensorrt"):
-        align = parts.spec.size_alignment
-        if config.width % align or config.height % align:
-            fallback = cuda_torch_backend() if parts.unet.device.type == "cuda" else "torch"
-            log.warning("backend auto: %dx%d is not a multiple of %d px, which exported graphs need; using %s",
-                        config.width, config.height, align, fallback)
-            return fallback
+    """``auto`` for these parts, explained in one log line (a warning when the model or size ruled one out)."""
+    name, skipped = choose(parts.unet.device, parts, config)
+    why = "; ".join(f"not {n}: {w}" for n, w, _ in skipped) or "the first in the table that runs here"
+    by_model = any(not missing for _, _, missing in skipped)  # the user's model or size ruled a faster one out
+    log.log(logging.WARNING if by_model else logging.INFO, "backend auto: %s on %s (%s)", name,
+            parts.unet.device, why)
     return name
 
 
-NO_SDXL_CONTROLNET = ("onnxruntime", "tensorrt")
-"""Backends whose exports have no SDXL ControlNet graph yet (SD 1.5/2.1 ControlNets run on every backend)."""
-
-
-def _sdxl_controlnets(parts: ModelParts) -> bool:
-    return bool(parts.controlnets) and dict(parts.unet.config).get("addition_embed_type") == "text_time"
+def fallback_of(name: str) -> str | None:
+    """The next backend down when ``name`` fails live (its table row), as it runs on that device."""
+    row = info(name)
+    if row.fallback is None:
+        return None
+    return runnable_name(row.fallback, "cuda" if row.needs_cuda else "cpu")
 
 
 def make_backend(name: str, parts: ModelParts, config: EngineConfig | None = None, **options) -> Backend:
@@ -96,26 +134,15 @@ def make_backend(name: str, parts: ModelParts, config: EngineConfig | None = Non
     config = config or EngineConfig()
     if name == "auto":
         name = _auto(parts, config)
-        if name in NO_SDXL_CONTROLNET and _sdxl_controlnets(parts):
-            name = cuda_torch_backend() if parts.unet.device.type == "cuda" else "torch"
-    if name in ("torch", "torch+graphs"):
-        from dreamwire.backends.torch_eager import TorchBackend
-
-        if name == "torch+graphs":
-            if parts.unet.device.type != "cuda":
-                raise BackendUnavailable("backend 'torch+graphs' replays CUDA graphs: it needs --device cuda")
-            options.setdefault("cuda_graphs", True)
-        return TorchBackend(parts, **options)
-    if name == "compile":
-        from dreamwire.backends.compiled import CompiledBackend
-
-        return CompiledBackend(parts, **options)
-    if name == "onnxruntime":
-        from dreamwire.backends.onnxrt import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(parts, width=config.width, height=config.height, **options)
-    if name == "tensorrt":
-        from dreamwire.backends.tensorrt import TensorRTBackend
-
-        return TensorRTBackend(parts, config, **options)
-    raise ValueError(f"unknown backend {name!r}; expected one of: auto, {', '.join(BACKENDS)}")
+    row = info(name)
+    if row.needs_cuda and parts.unet.device.type != "cuda" and _missing(name) is None:  # missing: say what to install
+        raise BackendUnavailable(f"backend {name!r} runs on CUDA only: it needs --device cuda")
+    refuse_unsupported(name, parts)
+    if name == "torch+graphs":
+        options.setdefault("cuda_graphs", True)
+    cls = row.load()
+    if row.takes == "size":
+        return cls(parts, width=config.width, height=config.height, **options)
+    if row.takes == "config":
+        return cls(parts, config, **options)
+    return cls(parts, **options)

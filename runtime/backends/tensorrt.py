@@ -19,11 +19,12 @@ from collections.abc import Mapping
 
 import torch
 
+from dreamwire.backends.catalog import refuse_unsupported
 from dreamwire.backends.cudagraph import GraphPool
 from dreamwire.backends.errors import BackendUnavailable
 from dreamwire.backends.export import check_size, control_components
 from dreamwire.backends.export_io import CONTROLNET, RESIDUAL_UNET
-from dreamwire.backends.graphs import added_args, residual_shapes, row_timesteps
+from dreamwire.backends.graphs import row_timesteps, unet_args
 from dreamwire.backends.profiles import MAX_STEPS, BatchProfile, ResolutionProfile
 from dreamwire.backends.trt_build import EngineSpec, ensure_engines, import_tensorrt
 from dreamwire.backends.trt_plan import profile_shapes
@@ -52,14 +53,13 @@ class TensorRTBackend:
             raise BackendUnavailable("backend 'tensorrt' needs the model on a CUDA device (--device cuda)")
         check_size(parts.spec, config.width, config.height)
         unet_config = dict(parts.unet.config)
-        if parts.controlnets and unet_config.get("addition_embed_type") == "text_time":
-            raise BackendUnavailable("backend 'tensorrt' does not build SDXL ControlNets yet; use --backend "
-                                     "torch+graphs or compile")
+        refuse_unsupported(self.name, parts)
         res = profile or ResolutionProfile.around(config.width, config.height)
         res.check(config.width, config.height)
         batch = BatchProfile(frames=config.frames, guidance=config.guidance, steps=min(steps, max_steps),
                              max_steps=max_steps)
         self.spec = EngineSpec(res, batch, fp16=fp16, workspace_gb=workspace_gb)
+        self.max_steps = max_steps  # the batch profile's top: warm-up goes this far, a live change no further
         self.device = parts.unet.device
         self.dtype = parts.unet.dtype
         plans = ensure_engines(parts, self.spec)
@@ -85,15 +85,9 @@ class TensorRTBackend:
     def unet(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor, *,
              residuals: tuple[torch.Tensor, ...] | None = None,
              added: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-        t = row_timesteps(timestep, sample.shape[0], self.device)
-        args: tuple[torch.Tensor, ...] = (sample, t, encoder_hidden_states)
-        if self._unet == RESIDUAL_UNET:
-            b, _, h, w = sample.shape
-            args += residuals or tuple(torch.zeros(s, device=self.device, dtype=self.dtype)
-                                       for s in residual_shapes(self._unet_config, b, h, w))
-        elif residuals is not None:
-            raise ValueError("ControlNet residuals given to a backend built without ControlNets")
-        args += added_args(added, self._sdxl, sample.shape[0], self.dtype)  # SDXL: text_embeds, time_ids
+        args = unet_args(sample, timestep, encoder_hidden_states, dtype=self.dtype, sdxl=self._sdxl,
+                         unet_config=self._unet_config if self._unet == RESIDUAL_UNET else None,
+                         residuals=residuals, added=added)
         return self._run[self._unet](*args).to(self.dtype)
 
     @torch.inference_mode()

@@ -18,10 +18,10 @@ from dreamwire.backends.cudagraph import CudaGraphRunner, GraphPool
 from dreamwire.backends.graphs import (
     ControlNetGraph,
     ResidualUNetGraph,
-    added_args,
     networks,
-    residual_shapes,
     row_timesteps,
+    unet_args,
+    zero_residuals,
 )
 from dreamwire.models.parts import ModelParts
 
@@ -56,7 +56,7 @@ class TorchBackend:
             fn = self._prepare(module)
             self._fns[key] = CudaGraphRunner(fn, self._pool) if self._pool is not None else fn
         self._unet_config = dict(parts.unet.config)
-        self._residual_inputs = bool(parts.controlnets)
+        self._residual_config = self._unet_config if parts.controlnets else None  # the UNet takes residuals
 
     def _prepare(self, module: nn.Module) -> Callable[..., torch.Tensor]:
         return module
@@ -70,19 +70,12 @@ class TorchBackend:
     def unet(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor, *,
              residuals: tuple[torch.Tensor, ...] | None = None,
              added: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-        t = row_timesteps(timestep, sample.shape[0], self.device)
-        args = (sample.to(self.dtype), t, encoder_hidden_states.to(self.dtype))
-        args += added_args(added, self._sdxl, sample.shape[0], self.dtype)
-        if self._residual_inputs:
-            args += tuple(r.to(self.dtype) for r in (residuals or self.zero_residuals(sample)))
-        elif residuals is not None:
-            raise ValueError("ControlNet residuals given to a backend built without ControlNets")
-        return self._fns["unet"](*args)
+        return self._fns["unet"](*unet_args(sample, timestep, encoder_hidden_states, dtype=self.dtype,
+                                            sdxl=self._sdxl, unet_config=self._residual_config,
+                                            residuals=residuals, added=added))
 
     def zero_residuals(self, sample: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        b, _, h, w = sample.shape
-        return tuple(torch.zeros(s, device=self.device, dtype=self.dtype)
-                     for s in residual_shapes(self._unet_config, b, h, w))
+        return zero_residuals(self._unet_config, sample, self.dtype)
 
     @torch.inference_mode()
     def controlnet(self, index: int, sample: torch.Tensor, timestep: torch.Tensor,

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from dreamwire.backends import trt_flavour
 from dreamwire.backends.cache import atomic_write, engines_dir, ensure_entry, gpu_signature
 from dreamwire.backends.errors import BackendUnavailable
 from dreamwire.backends.export import ONNX_FILE, cached_onnx, control_components, onnx_key
@@ -57,12 +58,15 @@ SUPPORTED = "TensorRT 10.1+ or 11.x"
 
 
 def import_tensorrt() -> Any:
+    """``tensorrt``, once its CUDA flavour is known to match torch's (:mod:`dreamwire.backends.trt_flavour`)."""
+    trt_flavour.check(torch.version.cuda)
     try:
         import tensorrt
     except (ImportError, OSError) as exc:  # the wheel without its native libs raises either
         raise BackendUnavailable(
-            f"backend 'tensorrt' needs {SUPPORTED} with its CUDA libraries: pip install 'dreamwire[tensorrt]' "
-            f"on a machine with an NVIDIA GPU ({type(exc).__name__}: {exc})") from exc
+            f"backend 'tensorrt' needs {SUPPORTED} with its CUDA libraries: "
+            f"{trt_flavour.install_command(torch.version.cuda)} on a machine with an NVIDIA GPU "
+            f"({type(exc).__name__}: {exc})") from exc
     return tensorrt
 
 

@@ -61,7 +61,12 @@ class EngineRunner:
         self.device, self.pool, self.cuda_graph = device, pool, cuda_graph
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
-        self.engine = self._runtime.deserialize_cuda_engine(plan.read_bytes())
+        # TensorRT binds an engine, and every context made from it, to the CUDA device current when it is
+        # deserialized (TensorRT developer guide, FAQ "How do I use TensorRT on multiple GPUs?": call
+        # cudaSetDevice() before deserializing), so both run under torch.cuda.device(self.device):
+        # otherwise cuda:1 gets the current device's (usually cuda:0's) context.
+        with torch.cuda.device(self.device):
+            self.engine = self._runtime.deserialize_cuda_engine(plan.read_bytes())
         if self.engine is None:
             raise RuntimeError(f"TensorRT could not load {plan}; delete it to rebuild (built by another version?)")
         self.scratch: torch.Tensor | None = None  # shared with the backend's other engines when it sets one
@@ -81,12 +86,15 @@ class EngineRunner:
 
     def _create(self, plan: BindingPlan) -> _Shape:
         """A context for exactly this shape: shapes, addresses and scratch set once, never changed."""
-        context = self.engine.create_execution_context(self.trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+        with torch.cuda.device(self.device):  # see __init__: a context belongs to the current device
+            context = self.engine.create_execution_context(self.trt.ExecutionContextAllocationStrategy.USER_MANAGED)
         if context is None:
             raise RuntimeError(f"TensorRT could not create an execution context for {self.component}")
         ins = tuple(torch.empty(s, dtype=self._torch_dtype(n), device=self.device) for n, s in plan.inputs)
         outs = tuple(torch.empty(s, dtype=self._torch_dtype(n), device=self.device) for n, s in plan.outputs)
         ok = all(bool(context.set_input_shape(name, shape)) for name, shape in plan.inputs)
+        if ok:
+            self._check_output_shapes(context, plan)
         for (name, _), buf in zip(plan.inputs + plan.outputs, ins + outs):
             ok &= bool(context.set_tensor_address(name, buf.data_ptr()))
         if not ok:
@@ -98,6 +106,23 @@ class EngineRunner:
             raise RuntimeError(f"TensorRT {self.component} needs {needed} B of scratch, {self.scratch.numel()} given")
         context.set_device_memory(self.scratch.data_ptr(), self.scratch.numel())
         return _Shape(context, ins, outs)
+
+    def _check_output_shapes(self, context: Any, plan: BindingPlan) -> None:
+        """Raise unless every output buffer has the shape TensorRT infers for these input shapes.
+
+        The buffers are sized from our own shape rules (:func:`dreamwire.backends.trt_plan.output_shapes`);
+        TensorRT writes what *it* infers, so a wrong rule would be a silent out-of-bounds write.
+        ``IExecutionContext.get_tensor_shape`` gives the inferred shape once every input shape is set
+        (release/10.1 ``python/src/infer/pyCore.cpp:1056``; a ``Dims``, iterable through ``__getitem__``,
+        ``pyFoundationalTypes.cpp:99-104,247``).
+        """
+        for name, shape in plan.outputs:
+            inferred = tuple(int(d) for d in context.get_tensor_shape(name))
+            if inferred != tuple(shape):
+                raise RuntimeError(
+                    f"TensorRT {self.component}: output {name!r} is {inferred} for inputs {dict(plan.inputs)}, "
+                    f"but its buffer was sized {tuple(shape)}; the engine does not match this version's graphs "
+                    f"(delete the cached engine to rebuild, or report it)")
 
     @contextlib.contextmanager
     def _work_stream(self) -> Iterator[torch.cuda.Stream]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dreamwire.backends.select import BACKENDS
-from dreamwire.bench.random_models import ARCHS
+from dreamwire.backends.catalog import NAMES as BACKENDS
 from dreamwire.control.schema import MAX_STEPS
 from dreamwire.control.settings import boolean, choice, integer, setting, text
+
+ARCHS = ("sd-turbo", "sdxl-turbo", "tiny", "tiny-sdxl")  # what --gpu-arch builds (bench/random_models.py)
 
 
 def _names(v: object) -> str:

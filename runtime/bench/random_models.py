@@ -22,12 +22,12 @@ from types import SimpleNamespace
 
 import torch
 
+from dreamwire.bench.options import ARCHS
 from dreamwire.engine.conditioning import Conditioning
 from dreamwire.engine.prompts_sdxl import time_ids
 from dreamwire.engine.spec import TIME_IDS, ModelSpec
 from dreamwire.models.parts import ModelParts
 
-ARCHS = ("sd-turbo", "sdxl-turbo", "tiny", "tiny-sdxl")
 CONFIGS = {"sd-turbo": "sd_turbo_unet.json", "sdxl-turbo": "sdxl_turbo_unet.json"}
 
 

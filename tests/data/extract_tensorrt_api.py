@@ -1,14 +1,27 @@
 """Regenerate ``tensorrt_api.json``: the Python API of TensorRT releases, read from NVIDIA's own sources.
 
-Run against a clone of https://github.com/NVIDIA/TensorRT (its ``release/X.Y`` branches)::
+Run against a clone of https://github.com/NVIDIA/TensorRT (its ``release/X.Y`` branches), plus the
+real binding wheels of releases whose sources NVIDIA has not published (11.2-11.4 are on PyPI as
+``tensorrt-cu12-bindings`` but have no ``release/`` branch), each after ``=`` with the source release
+whose class layout it keeps::
 
-    python tests/data/extract_tensorrt_api.py /path/to/TensorRT release/10.1 release/10.16 release/11.0 release/11.1
+    pip download --no-deps --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64 \
+        tensorrt-cu12-bindings==11.2.1.2 tensorrt-cu12-bindings==11.3.0.99 tensorrt-cu12-bindings==11.4.0.106
+    python tests/data/extract_tensorrt_api.py /path/to/TensorRT release/10.1 release/10.16 release/11.0 \
+        release/11.1 11.2=tensorrt_cu12_bindings-11.2.1.2-....whl@11.1 ...
 
 For each branch it reads the pybind11 binding sources (``python/src/**/*.cpp``) and the package
 ``__init__.py`` (``python/packaging/bindings_wheel/tensorrt/__init__.py``) with ``git show`` and lists,
 per Python-visible class/enum, the names it binds (``.def``, ``.def_property*``, ``.def_read*``,
 ``.def_static``, enum ``.value``, ``export_values`` into the enclosing class), with base-class members
-folded in, plus the module-level names. Only names are kept, never code.
+folded in, plus the module-level names. Blocks under ``#if MACRO`` where MACRO is ``#define``d nowhere in
+``python/`` are dropped: they are compiled out of the wheels (``INetworkDefinition.serialize`` sits under
+``#if ENABLE_INETWORK_SERIALIZE``, release/11.1 ``python/src/infer/pyGraph.cpp:1204``).
+
+A wheel release keeps the classes of its source release, each member kept only where its name is a
+string in the wheel's ``tensorrt.so`` (pybind11 keeps every bound name as a NUL-terminated literal;
+checked on 11.0 and 11.1, whose wheels hold every name their sources bind, and none of those 11.0
+removed) or is defined in the wheel's ``__init__.py``. Only names are kept, never code.
 """
 
 from __future__ import annotations
@@ -47,6 +60,36 @@ def strip_comments(src: str) -> str:
         else:
             out.append(c)
             i += 1
+    return "".join(out)
+
+
+_IF = re.compile(r"^[ \t]*#[ \t]*(if|ifdef|ifndef|elif|else|endif)\b[ \t]*([A-Za-z_]\w*)?.*$", re.M)
+
+
+def drop_disabled(src: str, defined: set[str]) -> str:
+    """``src`` without the ``#if NAME`` / ``#ifdef NAME`` blocks (or their ``#else`` halves) that are off.
+
+    Only the plain one-macro forms are decided, a macro being on when it is in ``defined``; every other
+    condition keeps both branches, as the scanner did before.
+    """
+    out, pos, stack = [], 0, []  # stack: per open #if, whether its current branch is dropped (None: undecided)
+    for m in _IF.finditer(src):
+        if not any(stack):
+            out.append(src[pos:m.start()])
+        word, name = m.group(1), m.group(2)
+        if word in ("if", "ifdef", "ifndef"):
+            plain = name is not None and m.group(0).split(name, 1)[1].strip() == ""
+            on = (name in defined) != (word == "ifndef") if plain else None
+            stack.append(None if on is None else not on)
+        elif word == "else" and stack:
+            stack[-1] = None if stack[-1] is None else not stack[-1]
+        elif word == "elif" and stack:
+            stack[-1] = None
+        elif word == "endif" and stack:
+            stack.pop()
+        pos = m.end()
+    if not any(stack):
+        out.append(src[pos:])
     return "".join(out)
 
 
@@ -144,13 +187,16 @@ def release_api(repo: Path, branch: str) -> dict:
         return subprocess.run(["git", "-C", str(repo), "show", f"{branch}:{path}"], check=True,
                               capture_output=True, text=True).stdout
 
-    files = subprocess.run(["git", "-C", str(repo), "ls-tree", "-r", "--name-only", branch, "python/src"],
+    files = subprocess.run(["git", "-C", str(repo), "ls-tree", "-r", "--name-only", branch, "python"],
                            check=True, capture_output=True, text=True).stdout.split()
+    sources = {f: show(f) for f in files if f.endswith((".cpp", ".h")) and f.startswith(("python/src/",
+                                                                                      "python/include/"))}
+    defined = {m for text in sources.values() for m in re.findall(r"^[ \t]*#[ \t]*define[ \t]+(\w+)", text, re.M)}
     scopes: dict[str, dict] = {}
     module: set[str] = set()
     var_names: dict[str, str] = {}
-    for f in sorted(p for p in files if p.endswith(".cpp")):
-        text = show(f)
+    for f in sorted(p for p in sources if p.startswith("python/src/") and p.endswith(".cpp")):
+        text = drop_disabled(sources[f], defined)
         s, mod = parse_bindings(text)
         for name, e in s.items():
             if name in scopes:
@@ -173,13 +219,40 @@ def release_api(repo: Path, branch: str) -> dict:
             "classes": classes}
 
 
+def wheel_api(wheel: Path, base: dict) -> dict:
+    """A release known only by its binding wheel: ``base``'s classes, filtered by the wheel's names."""
+    import hashlib
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as z:
+        so = next(z.read(n) for n in z.namelist() if n.endswith("/tensorrt.so"))
+        init = next(z.read(n) for n in z.namelist() if n.endswith("bindings/__init__.py")).decode()
+    tree = ast.parse(init)
+    py_names = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    py_names |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+
+    def bound(name: str) -> bool:
+        return name.encode() + b"\0" in so or name in py_names
+
+    classes = {c: [m for m in ms if bound(m)] for c, ms in base["classes"].items() if bound(c)}
+    return {"wheel": wheel.name, "sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
+            "layout_from": base["branch"], "module": sorted(n for n in base["module"] if bound(n)),
+            "classes": classes}
+
+
 def main(argv: list[str]) -> None:
-    repo, branches = Path(argv[0]), argv[1:]
+    repo, args = Path(argv[0]), argv[1:]
+    releases = {b.removeprefix("release/"): release_api(repo, b) for b in args if "=" not in b}
+    for arg in (a for a in args if "=" in a):
+        name, rest = arg.split("=", 1)
+        wheel, base = rest.rsplit("@", 1)
+        releases[name] = wheel_api(Path(wheel), releases[base])
     out = {
         "source": "https://github.com/NVIDIA/TensorRT, python/src/**/*.cpp (pybind11 bindings) and "
-                  "python/packaging/bindings_wheel/tensorrt/__init__.py, per release branch",
+                  "python/packaging/bindings_wheel/tensorrt/__init__.py, per release branch; releases without "
+                  "a branch: the tensorrt.so and __init__.py of their PyPI tensorrt-cu12-bindings wheel",
         "generated_by": "tests/data/extract_tensorrt_api.py",
-        "releases": {b.removeprefix("release/"): release_api(repo, b) for b in branches},
+        "releases": releases,
     }
     target = Path(__file__).with_name("tensorrt_api.json")
     target.write_text(json.dumps(out, indent=0, sort_keys=True) + "\n", encoding="utf-8")

@@ -60,6 +60,7 @@ class FakeCuda:
         self.captures: list[tuple[object, str, int]] = []
         self.pools: list[object] = []
         self.free = 8 << 30
+        self.device_index = 0  # the current device, as torch.cuda.device sets it
 
     def launch(self, kernel: Callable[[], None]) -> None:
         if self.capturing is not None:
@@ -91,6 +92,16 @@ class FakeCuda:
             finally:
                 self.capturing = None
 
+    @contextlib.contextmanager
+    def _device(self, device):
+        """``torch.cuda.device``: the current device inside the block (``cuda`` alone is device 0)."""
+        before = self.device_index
+        self.device_index = torch.device(device).index or 0
+        try:
+            yield
+        finally:
+            self.device_index = before
+
     def _pool_handle(self) -> object:
         handle = object()
         self.pools.append(handle)
@@ -106,6 +117,7 @@ class FakeCuda:
         monkeypatch.setattr(c, "CUDAGraph", lambda: FakeGraph(self))
         monkeypatch.setattr(c, "graph", self._graph)
         monkeypatch.setattr(c, "graph_pool_handle", self._pool_handle)
+        monkeypatch.setattr(c, "device", self._device)
         monkeypatch.setattr(c, "mem_get_info", lambda device=None: (self.free, 2 * self.free))
         monkeypatch.setattr(c, "empty_cache", lambda: None)
         return self

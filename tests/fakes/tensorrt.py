@@ -53,8 +53,27 @@ class Recorder:
         return [c for c in self.calls if c[0] == name]
 
 
-def make(version: str, *, cuda=None, kernel: Callable | None = None) -> types.ModuleType:
-    """The fake module. ``cuda``: a :class:`tests.fakes.cuda.FakeCuda` that runs ``kernel(context)`` on execute."""
+def infer_sd_shapes(inputs: dict[str, tuple[int, ...]], name: str) -> tuple[int, ...]:
+    """The output shape TensorRT infers for SD's UNet/VAE graphs (VAE factor 8, 4 latent channels)."""
+    if name == "model_output":
+        return inputs["sample"]
+    if name == "images":
+        b, _, h, w = inputs["latents"]
+        return (b, 3, 8 * h, 8 * w)
+    if name == "latents":
+        b, _, h, w = inputs["images"]
+        return (b, 4, h // 8, w // 8)
+    raise KeyError(f"the fake infers no shape for {name!r}: pass infer= to make()")
+
+
+def make(version: str, *, cuda=None, kernel: Callable | None = None,
+         infer: Callable[[dict, str], tuple[int, ...]] = infer_sd_shapes) -> types.ModuleType:
+    """The fake module. ``cuda``: a :class:`tests.fakes.cuda.FakeCuda` that runs ``kernel(context)`` on execute.
+
+    ``infer(input_shapes, output_name)``: the output shape the engine reports through
+    ``IExecutionContext.get_tensor_shape`` once the input shapes are set. Engines and contexts
+    record the fake CUDA device current when they were made (``device``), as TensorRT binds them to it.
+    """
     rel = API["releases"][release_of(version)]
     classes = rel["classes"]
     log = Recorder()
@@ -158,12 +177,16 @@ def make(version: str, *, cuda=None, kernel: Callable | None = None) -> types.Mo
             self.addresses: dict = {}
             self.memory = None
             self.executed_on: list[int] = []
+            self.device = cuda.device_index if cuda is not None else None
             log("context", self)
 
         def set_input_shape(self, name, shape) -> bool:
             log("set_input_shape", self, name, tuple(shape))
             self.shapes[name] = tuple(shape)
             return True
+
+        def get_tensor_shape(self, name) -> tuple[int, ...]:
+            return self.shapes[name] if name in self.shapes else tuple(infer(self.shapes, name))
 
         def set_tensor_address(self, name, ptr) -> bool:
             self.addresses[name] = ptr
@@ -194,7 +217,9 @@ def make(version: str, *, cuda=None, kernel: Callable | None = None) -> types.Mo
             pass
 
         def deserialize_cuda_engine(self, blob) -> ICudaEngine:
-            return ICudaEngine()
+            engine = ICudaEngine()
+            engine.device = cuda.device_index if cuda is not None else None
+            return engine
 
     fakes = {"Logger": Logger, "IProgressMonitor": IProgressMonitor, "ITimingCache": ITimingCache,
              "IBuilderConfig": IBuilderConfig, "IOptimizationProfile": IOptimizationProfile, "Builder": Builder,
