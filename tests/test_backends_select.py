@@ -157,8 +157,8 @@ def test_auto_and_the_fallback_chain_read_the_backend_table(tiny_parts, monkeypa
     """One edit to the table changes both: teach onnxruntime SDXL ControlNets, send compile to onnxruntime."""
     import dataclasses
 
-    from dreamwire.app.assemble import next_backend
     from dreamwire.backends import catalog
+    from dreamwire.backends.assemble import next_backend
 
     monkeypatch.setattr(select, "onnxruntime_installed", lambda: True)
     parts = _sdxl_controlnet_parts(tiny_parts)
@@ -184,7 +184,7 @@ def test_backend_table_names_every_backend_once_and_its_classes_load():
 
 
 def test_fallback_chain_is_unchanged(monkeypatch):
-    from dreamwire.app.assemble import next_backend
+    from dreamwire.backends.assemble import next_backend
 
     monkeypatch.setattr(select, "triton_missing", lambda: None)
     assert [next_backend(n) for n in ("tensorrt", "compile", "torch+graphs", "onnxruntime", "torch")] == [

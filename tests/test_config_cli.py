@@ -170,7 +170,7 @@ def test_sources_reports_missing_extras_without_a_traceback(capsys):
 @pytest.mark.parametrize("command", ["run", "bench", "build-engines"])
 def test_one_parser_tree_lists_every_option_with_its_default(capsys, command):
     """Every declared setting of a subcommand is a flag, and its --help shows the default."""
-    from dreamwire.app.build import BuildOptions
+    from dreamwire.app.build_engines import BuildOptions
     from dreamwire.bench.options import BenchOptions
     from dreamwire.control.settings import flag_of, settings_of, tables_of
 

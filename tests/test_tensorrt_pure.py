@@ -127,7 +127,7 @@ def test_tensorrt_backend_without_tensorrt_names_the_extra(tiny_parts, monkeypat
 
 
 def test_build_estimate_is_positive_and_grows_with_profile():
-    from dreamwire.app.build import estimate
+    from dreamwire.app.build_engines import estimate
 
     small = estimate(865_000_000, 2_400_000, ResolutionProfile.parse("512"), BatchProfile(steps=1))  # static
     big = estimate(865_000_000, 2_400_000, ResolutionProfile(maximum=1024), BatchProfile(steps=4))
@@ -185,7 +185,7 @@ def test_tensorrt_engine_matches_torch_on_gpu(tmp_path, monkeypatch):
 
 
 def test_measured_build_times_are_printed_against_the_estimate_and_correct_later_ones(tmp_path, monkeypatch, capsys):
-    from dreamwire.app import build
+    from dreamwire.app import build_engines as build
 
     monkeypatch.setenv("DREAMWIRE_CACHE", str(tmp_path))
     res, batch = ResolutionProfile.parse("512"), BatchProfile(steps=1)
@@ -207,7 +207,7 @@ def test_measured_build_times_are_printed_against_the_estimate_and_correct_later
 
 
 def test_build_trt_reports_only_engines_actually_built(monkeypatch, capsys):
-    from dreamwire.app import build
+    from dreamwire.app import build_engines as build
     from dreamwire.backends import trt_build
 
     def fake_ensure(parts, spec, *, progress, components, on_built):

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from dreamwire import __version__
-from dreamwire.app.build import BuildOptions
+from dreamwire.app.build_engines import BuildOptions
 from dreamwire.app.config import ConfigError, RuntimeConfig, load_toml, set_checked
 from dreamwire.bench.options import BenchOptions
 from dreamwire.control.kinds import ControlError
@@ -160,7 +160,7 @@ def _bench(ns: argparse.Namespace) -> int:
 
 
 def _build(ns: argparse.Namespace) -> int:
-    from dreamwire.app.build import main
+    from dreamwire.app.build_engines import main
 
     return main(apply_flags(ns, BuildOptions()))
 

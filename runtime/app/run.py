@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from dreamwire.app.config import RuntimeConfig, check_combination, resolve
-from dreamwire.backends.assemble import build, default_device, fallback_for
+from dreamwire.backends.assemble import assemble, default_device, fallback_for
 from dreamwire.bench.timing import overhead
 from dreamwire.bridges.base import BridgeError, Sink, Source, make_sink, make_source, parse_uri
 from dreamwire.control.kinds import ControlError
@@ -185,7 +185,7 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
     try:
         background = Background()  # live prompt changes are encoded off the engine thread
         stack.callback(background.close)
-        engine, parts = build(cfg.model, backend=cfg.backend, config=engine_config, params=params, device=device,
+        engine, parts = assemble(cfg.model, backend=cfg.backend, config=engine_config, params=params, device=device,
                               taesd=cfg.taesd, lcm_lora=None if cfg.lcm_lora.lower() == "none" else cfg.lcm_lora,
                               loras=cfg.loras, controlnets=cfg.controlnet, control_images=cfg.control_image,
                               background=background)

@@ -30,10 +30,10 @@ def default_device() -> torch.device:
 
 
 def build_engine(model: str = "tiny", **options: Any) -> StreamEngine:
-    return build(model, **options)[0]
+    return assemble(model, **options)[0]
 
 
-def build(
+def assemble(
     model: str = "tiny",
     *,
     backend: str = "auto",
