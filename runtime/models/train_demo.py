@@ -41,6 +41,7 @@ SHAPES = ("circle", "circles", "square", "squares", "triangle", "triangles", "st
 FILLER = ("a", "an", "the", "of", "and", "with", "on", "in", "at", "painting", "photo", "city", "night",
           "oil", "vivid", "colors", "colours", "light", "dark", "bright", "picture", "shape", "shapes")
 WASH = 0.16  # how far one x0 estimate moves toward the prompt's colour (the stream applies ~2.5x this)
+LATENT_CHANNELS = 16  # at 4x downsampling: SD's 4 channels at 8x stay blurry in a VAE trained for minutes
 LATENT_STD = 3.0  # latent spread the UNet sees, against unit noise (SNR ~2.6 at t=399)
 TIMESTEPS = tuple(999 - 20 * i for i in range(20, 50))  # the LCM grid points strength <= 0.6 reaches
 FOCUS = (399, 199)  # the default strength's timesteps, drawn more often
@@ -225,9 +226,10 @@ def demo_modules(vocab_size: int, seed: int = 0) -> dict[str, Any]:
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+        only_cross_attention=True,  # a recolouring needs the prompt, not self-attention's cost per pixel pair
     )
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -235,10 +237,38 @@ def demo_modules(vocab_size: int, seed: int = 0) -> dict[str, Any]:
         bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
     ))
     vae = AutoencoderTiny(  # few full-resolution convolutions: they are most of a VAE's cost on a CPU
-        encoder_block_out_channels=(24, 24, 24, 24), decoder_block_out_channels=(24, 24, 24, 24),
-        num_encoder_blocks=(0, 1, 1, 2), num_decoder_blocks=(2, 1, 1, 0), latent_channels=4,
+        encoder_block_out_channels=(24, 24, 24), decoder_block_out_channels=(24, 24, 24),
+        num_encoder_blocks=(0, 1, 2), num_decoder_blocks=(2, 1, 0), latent_channels=LATENT_CHANNELS,
     )
+    _start_as_resampler(vae)
     return {"unet": unet, "text_encoder": text_encoder, "vae": vae}
+
+
+def _start_as_resampler(vae: Any, jitter: float = 0.1) -> None:
+    """Start the VAE as box-average downsampling and nearest upsampling of RGB, plus small random weights.
+
+    From scratch, an AutoencoderTiny needs far more steps than a CPU has minutes to get past a blurry
+    average; starting from a resampler (every plain conv an identity on the first channels, each
+    stride-2 conv a 2x2 average, each residual branch nearly zero so its block passes values
+    through) it only has to learn the detail. ``jitter`` keeps the other channels trainable.
+    """
+    from diffusers.models.autoencoders.vae import AutoencoderTinyBlock
+
+    with torch.no_grad():
+        for block in (m for m in vae.modules() if isinstance(m, AutoencoderTinyBlock)):
+            for conv in (c for c in block.conv if isinstance(c, torch.nn.Conv2d)):
+                conv.weight.mul_(jitter)
+            block.conv[-1].weight.mul_(jitter)
+        for conv in (c for seq in (vae.encoder.layers, vae.decoder.layers) for c in seq
+                     if isinstance(c, torch.nn.Conv2d)):
+            conv.weight.mul_(jitter)
+            for i in range(min(conv.weight.shape[:2])):
+                if conv.stride[0] == 2:
+                    conv.weight[i, i, 1:3, 1:3] += 0.25
+                else:
+                    conv.weight[i, i, 1, 1] += 1.0
+            if conv.bias is not None:
+                conv.bias.zero_()
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -278,22 +308,46 @@ def _tokens(tokenizer: Any, prompts: Sequence[str]) -> torch.Tensor:
                      truncation=True, return_tensors="pt").input_ids
 
 
-def train_unet(mods: dict[str, Any], tokenizer: Any, scale: float, alphas_cumprod: torch.Tensor, steps: int,
-               batch: int, size: int, g: torch.Generator, start: float) -> None:
+def latent_bank(vae: Any, scale: float, count: int, size: int, g: torch.Generator, chunk: int = 64
+                ) -> torch.Tensor:
+    """(count, 1 + colours, C, h, w): each image's scaled latent, then its latent washed toward each colour.
+
+    Encoding once and reusing the latents (with flips) is what keeps the UNet phase within minutes on
+    a CPU: encoding every batch afresh cost as much as the UNet step itself.
+    """
+    out = []
+    for i in range(0, count, chunk):
+        img = images(min(chunk, count - i), size, g)
+        variants = [img] + [recolour(img, [name] * len(img)) for name in COLOURS]
+        with torch.no_grad():
+            lat = vae.encode(torch.cat(variants) * 2 - 1).latents * scale
+        out.append(lat.view(len(variants), len(img), *lat.shape[1:]).transpose(0, 1))
+    return torch.cat(out)
+
+
+def _flip(x: torch.Tensor, k: int) -> torch.Tensor:
+    """One of the 8 symmetries of the square (``k`` in 0..7), the same one for input and target."""
+    x = torch.rot90(x, k % 4, dims=(-2, -1))
+    return x.flip(-1) if k >= 4 else x
+
+
+def train_unet(mods: dict[str, Any], tokenizer: Any, bank: torch.Tensor, alphas_cumprod: torch.Tensor, steps: int,
+               batch: int, g: torch.Generator, start: float) -> None:
     """UNet and text encoder together, the loss on the x0 the engine's LCM step takes from epsilon."""
-    unet, text_encoder, vae = mods["unet"], mods["text_encoder"], mods["vae"]
+    unet, text_encoder = mods["unet"], mods["text_encoder"]
     params = [*unet.parameters(), *text_encoder.parameters()]
-    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps, pct_start=0.1)
+    opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.1)
     unet.train()
     text_encoder.train()
     grid = torch.tensor(TIMESTEPS)
+    names = list(COLOURS)
     for step in range(steps):
         drawn = [random_prompt(g) for _ in range(batch)]
-        img = images(batch, size, g)
-        with torch.no_grad():
-            z = vae.encode(img * 2 - 1).latents * scale
-            z_target = vae.encode(recolour(img, [c for _, c in drawn]) * 2 - 1).latents * scale
+        rows = torch.randint(len(bank), (batch,), generator=g)
+        variant = torch.tensor([0 if c is None else 1 + names.index(c) for _, c in drawn])
+        k = int(torch.randint(8, (1,), generator=g))
+        z, z_target = _flip(bank[rows, 0], k), _flip(bank[rows, variant], k)
         focus = torch.rand(batch, generator=g) < 0.5
         t = torch.where(focus, torch.tensor(FOCUS)[torch.randint(len(FOCUS), (batch,), generator=g)],
                         grid[torch.randint(len(grid), (batch,), generator=g)])
@@ -342,8 +396,8 @@ def save(folder: Path, mods: dict[str, Any], scale: float) -> None:
     }, indent=2), encoding="utf-8")
 
 
-def train(out: Path, *, seed: int = 0, vae_steps: int = 1500, unet_steps: int = 1200, vae_batch: int = 16,
-          vae_size: int = 32, batch: int = 32, size: int = 64, threads: int = 1) -> Path:
+def train(out: Path, *, seed: int = 0, vae_steps: int = 800, unet_steps: int = 800, vae_batch: int = 16,
+          vae_size: int = 32, batch: int = 32, size: int = 32, bank_size: int = 1024, threads: int = 1) -> Path:
     """Train all three parts from ``seed`` and write the pipeline folder ``out``."""
     from diffusers import LCMScheduler
     from transformers import CLIPTokenizer
@@ -359,7 +413,9 @@ def train(out: Path, *, seed: int = 0, vae_steps: int = 1500, unet_steps: int = 
     scale = train_vae(mods["vae"], vae_steps, vae_batch, vae_size, g, start)
     _log(f"vae scaling_factor {scale:.3f}", start)
     ac = LCMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear").alphas_cumprod
-    train_unet(mods, tokenizer, scale, ac, unet_steps, batch, size, g, start)
+    bank = latent_bank(mods["vae"], scale, bank_size, size, g)
+    _log(f"latent bank {tuple(bank.shape)}", start)
+    train_unet(mods, tokenizer, bank, ac, unet_steps, batch, g, start)
     save(out, mods, scale)
     _log(f"wrote {out}", start)
     return out
@@ -369,17 +425,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dreamwire.models.train_demo", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path, help="folder to write the diffusers pipeline into")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--vae-steps", type=int, default=1500)
-    p.add_argument("--unet-steps", type=int, default=1200)
+    p.add_argument("--vae-steps", type=int, default=800)
+    p.add_argument("--unet-steps", type=int, default=800)
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--vae-size", type=int, default=32, help="VAE training image side in pixels (multiple of 8)")
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--size", type=int, default=64, help="UNet training image side in pixels (multiple of 8)")
+    p.add_argument("--size", type=int, default=32, help="UNet training image side in pixels (multiple of 8)")
+    p.add_argument("--bank", type=int, default=1024, help="images whose latents the UNet phase reuses")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (one is fastest on a shared CPU; the weights depend on it)")
     a = p.parse_args(argv)
     train(a.out, seed=a.seed, vae_steps=a.vae_steps, unet_steps=a.unet_steps, vae_batch=a.vae_batch,
-          vae_size=a.vae_size, batch=a.batch, size=a.size, threads=a.threads)
+          vae_size=a.vae_size, batch=a.batch, size=a.size, bank_size=a.bank, threads=a.threads)
     return 0
 
 
