@@ -38,6 +38,7 @@ from dreamwire.live.state import ControlState
 from dreamwire.live.telemetry import Stats, Ticker
 from dreamwire.live.tempo import LinkSession, LinkUnavailable, TempoClock
 from dreamwire.models.controlnet import check_controlnet_source
+from dreamwire.models.demo import DEMO, DEMO_SUMMARY
 from dreamwire.models.load import check_source
 from dreamwire.models.parts import ModelLoadError
 
@@ -178,6 +179,8 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
         print(f"dreamwire: model {cfg.model!r} has random weights (it tests the plumbing): expect dark, noise-like "
               f"frames; use e.g. --model stabilityai/{'sdxl' if cfg.model == 'tiny-sdxl' else 'sd'}-turbo for real "
               "images", file=sys.stderr)
+    if cfg.model == DEMO:
+        print(f"dreamwire: {DEMO_SUMMARY}", file=sys.stderr)
     try:
         engine, parts = build(cfg.model, backend=cfg.backend, config=engine_config, params=params, device=device,
                               taesd=cfg.taesd, lcm_lora=None if cfg.lcm_lora.lower() == "none" else cfg.lcm_lora,

@@ -10,9 +10,10 @@ steps at timesteps ~399 and ~199, and at those timesteps the LCM boundary condit
 step's output the scheduler's x0 estimate ``(x_t - b * eps) / a``. So the UNet is trained so that
 the x0 implied by its epsilon, from the noised latent of an image, is the latent of that image
 recoloured toward the prompt's colour: the loss is taken on that x0, at the timesteps the
-strength range reaches. The VAE (an ``AutoencoderTiny``) is trained first, to reconstruct, and then
-frozen; its ``scaling_factor`` is set so the latents are large against the unit noise, which is
-what lets a small UNet give back a sharp picture rather than a plausible new one.
+strength range reaches. The VAE (an ``AutoencoderTiny``, 4x downsampling to 16 channels) is
+trained first, to reconstruct, and then frozen; its ``scaling_factor`` is set so the latents are
+large against the unit noise, which is what lets a small UNet give back a sharp picture rather
+than a plausible new one.
 
 Everything is procedural (gradients, sine colour fields, stripes, checkers, circles, squares,
 triangles), generated from fixed seeds, so two runs on the same torch give the same weights up to
@@ -219,7 +220,7 @@ def recolour(img: torch.Tensor, colours: Sequence[str | None], amount: float = W
 def demo_modules(vocab_size: int, seed: int = 0) -> dict[str, Any]:
     """The demo's UNet, CLIP text encoder and AutoencoderTiny, freshly initialised from ``seed``.
 
-    About the tiny model's cost per frame, so ``dreamwire run`` stays interactive on a CPU.
+    Small enough to train in minutes and to run a few frames a second at 256x256 on a CPU.
     """
     from diffusers import AutoencoderTiny, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
