@@ -11,7 +11,7 @@ into exit code 2.
 
 Example ``dreamwire.toml``::
 
-    model = "tiny"
+    model = "demo"
     source = "pattern"
     sink = "images:./dreamwire-out"
     frames = 100
@@ -114,8 +114,9 @@ def _control_sources(v: Any) -> tuple[str, ...]:
 class RuntimeConfig:
     """Everything ``dreamwire run`` needs; ``None`` means "decide from the device/model" (see :func:`resolve`)."""
 
-    model: str = setting("tiny", "tiny or tiny-sdxl (built-in, offline, random weights), a hub id or a local "
-                         "diffusers folder (SD 1.5/2.1 or SDXL, told apart by its config)", text)
+    model: str = setting("demo", "demo (built-in, offline, trained: keeps the input and tints it toward a colour "
+                         "named in the prompt), tiny or tiny-sdxl (built-in, offline, random weights), a hub id or "
+                         "a local diffusers folder (SD 1.5/2.1 or SDXL, told apart by its config)", text)
     backend: str = setting("auto", "engine backend; auto picks the fastest that runs here", choice(BACKEND_NAMES))
     device: str | None = setting(None, "torch device, e.g. cpu, cuda, cuda:1", text,
                                  default_doc="cuda when available, else cpu")
@@ -146,7 +147,7 @@ class RuntimeConfig:
     sink: str | None = setting(None, "output bridge: images:DIR, null, ndi:NAME, spout:NAME", _uri,
                                default_doc="the source's bridge when it can send, else images:./dreamwire-out")
     width: int | None = setting(None, "engine width in pixels (multiple of 8)", _resolution, parse=int,
-                                default_doc="256 for tiny/tiny-sdxl on CPU, else 512")
+                                default_doc="256 for demo/tiny/tiny-sdxl on CPU, else 512")
     height: int | None = setting(None, "engine height in pixels (multiple of 8)", _resolution, parse=int,
                                  default_doc="as width")
     mode: str = setting("img2img", "img2img transforms the source; txt2img generates from the prompt (the source "
@@ -278,12 +279,12 @@ def check_combination(cfg: RuntimeConfig) -> None:
 
 
 def resolve(cfg: RuntimeConfig, device_type: str) -> RuntimeConfig:
-    """Fill what depends on the device: the sink and the engine resolution (256 for tiny models on CPU, else 512)."""
+    """Fill what depends on the device: the sink and the engine resolution (256 for built-ins on CPU, else 512)."""
     if cfg.sink is None:
         cfg.sink = default_sink(cfg.source)
     if cfg.guidance is None:
         cfg.guidance = "none" if cfg.mode == "txt2img" else "self"
-    side = 256 if (device_type == "cpu" and cfg.model in ("tiny", "tiny-sdxl")) else 512
+    side = 256 if (device_type == "cpu" and cfg.model in ("demo", "tiny", "tiny-sdxl")) else 512
     cfg.width = cfg.width or side
     cfg.height = cfg.height or side
     return cfg

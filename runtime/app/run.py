@@ -36,6 +36,7 @@ from dreamwire.live.options import LoopOptions
 from dreamwire.live.state import ControlState
 from dreamwire.live.telemetry import Stats, Ticker
 from dreamwire.models.controlnet import check_controlnet_source
+from dreamwire.models.demo import DEMO, DEMO_SUMMARY
 from dreamwire.models.load import check_source
 from dreamwire.models.parts import ModelLoadError
 from dreamwire.osc.reports import Reports
@@ -182,6 +183,8 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
         print(f"dreamwire: model {cfg.model!r} has random weights (it tests the plumbing): expect dark, noise-like "
               f"frames; use e.g. --model stabilityai/{'sdxl' if cfg.model == 'tiny-sdxl' else 'sd'}-turbo for real "
               "images", file=sys.stderr)
+    if cfg.model == DEMO:
+        print(f"dreamwire: {DEMO_SUMMARY}", file=sys.stderr)
     try:
         background = Background()  # live prompt changes are encoded off the engine thread
         stack.callback(background.close)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from dreamwire.engine.spec import TIME_IDS, ModelSpec
+from dreamwire.models.demo import DEMO, demo_model_dir
 from dreamwire.models.lora import fuse_loras
 from dreamwire.models.parts import ModelLoadError, ModelParts
 from dreamwire.models.sources import DEFAULT_LCM_LORA, DEFAULT_LCM_LORA_SDXL
@@ -26,7 +27,8 @@ from dreamwire.models.tiny_sdxl import TINY_SDXL, ensure_tiny_sdxl_model
 
 log = logging.getLogger(__name__)
 
-BUILTIN = {TINY: ensure_tiny_model, TINY_SDXL: ensure_tiny_sdxl_model}  # offline random-weight models
+# offline models: the packaged demo (trained weights) and the random-weight test models
+BUILTIN = {DEMO: demo_model_dir, TINY: ensure_tiny_model, TINY_SDXL: ensure_tiny_sdxl_model}
 DEFAULT_TAESDXL = "madebyollin/taesdxl"
 OWN_VAE = "none"  # --taesd none: keep the pipeline's own VAE (SDXL's default is TAESDXL)
 
