@@ -241,3 +241,13 @@ def test_help_and_sources_start_without_torch(argv):
             "print('heavy:', sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
     assert r.stdout.strip().splitlines()[-1] == "heavy: []", r.stdout[-500:] + r.stderr[-2000:]
+
+
+def test_a_non_utf8_config_is_one_line_and_exit_2(tmp_path):
+    p = tmp_path / "show.toml"
+    p.write_bytes(b'prompt = "caf\xe9"\n')
+    r = subprocess.run([sys.executable, "-m", "dreamwire", "run", "--config", str(p)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not UTF-8" in lines[0] and str(p) in lines[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from dreamwire.bench.overhead import measure_overhead
 from dreamwire.bridges.base import Frame
 from dreamwire.bridges.pattern import PatternSource
+from dreamwire.control.params import Params
 from dreamwire.live.loop import FrameLoop
 from dreamwire.live.options import LoopOptions
 from dreamwire.live.slots import LatestSlot
@@ -347,3 +349,54 @@ def test_bypass_with_two_frames_per_call_passes_every_input_through(make_engine)
     assert [f.source_id for f in sink.frames] == [0, 1, 2, 3, 4]
     assert all(o.bypass for o in sink.outputs) and loop.stats.bypassed == 5
     assert all(np.array_equal(f.pixels, frames[f.source_id].pixels) for f in sink.frames)
+
+
+def test_leaving_bypass_shows_current_input_and_timecodes_never_go_back(make_engine):
+    from dreamwire.live.loop import FrameLoop
+    from dreamwire.live.options import LoopOptions
+
+    engine = make_engine(Params({"t_index_list": (20, 32, 45)}), width=64, height=64)
+    state = ControlState(Params({"t_index_list": (20, 32, 45)}))
+    k = [0]
+    outputs = []
+
+    class Source:
+        on_demand = True
+
+        def open(self):
+            pass
+
+        def read(self, timeout):
+            k[0] += 1
+            time.sleep(0.005)
+            return Frame(np.full((64, 64, 3), k[0] % 255, np.uint8), "RGB", k[0], time.perf_counter(),
+                         timecode=10_000 + k[0] if k[0] < 40 else k[0])  # the sender restarts its clock at 40
+
+        def close(self):
+            pass
+
+    class Sink:
+        def open(self):
+            pass
+
+        def write(self, frame):
+            pass
+
+        def close(self):
+            pass
+
+    loop = FrameLoop(engine, Source(), Sink(), state, LoopOptions(), on_sent=outputs.append).start()
+    try:
+        wait_until(lambda: len(outputs) > 8, 30)
+        state.apply({"bypass": True})
+        wait_until(lambda: any(o.bypass for o in outputs), 30)
+        wait_until(lambda: k[0] > 50, 30)
+        back = k[0]
+        state.apply({"bypass": False})
+        wait_until(lambda: sum(not o.bypass for o in outputs[-3:]) == 3 and outputs[-1].frame.source_id > back, 30)
+    finally:
+        loop.stop()
+    after = [o for o in outputs[next(i for i, o in enumerate(outputs) if o.bypass):] if not o.bypass]
+    assert after and after[0].frame.source_id >= back - 1  # never a frame from before the bypass
+    codes = [o.frame.timecode for o in outputs if o.frame.timecode is not None]
+    assert all(b >= a for a, b in itertools.pairwise(codes))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 import pytest
 import torch
 
+from dreamwire.control.kinds import ControlError
 from dreamwire.control.params import Params
-from tests.conftest import frames
+from dreamwire.live.state import ControlState
+from tests.conftest import frames, wait_until
 from tests.fakes.backends import ShapeCounting
 
 T_INDEX = {1: (35,), 2: (32, 45), 4: (18, 26, 35, 45)}
@@ -243,3 +248,60 @@ def test_after_warm_up_a_live_show_makes_no_new_capture(tiny_parts, torch_backen
     ready = warm.backend.captures
     _live_show(warm, f)
     assert warm.backend.captures == ready
+
+
+def test_accepted_blends_always_give_finite_noise_and_embeddings(make_engine):
+    lo, hi = 1e-6, 1e6
+    for blend in (((1, lo), (2, 0.0)), ((1, hi), (2, hi)), tuple((i, hi) for i in range(16))):
+        engine = make_engine(Params({"seed_blend": blend, "t_index_list": (45,)}), width=64, height=64)
+        assert np.isfinite(engine.noise.numpy()).all()
+    engine = make_engine(Params({"prompt_blend": (("a", lo), ("b", hi)), "t_index_list": (45,)}), width=64, height=64)
+    assert np.isfinite(engine.embeddings.cond.hidden.numpy()).all()
+
+
+def test_the_step_grid_comes_from_the_model(tiny_parts, torch_backend, prompt_encoder):
+    """A scheduler with original_inference_steps=25: strength 1 runs, and index 40 is refused up front."""
+    import dataclasses
+
+    from dreamwire.engine.api import EngineConfig
+    from dreamwire.engine.stream import StreamEngine
+
+    spec = dataclasses.replace(tiny_parts.spec, original_steps=25)
+    engine = StreamEngine(torch_backend, prompt_encoder, spec, EngineConfig(width=64, height=64),
+                          Params({"strength": 1.0, "steps": 4}))
+    engine.step(torch.zeros(1, 3, 64, 64))
+    assert max(engine.consts.t_index) < 25
+    state = ControlState(engine.params, check=engine.check)
+    with pytest.raises(ControlError, match=r"0\.\.24 step grid"):
+        state.apply({"t_index_list": (10, 40)})
+    assert state.params.t_index_list == ()
+
+
+def test_a_new_blend_is_encoded_off_the_engine_thread(make_engine, prompt_encoder):
+    """Frames keep flowing while a slow blend encodes; the blend lands when it is ready."""
+    import threading
+
+    from dreamwire.engine.background import Background
+
+    engine = make_engine(Params({"t_index_list": (45,)}), width=64, height=64)
+    gate = threading.Event()
+    real = prompt_encoder.encode_blend
+
+    def slow_blend(pairs):
+        gate.wait(10)
+        return real(pairs)
+
+    engine.prompts = type("P", (), {"encode": prompt_encoder.encode, "encode_blend": staticmethod(slow_blend)})()
+    engine.background = Background()
+    before = engine.embeddings.cond
+    engine.update(engine.params.replace(prompt_blend=(("a", 1.0), ("b", 1.0))))
+    img = torch.zeros(1, 3, 64, 64)
+    t0 = time.perf_counter()
+    for _ in range(3):
+        engine.step(img)  # not blocked by the encode
+    assert time.perf_counter() - t0 < 9 and engine.embeddings.cond is before
+    gate.set()
+    wait_until(lambda: not engine.background.pending or engine.background._future.done(), 10)
+    engine.step(img)
+    assert engine.embeddings.cond is not before
+    engine.background.close()

@@ -14,7 +14,8 @@ from dreamwire.live.loop import FrameLoop
 from dreamwire.live.options import LoopOptions
 from dreamwire.live.state import ControlState
 from dreamwire.live.telemetry import STAT_DOCS, STAT_NAMES, Stats
-from dreamwire.osc.wire import parse_packet
+from dreamwire.osc.server import OscControl, OscSettings
+from dreamwire.osc.wire import build_message, parse_packet
 from tests.fakes.bridges import RecordingSink
 from tests.fakes.engines import FakeEngine
 
@@ -32,8 +33,6 @@ def test_fps_is_the_inverse_of_the_send_interval_on_a_controlled_clock():
 
 
 def test_every_stat_is_documented_and_reported():
-    from dreamwire.osc.server import OscControl, OscSettings
-    from dreamwire.osc.wire import build_message
 
     assert set(STAT_NAMES) == set(STAT_DOCS)
     snap = Stats().snapshot()
@@ -125,3 +124,13 @@ def test_delay_frames_reports_the_real_lag_in_input_frames():
     snap = loop.stats.snapshot()
     assert snap["delay_steps"] == 1.0
     assert snap["delay_frames"] > 2.0  # one step of 20 ms at 200 fps is ~4 input frames, plus the queueing
+
+
+def test_delay_frames_counts_input_frames_not_engine_steps():
+    stats = Stats()
+    for i in range(10):
+        stats.received(i)
+    stats.step(0.01, False, 1)
+    stats.sent(0.05, source_id=6)  # made from frame 6 while frame 9 was already in
+    s = stats.snapshot()
+    assert s["delay_frames"] == 3.0 and s["delay_steps"] == 1.0 and s["latency_ms"] == pytest.approx(50.0)
