@@ -207,3 +207,31 @@ def test_a_direct_change_and_a_morph_in_one_bundle_morph_from_the_new_value():
     clock.t = 102.5
     rig.tick()
     assert state.params.strength == pytest.approx(0.4)
+
+
+def test_a_morph_step_checks_only_the_morphing_values(monkeypatch):
+    """Issue 17.2: an engine step of a morph neither rebuilds every value nor runs the engine's check."""
+    from dreamwire.control.schema import SCHEMA
+
+    calls = {"engine": 0}
+
+    def engine_check(params):
+        calls["engine"] += 1
+
+    clock = FakeClock()
+    state = ControlState(Params({"strength": 0.2}), check=engine_check)
+    rig = Rig(state, clock=clock)
+    rig.submit({}, [MorphRequest("strength", 0.8, 2.0)])
+    seen: dict[str, int] = {}
+    for s in SCHEMA:
+        def counting(name, value, _inner=s.kind.check, _n=s.name):
+            seen[_n] = seen.get(_n, 0) + 1
+            return _inner(name, value)
+        monkeypatch.setattr(s.kind, "check", counting)
+    calls["engine"] = 0
+    for k in range(1, 5):
+        clock.t = 100.0 + 0.25 * k
+        rig.tick()
+    assert math.isclose(state.params.strength, 0.2 + 0.6 * 0.5)
+    assert calls["engine"] == 0
+    assert seen == {"strength": 4}

@@ -310,8 +310,8 @@ class SteppingState(ControlState):
         self.engine = engine
         self.seen: list[tuple[str, int]] = []
 
-    def apply(self, changes):
-        new = super().apply(changes)
+    def apply(self, changes, **how):
+        new = super().apply(changes, **how)
         self.engine.update(self.params)
         self.seen.append((self.engine.params.prompt, self.engine.params.seed))
         return new
@@ -441,3 +441,44 @@ def test_aliases_from_the_schema_reach_the_same_parameter():
     assert osc.state.params.guidance_scale == 3.5
     osc.handle_packet(build_message("/dreamwire/t_index", [10, 20, 30]), SENDER)
     assert osc.state.params.t_index_list == (10, 20, 30)
+
+
+class _Counting:
+    """Wraps a check and counts its calls."""
+
+    def __init__(self, inner=None) -> None:
+        self.inner, self.calls = inner, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        return self.inner(*args) if self.inner is not None else None
+
+
+def test_one_strength_message_is_checked_once_on_the_way_in(monkeypatch):
+    """Issue 17.2: the value passes its kind once (its route), the snapshot the engine's check once (the
+    apply); no other parameter is re-checked."""
+    kinds = {s.name: _Counting(s.kind.check) for s in SCHEMA}
+    for s in SCHEMA:
+        monkeypatch.setattr(s.kind, "check", kinds[s.name])
+    engine_check = _Counting()
+    state = ControlState(check=engine_check)
+    engine_check.calls = 0
+    osc = OscControl(state, Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False))
+    osc.handle_packet(build_message("/dreamwire/strength", [0.5]), SENDER)
+    assert state.params.strength == 0.5 and osc.errors == 0
+    assert engine_check.calls == 1
+    assert {n: c.calls for n, c in kinds.items() if c.calls} == {"strength": 1}
+
+
+def test_every_address_comes_from_the_one_table():
+    """Issue 17.2: the handler answers exactly the addresses of osc.commands.address_table."""
+    from dreamwire.control.commands import COMMANDS
+    from dreamwire.osc.commands import address_table
+    from dreamwire.osc.handler import OscHandler
+
+    handler = OscHandler(ControlState(), dict)
+    table = address_table(handler.rig)
+    expected = {n for s in SCHEMA for n in (s.name, *s.aliases)} | {"status"} | {c.address for c in COMMANDS}
+    assert set(table) == expected
+    mapped = {a for a in expected if handler.dispatcher.handlers_for_address(f"/dreamwire/{a}")}
+    assert mapped == expected

@@ -24,6 +24,7 @@ from dreamwire.control.beats import LATE, beats_to_seconds, next_boundary
 from dreamwire.control.commands import BeatTap, MorphRequest, Request, SceneRecall, SceneSave, TempoRequest
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.morph import BLENDS, Morph, effective_blend, morph_sort, start_morph, touched
+from dreamwire.control.params import validate
 from dreamwire.control.schema import SCHEMA
 from dreamwire.live.state import ControlState
 from dreamwire.osc.scenes import SceneFileError, SceneStore
@@ -65,21 +66,30 @@ class Rig:
 
     # --- writers -------------------------------------------------------------------------------------
 
-    def submit(self, changes: Mapping[str, Any], requests: Sequence[Request] = ()) -> None:
-        """One packet: validated whole, then applied now or held for the next beat/bar; raises ControlError."""
+    def submit(self, changes: Mapping[str, Any], requests: Sequence[Request] = (), *, checked: bool = False) -> None:
+        """One packet: validated whole, then applied now or held for the next beat/bar; raises ControlError.
+
+        ``checked``: the values already passed their kinds and the requests :meth:`check` (the OSC
+        routes do both as they decode), so neither is checked again; the snapshot as a whole is checked
+        once, by the apply (or, for a held change, now and again where it lands, as the state may
+        have moved in between).
+        """
         now = self.clock()
-        changes = dict(changes)
+        if checked:
+            changes = dict(changes)
+        else:
+            changes = {name: validate(name, value) for name, value in changes.items()}
+            for r in requests:
+                self.check(r)
         timed = [r for r in requests if isinstance(r, (MorphRequest, SceneRecall))]
-        for r in requests:
-            self.check(r)
         with self._lock:
-            self.state.validate(changes)
             mode = changes.get("quantize", self.state.params.quantize)
             if mode == "off":
                 self._apply(changes, timed, now)
             else:
+                self.state.validate(changes, values_checked=True)
                 if "quantize" in changes:
-                    self.state.apply({"quantize": changes.pop("quantize")})
+                    self.state.apply({"quantize": changes.pop("quantize")}, values_checked=True)
                 if changes or timed:
                     due = next_boundary(self.tempo.grid(now), now, mode, LATE)
                     self._held.append(_Held(due, changes, timed))
@@ -111,12 +121,15 @@ class Rig:
             if not self._morphs:
                 return
             updates: dict[str, Any] = {}
-            for name, m in list(self._morphs.items()):
-                updates.update(m.values(now))
-                if m.done(now):
-                    del self._morphs[name]
             try:
-                self.state.apply(updates)
+                for name, m in list(self._morphs.items()):
+                    updates.update(_checked(m.values(now)))
+                    if m.done(now):
+                        del self._morphs[name]
+                # A morph moves only numbers and blends, which the engine's check never reads (it reads
+                # t_index_list and the ControlNet lists): the snapshot passed that check when the morph
+                # started, so the step applies without rebuilding or re-checking anything else.
+                self.state.apply(updates, values_checked=True, engine_checked=True)
             except ControlError as exc:  # a morph the engine rejects stops; the others go on next step
                 self._morphs.clear()
                 self._failed("morph", f"morphs stopped: {exc}")
@@ -160,9 +173,9 @@ class Rig:
                     updates.update(m.final)
                     values = {**values, **m.final}
                 else:
-                    updates.update(m.values(t0))
+                    updates.update(_checked(m.values(t0)))
                     started[r.name] = m
-        self.state.apply(updates)
+        self.state.apply(updates, values_checked=True)
         for name in cancelled:
             self._morphs.pop(name, None)
         self._morphs.update(started)
@@ -212,6 +225,11 @@ class Rig:
         grid = self.tempo.grid(now)
         return [("morphs", self.morphs(now)), ("tempo", [float(grid.bpm)]), ("beat", [float(grid.beat(now))]),
                 ("tempo_source", [self.tempo.source]), ("scenes", self.scenes.numbers()), ("held", [self.held()])]
+
+
+def _checked(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A morph's computed values, each through its kind once (an int rounded, a blend within its bounds)."""
+    return {name: validate(name, value) for name, value in values.items()}
 
 
 def _morph_owned(morphs: Mapping[str, Morph]) -> set[str]:
