@@ -482,3 +482,28 @@ def test_every_address_comes_from_the_one_table():
     assert set(table) == expected
     mapped = {a for a in expected if handler.dispatcher.handlers_for_address(f"/dreamwire/{a}")}
     assert mapped == expected
+
+
+@pytest.mark.parametrize("messages", [
+    [("/dreamwire/controlnet_start", [0.6]), ("/dreamwire/controlnet_end", [0.4])],  # one bundle
+    [("/dreamwire/controlnet_start", [0.5]), ("/dreamwire/controlnet_end", [0.5])],  # equal: never runs
+    [("/dreamwire/controlnet_start", [1.0])],  # against the default end 1
+    [("/dreamwire/controlnet_end", [0.0])],  # against the default start 0
+])
+def test_controlnet_start_not_below_end_is_refused_on_the_pair(messages):
+    """Issue 18.22: start >= end would silently disable the ControlNet (diffusers refuses it): the bundle
+    is refused whole and names both parameters."""
+    osc = OscControl(ControlState(), Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False))
+    before = osc.state.params
+    osc.handle_packet(_bundle(*messages, ("/dreamwire/strength", [0.9])), SENDER)
+    assert osc.state.params == before and osc.errors == 1
+
+
+def test_controlnet_pair_is_checked_across_separate_messages():
+    osc = OscControl(ControlState(), Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False))
+    osc.handle_packet(build_message("/dreamwire/controlnet_end", [0.5]), SENDER)
+    osc.handle_packet(build_message("/dreamwire/controlnet_start", [0.7]), SENDER)
+    assert osc.state.params.controlnet_start == () and osc.state.params.controlnet_end == (0.5,)
+    assert osc.errors == 1
+    osc.handle_packet(_bundle(("/dreamwire/controlnet_start", [0.7]), ("/dreamwire/controlnet_end", [0.9])), SENDER)
+    assert osc.state.params.controlnet_start == pytest.approx((0.7,)) and osc.errors == 1
