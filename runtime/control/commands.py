@@ -187,7 +187,9 @@ COMMANDS: tuple[CommandSpec, ...] = (
        "embeddings (prompt_blend, weights summing to 1); seed sweeps a seed blend. A new morph of the same "
        "parameter starts from its current value; a direct change of it cancels the morph.", read_morph),
     CommandSpec("scene/save", (ArgSpec("n", "i", f"{SCENE_MIN} .. {SCENE_MAX}", "scene number"),),
-                "Snapshot every live parameter as scene n (written to the --scenes file at once).", read_scene_save),
+                "Snapshot every live parameter as scene n. The --scenes file is rewritten in the background, "
+                "never holding up control; the newest saves always reach it. A packet whose save cannot reach "
+                "the file (no writable folder) is refused whole.", read_scene_save),
     CommandSpec("scene/recall", (ArgSpec("n", "i", f"{SCENE_MIN} .. {SCENE_MAX}", "a saved scene's number"),
                                  *_TIME_ARGS),
                 "Restore every parameter of scene n; with a time, numbers, prompt and seed morph there "

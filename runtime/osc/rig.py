@@ -82,9 +82,18 @@ class Rig:
             for r in requests:
                 self.check(r)
         timed = [r for r in requests if isinstance(r, (MorphRequest, SceneRecall))]
+        saves = [r for r in requests if isinstance(r, SceneSave)]
+        if saves:  # a packet is all or nothing: a save that cannot be written refuses it before anything applies
+            try:
+                self.scenes.check_writable()
+            except SceneFileError as exc:
+                raise ControlError(f"scene/save: {exc}") from None
         with self._lock:
             mode = changes.get("quantize", self.state.params.quantize)
             if mode == "off":
+                if self._held:  # quantize off: what was held lands now, so this newer change wins over it
+                    self._land(self._held, now)
+                    self._held = []
                 self._apply(changes, timed, now)
             else:
                 self.state.validate(changes, values_checked=True)
@@ -98,12 +107,18 @@ class Rig:
                     self.tempo.set_bpm(r.bpm, now)
                 elif isinstance(r, BeatTap):
                     self.tempo.tap(now)
-        for r in requests:
-            if isinstance(r, SceneSave):
-                try:
-                    self.scenes.save(r.n, self.state.params.as_dict())
-                except SceneFileError as exc:
-                    raise ControlError(f"scene/save: {exc}") from None
+            for r in saves:  # this packet's result, before any other packet lands; the file is written later
+                self.scenes.save_soon(r.n, self.state.params.as_dict(), self._save_failed)
+
+    def _save_failed(self, reason: str) -> None:
+        self._failed("scene/save", reason)
+
+    def close(self, timeout: float = 1.5) -> bool:
+        """Wait (at most ``timeout`` s) for the newest scenes to reach the file; True when they did."""
+        done = self.scenes.flush(timeout)
+        if not done:
+            log.error("scenes: the newest saves may not be on disk (%s)", self.scenes.path)
+        return done
 
     # --- the engine thread ---------------------------------------------------------------------------
 
@@ -113,11 +128,7 @@ class Rig:
         with self._lock:
             due = [h for h in self._held if h.due <= now]
             self._held = [h for h in self._held if h.due > now]
-            for h in due:
-                try:
-                    self._apply(h.changes, h.requests, h.due)
-                except ControlError as exc:
-                    self._failed("quantize", f"held change dropped: {exc}")
+            self._land(due)
             if not self._morphs:
                 return
             updates: dict[str, Any] = {}
@@ -133,6 +144,14 @@ class Rig:
             except ControlError as exc:  # a morph the engine rejects stops; the others go on next step
                 self._morphs.clear()
                 self._failed("morph", f"morphs stopped: {exc}")
+
+    def _land(self, held: Sequence[_Held], at: float | None = None) -> None:
+        """Apply held packets in order, each at its boundary (or at ``at`` when they are flushed early)."""
+        for h in held:
+            try:
+                self._apply(h.changes, h.requests, h.due if at is None else at)
+            except ControlError as exc:
+                self._failed("quantize", f"held change dropped: {exc}")
 
     def _failed(self, address: str, reason: str) -> None:
         log.warning("%s: %s", address, reason)

@@ -207,6 +207,7 @@ class OscControl:
                 server.server_close()
         for t in self._threads:
             t.join(timeout=2.0)
+        self.handler.rig.close()  # the newest scenes on disk before the process ends
         self._tx.close()
 
 
