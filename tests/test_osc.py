@@ -507,3 +507,42 @@ def test_controlnet_pair_is_checked_across_separate_messages():
     assert osc.errors == 1
     osc.handle_packet(_bundle(("/dreamwire/controlnet_start", [0.7]), ("/dreamwire/controlnet_end", [0.9])), SENDER)
     assert osc.state.params.controlnet_start == pytest.approx((0.7,)) and osc.errors == 1
+
+
+def test_status_budget_is_per_sender_port_and_per_tcp_connection():
+    """Issue 18.25: TouchDesigner and a flooding client on one PC (one address, two ports) have their own
+    budgets; so do two TCP connections, and a TCP connection and a UDP sender with the same port."""
+    osc = OscControl(ControlState(), Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False,
+                                                                  status_rate=5.0))
+    status = build_message("/dreamwire/status", [])
+    flooder, quiet = ("127.0.0.1", 40000), ("127.0.0.1", 40001)
+    assert sum(bool(osc.handle_packet(status, flooder)) for _ in range(50)) <= 7
+    assert osc.handle_packet(status, quiet)
+    assert sum(bool(osc.handle_packet(status, flooder, False, "tcp")) for _ in range(50)) >= 5
+    assert osc.handle_packet(status, ("127.0.0.1", 40002), False, "tcp")
+
+
+def test_status_total_cap_shares_equally_so_a_crowd_cannot_starve_a_quiet_client():
+    """Issue 18.25: 40 flooding senders (each at its own full budget) and one client asking twice a second:
+    all together stay under the total cap, and the quiet client is answered every second."""
+    from dreamwire.osc.ratelimit import RateLimit
+
+    class Clock:
+        t = 0.0
+
+        def __call__(self) -> float:
+            return self.t
+
+    clock = Clock()
+    limit = RateLimit(10.0, 10.0, clock, total=100.0)
+    answered = {"quiet": 0, "crowd": 0}
+    quiet_seconds = set()
+    for tick in range(10 * 1000):  # 10 s in 1 ms steps; every flooder asks each ms
+        clock.t = tick / 1000
+        for k in range(40):
+            answered["crowd"] += limit.allow(("udp", "127.0.0.1", 50000 + k))
+        if tick % 500 == 0 and limit.allow(("udp", "127.0.0.1", 7000)):
+            answered["quiet"] += 1
+            quiet_seconds.add(tick // 1000)
+    assert answered["crowd"] + answered["quiet"] <= 100 * 10 * 1.1 + 300  # near the total cap (+ first bursts)
+    assert quiet_seconds == set(range(10))

@@ -74,9 +74,12 @@ class OscSettings:
         flag="--telemetry", metavar="HOST:PORT", default_doc=f"127.0.0.1:{DEFAULT_TELEMETRY_PORT}")
     tcp: bool = setting(True, "also listen for OSC 1.1 over TCP (SLIP framing) on the same port", boolean)
     telemetry_period: float = setting(1.0, "seconds between telemetry pushes", number(0.05, 3600.0), parse=float)
-    status_rate: float = setting(10.0, "status replies per second per sender address (a burst of as many is "
-                                 "allowed); more requests are refused and reported", number(0.1, 10000.0),
-                                 parse=float)
+    status_rate: float = setting(10.0, "status replies per second per sender (address and port for UDP, one "
+                                 "connection for TCP; a burst of as many is allowed); more requests are refused "
+                                 "and reported", number(0.1, 10000.0), parse=float)
+    status_rate_total: float = setting(100.0, "status replies per second to all senders together; when more "
+                                       "senders ask, each active one gets an equal share", number(1.0, 100000.0),
+                                       parse=float)
     tcp_max_connections: int = setting(32, "TCP connections at once; a new one beyond this closes the one idle "
                                        "longest", integer(1, 4096), parse=int)
     tcp_idle_timeout: float = setting(900.0, "seconds a TCP connection may stay silent before it is closed",
@@ -98,16 +101,19 @@ class OscControl:
         self.rejected_senders = 0
         self._count_lock = threading.Lock()
         self._log = Throttle(log, burst=10, window=1.0)
-        self._replies = RateLimit(self.settings.status_rate, max(1.0, self.settings.status_rate))
+        self._replies = RateLimit(self.settings.status_rate, max(1.0, self.settings.status_rate),
+                                  total=max(self.settings.status_rate_total, self.settings.status_rate))
         self._tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._udp: BlockingOSCUDPServer | None = None
         self._tcp: TCPServer | None = None
         self._threads: list[threading.Thread] = []
 
-    def handle_packet(self, dgram: bytes, sender: tuple[str, int], bundle_replies: bool = True) -> list[bytes]:
+    def handle_packet(self, dgram: bytes, sender: tuple[str, int], bundle_replies: bool = True,
+                      transport: str = "udp") -> list[bytes]:
         """Apply one datagram; return the reply packets for the sender (status answers).
 
         ``bundle_replies=False`` answers with plain messages: python-osc's TCP client cannot read bundles.
+        The status budget is per ``(transport, address, port)``: one UDP sender, or one TCP connection.
         """
         outcome = self.handler.handle(dgram)
         for address, reason in outcome.errors:
@@ -117,9 +123,10 @@ class OscControl:
                 self.applied += 1
         if not outcome.status:
             return []
-        if not self._replies.allow(sender[0]):
-            self.error(f"{self.prefix}/status", f"more than {self.settings.status_rate:g} replies/s to {sender[0]}; "
-                       "request refused (--osc-status-rate)", sender)
+        if not self._replies.allow((transport, *sender)):
+            self.error(f"{self.prefix}/status", f"more than {self.settings.status_rate:g} replies/s to "
+                       f"{sender[0]}:{sender[1]} (or {self.settings.status_rate_total:g}/s to all senders); "
+                       "request refused (--osc-status-rate, --osc-status-rate-total)", sender)
             return []
         return self.status_datagrams(bundle_replies)
 

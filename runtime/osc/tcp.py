@@ -65,7 +65,7 @@ class _Handler(socketserver.BaseRequestHandler):
         except slip.ProtocolError:
             control.error("", "invalid SLIP framing", self.client_address)
             return True
-        for reply in control.handle_packet(packet, self.client_address, bundle_replies=False):
+        for reply in control.handle_packet(packet, self.client_address, bundle_replies=False, transport="tcp"):
             try:
                 self.request.sendall(slip.encode(reply))
             except OSError:
