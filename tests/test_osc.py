@@ -546,3 +546,52 @@ def test_status_total_cap_shares_equally_so_a_crowd_cannot_starve_a_quiet_client
             quiet_seconds.add(tick // 1000)
     assert answered["crowd"] + answered["quiet"] <= 100 * 10 * 1.1 + 300  # near the total cap (+ first bursts)
     assert quiet_seconds == set(range(10))
+
+
+class _FakeSocket:
+    def __init__(self) -> None:
+        self.options: list[tuple[int, int, int]] = []
+
+    def setsockopt(self, level, option, value) -> None:
+        self.options.append((level, option, value))
+
+
+def test_windows_binds_exclusively_and_never_asks_for_reuse(monkeypatch):
+    """Issue 18.19: on Windows SO_REUSEADDR lets a second instance bind the same port silently; both OSC
+    sockets ask for SO_EXCLUSIVEADDRUSE there instead (faked: it exists on Windows only)."""
+    from dreamwire.osc import binding
+
+    monkeypatch.setattr(binding, "on_windows", lambda: True)
+    monkeypatch.setattr(socket, "SO_EXCLUSIVEADDRUSE", -5, raising=False)  # ~SO_REUSEADDR, as winsock2.h
+    for stream in (True, False):
+        fake = _FakeSocket()
+        binding.prepare_bind(fake, stream)
+        assert fake.options == [(socket.SOL_SOCKET, -5, 1)]
+    monkeypatch.setattr(binding, "on_windows", lambda: False)
+    fake = _FakeSocket()
+    binding.prepare_bind(fake, True)
+    assert fake.options == [(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)]
+    fake = _FakeSocket()
+    binding.prepare_bind(fake, False)
+    assert fake.options == []
+
+
+def test_both_osc_servers_bind_through_prepare_bind_only(monkeypatch):
+    """No socketserver reuse flag behind prepare_bind's back (socketserver's allow_reuse_address is
+    SO_REUSEADDR, the Windows hijack); a second instance on the same port fails loudly."""
+    from dreamwire.osc import server as server_mod
+    from dreamwire.osc import tcp as tcp_mod
+
+    calls = []
+    monkeypatch.setattr(server_mod, "prepare_bind", lambda sock, stream: calls.append(("udp", stream)))
+    monkeypatch.setattr(tcp_mod, "prepare_bind", lambda sock, stream: calls.append(("tcp", stream)))
+    osc = OscControl(ControlState(), Stats().snapshot, OscSettings(port=0, telemetry=None)).start()
+    try:
+        assert sorted(calls) == [("tcp", True), ("udp", False)]
+        assert osc._tcp.socket.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == 0
+        assert osc._udp.socket.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == 0
+        monkeypatch.undo()
+        with pytest.raises(OSError):
+            OscControl(ControlState(), Stats().snapshot, OscSettings(port=osc.port, telemetry=None)).start()
+    finally:
+        osc.close()

@@ -20,6 +20,7 @@ from pythonosc.osc_server import BlockingOSCUDPServer
 from dreamwire.control.settings import boolean, integer, number, setting, text
 from dreamwire.live.state import ControlState
 from dreamwire.logs import Throttle
+from dreamwire.osc.binding import prepare_bind
 from dreamwire.osc.handler import DEFAULT_PREFIX, OscHandler
 from dreamwire.osc.ratelimit import RateLimit
 from dreamwire.osc.rig import Rig
@@ -246,6 +247,10 @@ class _UDPServer(BlockingOSCUDPServer):
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
         except OSError:
             log.debug("could not enlarge the OSC receive buffer")
+
+    def server_bind(self) -> None:
+        prepare_bind(self.socket, stream=False)
+        super().server_bind()
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         return True

@@ -18,6 +18,8 @@ from typing import Any
 
 from pythonosc import slip
 
+from dreamwire.osc.binding import prepare_bind
+
 log = logging.getLogger(__name__)
 
 MAX_PENDING = 4 * 65535  # bytes of an unterminated SLIP frame before it is dropped
@@ -76,7 +78,7 @@ class _Handler(socketserver.BaseRequestHandler):
 class TCPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True  # server_close() must not wait for connected clients
     block_on_close = False
-    allow_reuse_address = True
+    allow_reuse_address = False  # socketserver's SO_REUSEADDR is a port hijack on Windows: see prepare_bind
 
     def __init__(self, address: tuple[str, int], control: Any, max_connections: int, idle_timeout: float) -> None:
         self.control = control
@@ -86,6 +88,10 @@ class TCPServer(socketserver.ThreadingTCPServer):
         self._active: dict[_Handler, float] = {}  # handler -> last activity (monotonic)
         self.evicted = 0
         super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        prepare_bind(self.socket, stream=True)
+        super().server_bind()
 
     @property
     def connections(self) -> int:
