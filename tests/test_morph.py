@@ -235,3 +235,16 @@ def test_a_morph_step_checks_only_the_morphing_values(monkeypatch):
     assert math.isclose(state.params.strength, 0.2 + 0.6 * 0.5)
     assert calls["engine"] == 0
     assert seen == {"strength": 4}
+
+
+def test_status_reports_values_and_morph_progress_from_the_same_instant():
+    """Issue 18.11: between engine steps the state is the last step's value; the morph line said the
+    clock's progress (e.g. 21%) while strength was still the start value. Both are the last step's now."""
+    h, clock = _handler()
+    h.handle(build_message("/dreamwire/morph", ["strength", 0.8, 4.0]))  # 0.4 -> 0.8 over 4 s, linear
+    clock.t = 101.0
+    h.rig.tick()  # an engine step at 25%
+    clock.t = 102.6  # a status request between steps, much later
+    status = {m.address: m.args for m in (parse_packet(d)[0] for d in h.state_messages())}
+    assert status["/dreamwire/state/strength"][0] == pytest.approx(0.5, rel=1e-6)
+    assert " 25% 3.00s left" in status["/dreamwire/state/morphs"][0]

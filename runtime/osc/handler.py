@@ -112,7 +112,7 @@ class OscHandler:
         The kinds only accept values that encode, so this never fails; if one ever did, the reply
         carries an error message in its place instead of the whole status going unanswered.
         """
-        params = self.state.params
+        params, rig_status = self.rig.status_snapshot()  # one instant for values and morph progress
         out = []
         for s in SCHEMA:
             address = f"{self.prefix}/state/{s.name}"
@@ -121,7 +121,7 @@ class OscHandler:
             except Exception as exc:  # python-osc raises BuildError/struct.error/OverflowError
                 log.error("cannot encode %s for a status reply: %s", address, exc)
                 out.append(self.error_message(address, f"value cannot be encoded: {exc}"))
-        for name, args in self.rig.status():
+        for name, args in rig_status:
             out.append(build_message(f"{self.prefix}/state/{name}", args))
         return out
 

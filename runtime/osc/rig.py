@@ -24,7 +24,7 @@ from dreamwire.control.beats import LATE, beats_to_seconds, next_boundary
 from dreamwire.control.commands import BeatTap, MorphRequest, Request, SceneRecall, SceneSave, TempoRequest
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.morph import BLENDS, Morph, effective_blend, morph_sort, start_morph, touched
-from dreamwire.control.params import validate
+from dreamwire.control.params import Params, validate
 from dreamwire.control.schema import SCHEMA
 from dreamwire.live.state import ControlState
 from dreamwire.osc.scenes import SceneFileError, SceneStore
@@ -54,6 +54,7 @@ class Rig:
         self._lock = threading.RLock()
         self._morphs: dict[str, Morph] = {}
         self._held: list[_Held] = []
+        self._state_at = clock()  # the instant the state's values are of: the last step, or the last change
 
     # --- checks made while a packet is decoded (so the error names the message) ----------------------
 
@@ -126,6 +127,7 @@ class Rig:
         """Land held changes that are due and move every morph to ``now``; never raises."""
         now = self.clock() if now is None else now
         with self._lock:
+            self._state_at = now
             due = [h for h in self._held if h.due <= now]
             self._held = [h for h in self._held if h.due > now]
             self._land(due)
@@ -195,6 +197,7 @@ class Rig:
                     updates.update(_checked(m.values(t0)))
                     started[r.name] = m
         self.state.apply(updates, values_checked=True)
+        self._state_at = t0
         for name in cancelled:
             self._morphs.pop(name, None)
         self._morphs.update(started)
@@ -240,10 +243,20 @@ class Rig:
 
     def status(self) -> list[tuple[str, list[Any]]]:
         """``(name, args)`` for ``/dreamwire/state/<name>``: morphs in flight, tempo, beat, scenes, held changes."""
+        return self.status_snapshot()[1]
+
+    def status_snapshot(self) -> tuple[Params, list[tuple[str, list[Any]]]]:
+        """The parameters and :meth:`status` taken together: the morphs' progress is described at the instant
+        the parameters are of (the last engine step, or the last change), so ``state/strength`` and
+        ``state/morphs`` never disagree; tempo and beat are at the time of the request."""
         now = self.clock()
+        with self._lock:
+            params = self.state.params
+            morphs = [m.describe(self._state_at) for m in self._morphs.values()]
+            held = len(self._held)
         grid = self.tempo.grid(now)
-        return [("morphs", self.morphs(now)), ("tempo", [float(grid.bpm)]), ("beat", [float(grid.beat(now))]),
-                ("tempo_source", [self.tempo.source]), ("scenes", self.scenes.numbers()), ("held", [self.held()])]
+        return params, [("morphs", morphs), ("tempo", [float(grid.bpm)]), ("beat", [float(grid.beat(now))]),
+                        ("tempo_source", [self.tempo.source]), ("scenes", self.scenes.numbers()), ("held", [held])]
 
 
 def _checked(values: Mapping[str, Any]) -> dict[str, Any]:
