@@ -595,3 +595,52 @@ def test_both_osc_servers_bind_through_prepare_bind_only(monkeypatch):
             OscControl(ControlState(), Stats().snapshot, OscSettings(port=osc.port, telemetry=None)).start()
     finally:
         osc.close()
+
+
+def _held_by_another_thread(lock) -> bool:
+    """Whether another thread (here: the caller) holds ``lock``, tried from a fresh thread."""
+    got: list[bool] = []
+
+    def probe() -> None:
+        got.append(lock.acquire(blocking=False))
+        if got[0]:
+            lock.release()
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    return not got[0]
+
+
+def test_a_large_packet_is_checked_and_rendered_without_the_locks_the_engine_step_needs(tmp_path, monkeypatch):
+    """Issue 18.33: a flood of large valid packets stalled frames for 1.1 s. The engine step takes the rig's
+    lock (tick) and the state's (snapshot): neither may be held while a packet's values are checked or a
+    saved scene is rendered, only while the checked changes are swapped in."""
+    from dreamwire.osc import scenes as scenes_mod
+    from dreamwire.osc.rig import Rig
+    from dreamwire.osc.scenes import SceneStore
+
+    state = ControlState()
+    rig = Rig(state, scenes=SceneStore(tmp_path / "scenes.toml"))
+    osc = OscControl(state, Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False), rig)
+    seen: list[tuple[str, bool, bool]] = []
+    text = SPECS["prompt"].kind
+    real_check, real_body = text.check, scenes_mod.scene_body
+
+    def check(name, value):
+        seen.append(("check " + name, _held_by_another_thread(state._lock), _held_by_another_thread(rig._lock)))
+        return real_check(name, value)
+
+    def body(values):
+        seen.append(("render", _held_by_another_thread(state._lock), _held_by_another_thread(rig._lock)))
+        return real_body(values)
+
+    monkeypatch.setattr(text, "check", check)
+    monkeypatch.setattr(scenes_mod, "scene_body", body)
+    big = "a city at night, " * 120  # near the 2,048-character limit
+    osc.handle_packet(_bundle(("/dreamwire/prompt", [big]), ("/dreamwire/negative_prompt", [big]),
+                              ("/dreamwire/scene/save", [1]), ("/dreamwire/scene/save", [2])), SENDER)
+    assert osc.errors == 0 and state.params.prompt == big and rig.scenes.numbers() == [1, 2]
+    assert rig.scenes.flush(10)
+    assert {what for what, *_ in seen} == {"check prompt", "render"}
+    assert [s for s in seen if s[1] or s[2]] == []

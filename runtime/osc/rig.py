@@ -108,8 +108,9 @@ class Rig:
                     self.tempo.set_bpm(r.bpm, now)
                 elif isinstance(r, BeatTap):
                     self.tempo.tap(now)
-            for r in saves:  # this packet's result, before any other packet lands; the file is written later
-                self.scenes.save_soon(r.n, self.state.params.as_dict(), self._save_failed)
+            scene = self.state.params.as_dict() if saves else {}  # this packet's result, before any other lands
+        if saves:  # rendered outside the lock the engine step needs (once for all); the file is written later
+            self.scenes.save_soon([r.n for r in saves], scene, self._save_failed)
 
     def _save_failed(self, reason: str) -> None:
         self._failed("scene/save", reason)

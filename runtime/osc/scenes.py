@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +77,14 @@ def toml_key(key: str) -> str:
     return key if bare else toml_value(key)
 
 
-def scene_toml(n: int, values: Mapping[str, Any]) -> str:
-    """One scene's table, as :func:`scenes_toml` writes it (kept per scene, so a save renders only its own)."""
-    lines = [f"{name} = {toml_value(values[name])}" for name in (s.name for s in SCHEMA) if name in values]
-    return f"\n[scenes.{n}]\n" + "\n".join(lines) + "\n"
+def scene_body(values: Mapping[str, Any]) -> str:
+    """One scene's ``name = value`` lines (kept per scene, so a save renders only its own values)."""
+    return "\n".join(f"{name} = {toml_value(values[name])}" for name in (s.name for s in SCHEMA) if name in values)
+
+
+def scene_toml(n: int, values: Mapping[str, Any], body: str | None = None) -> str:
+    """One scene's table, as :func:`scenes_toml` writes it."""
+    return f"\n[scenes.{n}]\n" + (scene_body(values) if body is None else body) + "\n"
 
 
 def scenes_toml(scenes: Mapping[int, Mapping[str, Any]]) -> str:
@@ -205,18 +209,23 @@ class SceneStore:
             return
         raise SceneFileError(f"not written to {self.path}: {problem}")
 
-    def save_soon(self, n: int, values: Mapping[str, Any], report: Callable[[str], None] | None = None) -> None:
-        """Keep ``values`` as scene ``n`` and have the file rewritten in the background; never waits.
-        ``report`` hears (one line) when that write fails; the scene then stays in memory, the old file
-        intact, and the next save tries again."""
+    def save_soon(self, numbers: Iterable[int], values: Mapping[str, Any],
+                  report: Callable[[str], None] | None = None) -> None:
+        """Keep ``values`` as each scene of ``numbers`` and have the file rewritten in the background; never
+        waits. ``report`` hears (one line) when that write fails; the scenes then stay in memory, the old
+        file intact, and the next save tries again."""
+        numbers = list(numbers)
         try:
-            chunk = scene_toml(n, values)
+            body = scene_body(values)
         except TypeError as exc:
-            raise SceneFileError(f"scene {n} not saved: {exc}") from None
+            raise SceneFileError(f"scene {numbers[0] if numbers else '?'} not saved: {exc}") from None
+        chunks = {n: scene_toml(n, values, body) for n in numbers}
+        scene = dict(values)  # shared by the numbers: a scene is replaced, never changed in place
         with self._lock:
-            self._scenes[n] = dict(values)
-            self._chunks[n] = chunk
-            if self.path is None:
+            for n in numbers:
+                self._scenes[n] = scene
+            self._chunks.update(chunks)
+            if self.path is None or not numbers:
                 return
             self._generation += 1
             self._report = report
@@ -227,7 +236,7 @@ class SceneStore:
     def save(self, n: int, values: Mapping[str, Any]) -> None:
         """Keep ``values`` as scene ``n`` and rewrite the file now; raises :class:`SceneFileError` when the
         file cannot be written (the scene is then kept in memory only, and the old file is intact)."""
-        self.save_soon(n, values)
+        self.save_soon((n,), values)
         if self.path is not None and not self.flush():
             raise SceneFileError(f"scene {n} kept in memory but not written to {self.path}: {self._error}")
 
