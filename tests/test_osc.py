@@ -644,3 +644,21 @@ def test_a_large_packet_is_checked_and_rendered_without_the_locks_the_engine_ste
     assert rig.scenes.flush(10)
     assert {what for what, *_ in seen} == {"check prompt", "render"}
     assert [s for s in seen if s[1] or s[2]] == []
+
+
+def test_sender_queues_serve_a_quiet_sender_before_a_flooders_backlog():
+    """Issue 18.25: on one receive thread a quiet client's request waited behind a flooder's whole backlog;
+    queued per sender and served in turn, it is handled in the next round, and each sender's order holds."""
+    from dreamwire.osc.server import SenderQueues
+
+    q = SenderQueues(per_sender=100 * 19, total=1 << 20)  # room for 100 datagrams of 19 bytes
+    flooder, quiet = ("127.0.0.1", 1), ("127.0.0.1", 2)
+    assert all(q.push(flooder, b"%019d" % i) for i in range(100))
+    assert not q.push(flooder, b"x" * 20) and q.dropped == 1  # its own queue is full: dropped, counted
+    assert q.push(quiet, b"status")
+    first = q.round()
+    assert first == [(flooder, b"%019d" % 0), (quiet, b"status")]
+    rest = []
+    while q:
+        rest += q.round()
+    assert rest == [(flooder, b"%019d" % i) for i in range(1, 100)]

@@ -7,9 +7,10 @@ target as ``/dreamwire/error``, and status replies go back to the sender.
 
 from __future__ import annotations
 
+import collections
 import logging
+import selectors
 import socket
-import socketserver
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -219,30 +220,66 @@ class OscControl:
         self._tx.close()
 
 
-class _UDPHandler(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        control: OscControl = self.server.control  # type: ignore[attr-defined]
-        data, sock = self.request
-        if not control.allowed(self.client_address):
-            return
-        for reply in control.handle_packet(data, self.client_address):
-            try:
-                sock.sendto(reply, self.client_address)
-            except OSError as exc:
-                log.warning("cannot answer %s: %s", self.client_address, exc)
+class SenderQueues:
+    """Received datagrams waiting to be handled, one FIFO per sender, served one per sender in turn.
+
+    One flooding sender must not delay another: the receive thread drains the socket into these
+    queues (a recvfrom is cheap, handling a packet is not) and handles one packet of each waiting
+    sender per round, so a quiet client waits for at most one packet per active sender, never for a
+    flooder's backlog. Each sender's order is kept. Past ``per_sender`` (or ``total``) queued bytes a
+    new datagram is dropped and counted, as the kernel would have dropped it from a full buffer.
+    """
+
+    def __init__(self, per_sender: int = 1 << 20, total: int = 16 << 20) -> None:
+        self.per_sender, self.total = per_sender, total
+        self.dropped = 0
+        self._queues: dict[tuple[str, int], collections.deque[bytes]] = {}
+        self._bytes: dict[tuple[str, int], int] = {}
+        self._total = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._queues)
+
+    def push(self, sender: tuple[str, int], data: bytes) -> bool:
+        size = len(data)
+        if self._bytes.get(sender, 0) + size > self.per_sender or self._total + size > self.total:
+            self.dropped += 1
+            return False
+        self._queues.setdefault(sender, collections.deque()).append(data)
+        self._bytes[sender] = self._bytes.get(sender, 0) + size
+        self._total += size
+        return True
+
+    def round(self) -> list[tuple[tuple[str, int], bytes]]:
+        """The oldest datagram of every waiting sender, taken off their queues."""
+        out = []
+        for sender, queue in list(self._queues.items()):
+            data = queue.popleft()
+            out.append((sender, data))
+            self._bytes[sender] -= len(data)
+            self._total -= len(data)
+            if not queue:
+                del self._queues[sender], self._bytes[sender]
+        return out
 
 
 class _UDPServer(BlockingOSCUDPServer):
-    """python-osc's blocking UDP server (in order, one packet at a time), with a 64 KiB receive size,
-    every datagram passed to our handler (python-osc's own check would drop garbage silently) and
-    the allow-list applied before any parsing."""
+    """python-osc's UDP server socket with our own receive loop: a 64 KiB receive size, the allow-list
+    applied before any parsing, every datagram passed to our handler (python-osc's own check would drop
+    garbage silently), and senders served in turn (:class:`SenderQueues`). One thread, so each sender's
+    packets are handled in order; :meth:`shutdown` stops it between two packets."""
 
     max_packet_size = MAX_DATAGRAM
+    DRAIN = 4096  # datagrams read per drain before a round is handled
 
     def __init__(self, address: tuple[str, int], control: OscControl) -> None:
         super().__init__(address, control.handler.dispatcher)
-        self.RequestHandlerClass = _UDPHandler
         self.control = control
+        self.queues = SenderQueues()
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._stopped.set()
+        self._log = Throttle(log, burst=3, window=1.0)
         try:
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
         except OSError:
@@ -252,5 +289,48 @@ class _UDPServer(BlockingOSCUDPServer):
         prepare_bind(self.socket, stream=False)
         super().server_bind()
 
-    def verify_request(self, request: Any, client_address: Any) -> bool:
-        return True
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self._stopped.clear()
+        self.socket.setblocking(False)  # drained until empty (MSG_DONTWAIT does not exist on Windows)
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(self.socket, selectors.EVENT_READ)
+                while not self._stop.is_set():
+                    if not self.queues and not sel.select(poll_interval):
+                        continue
+                    self._drain()
+                    for sender, data in self.queues.round():
+                        if self._stop.is_set():
+                            break
+                        self._handle(data, sender)
+        finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop serving after the packet being handled; blocks until the loop has returned."""
+        self._stop.set()
+        self._stopped.wait()
+
+    def _drain(self) -> None:
+        dropped = self.queues.dropped
+        for _ in range(self.DRAIN):
+            try:
+                data, sender = self.socket.recvfrom(self.max_packet_size)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # e.g. Windows' WSAECONNRESET after an ICMP port-unreachable
+                log.debug("OSC receive: %s", exc)
+                break
+            if self.control.allowed(sender):
+                self.queues.push(sender, data)
+        if self.queues.dropped > dropped:
+            self._log.log("OSC: %d datagrams dropped unhandled: a sender sends faster than they can be handled "
+                          "(each sender keeps its own queue; others are served in turn)",
+                          self.queues.dropped - dropped)
+
+    def _handle(self, data: bytes, sender: tuple[str, int]) -> None:
+        for reply in self.control.handle_packet(data, sender):
+            try:
+                self.socket.sendto(reply, sender)
+            except OSError as exc:
+                log.warning("cannot answer %s: %s", sender, exc)
