@@ -128,10 +128,10 @@ class Rig:
         """Land held changes that are due and move every morph to ``now``; never raises."""
         now = self.clock() if now is None else now
         with self._lock:
-            self._state_at = now
             due = [h for h in self._held if h.due <= now]
             self._held = [h for h in self._held if h.due > now]
             self._land(due)
+            self._state_at = now  # after the held changes: they set it to their boundaries
             if not self._morphs:
                 return
             updates: dict[str, Any] = {}
