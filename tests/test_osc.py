@@ -662,3 +662,38 @@ def test_sender_queues_serve_a_quiet_sender_before_a_flooders_backlog():
     while q:
         rest += q.round()
     assert rest == [(flooder, b"%019d" % i) for i in range(1, 100)]
+
+
+def test_pacer_keeps_packet_handling_within_its_share_of_the_time():
+    """Issue 18.33: a flood of packets held the GIL so the engine thread waited up to 5 ms per torch call;
+    the OSC threads together may be busy at most ``share`` of the time, sleeping (GIL released) past it."""
+    from dreamwire.osc.pacing import Pacer
+
+    class Clock:
+        t = 0.0
+
+        def __call__(self) -> float:
+            return self.t
+
+    clock = Clock()
+
+    def sleep(seconds: float) -> None:
+        clock.t += seconds
+
+    pacer = Pacer(share=0.25, window=0.02, clock=clock, sleep=sleep)
+    busy = 0.0
+    for _ in range(400):  # packets of 2 ms each, back to back
+        started = clock.t
+        clock.t += 0.002
+        busy += 0.002
+        pacer.handled(started)
+    assert busy / clock.t <= 0.25 + 1e-9 and pacer.slept >= 0.7 * clock.t
+
+
+def test_every_packet_is_paced(monkeypatch):
+    osc = OscControl(ControlState(), Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False))
+    calls = []
+    monkeypatch.setattr(osc.pacer, "handled", lambda started: calls.append(started))
+    osc.handle_packet(build_message("/dreamwire/strength", [0.5]), SENDER)
+    osc.handle_packet(b"garbage", SENDER)
+    assert len(calls) == 2

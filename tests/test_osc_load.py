@@ -243,3 +243,71 @@ def test_control_surface_under_load_figures(tmp_path: Path) -> None:
             proc.kill()
             proc.wait(10)
         log.close()
+
+
+class _TimedSink:
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def open(self) -> None:
+        pass
+
+    def write(self, frame) -> None:
+        self.times.append(time.monotonic())
+
+    def close(self) -> None:
+        pass
+
+
+def test_longest_frame_gap_during_a_flood_of_large_packets_figure(make_engine) -> None:
+    """Issue 18.33 (figure only): two senders flood large valid bundles (two 2,000-character prompts and a
+    16-entry blend, unchanged, so the engine has nothing to re-encode) at a running loop."""
+    from dreamwire.bridges.pattern import PatternSource
+    from dreamwire.live.loop import FrameLoop
+    from dreamwire.live.state import ControlState
+    from dreamwire.live.telemetry import Stats
+    from dreamwire.osc.server import OscControl, OscSettings
+
+    engine = make_engine(width=64, height=64)
+    state, stats, sink = ControlState(), Stats(), _TimedSink()
+    osc = OscControl(state, stats.snapshot, OscSettings(port=0, telemetry=None)).start()
+    loop = FrameLoop(engine, PatternSource("64x64@0"), sink, state, stats=stats).start()
+    text = ("a lighthouse in a storm, " * 80)[:2000]
+    blend = [x for i in range(16) for x in (f"{text[:100]} {i}", 1.0)]
+    packet = _bundle(build_message("/dreamwire/prompt", [text]), build_message("/dreamwire/negative_prompt", [text]),
+                     build_message("/dreamwire/prompt_blend", blend))
+    flood_code = (  # another process, as a real flooder is: it must not share this process's GIL
+        "import socket, sys, time, threading\n"
+        "from pythonosc import slip\n"
+        "packet = bytes.fromhex(sys.argv[1]); udp, tcp = int(sys.argv[2]), int(sys.argv[3]); sent = [0]\n"
+        "end = time.monotonic() + 6.0\n"
+        "def flood_udp():\n"
+        "    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:\n"
+        "        while time.monotonic() < end:\n"
+        "            s.sendto(packet, ('127.0.0.1', udp)); sent[0] += 1; time.sleep(0.0005)\n"
+        "def flood_tcp():\n"
+        "    with socket.create_connection(('127.0.0.1', tcp)) as s:\n"
+        "        while time.monotonic() < end:\n"
+        "            s.sendall(slip.encode(packet)); sent[0] += 1\n"
+        "ts = [threading.Thread(target=flood_udp), threading.Thread(target=flood_tcp)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]; print(sent[0])\n")
+    try:
+        deadline = time.monotonic() + 120
+        while len(sink.times) < 5:
+            assert time.monotonic() < deadline and not loop.finished.is_set()
+            time.sleep(0.1)
+        calm = time.monotonic()
+        time.sleep(3.0)
+        before = [b - a for a, b in zip(sink.times, sink.times[1:]) if a >= calm]
+        start = time.monotonic()
+        flooder = subprocess.run([sys.executable, "-c", flood_code, packet.hex(), str(osc.port), str(osc.tcp_port)],
+                                 capture_output=True, text=True, timeout=60, check=True)
+        sent = int(flooder.stdout)
+        during = [b - a for a, b in zip(sink.times, sink.times[1:]) if a >= start and b <= start + 6.0]
+        print(f"\n[33] {len(packet)}-byte bundles: {sent} sent in 6 s; frame gap max {max(during):.3f} s "
+              f"(p50 {statistics.median(during):.3f} s, {len(during)} frames) vs {max(before):.3f} s "
+              f"(p50 {statistics.median(before):.3f} s) before the flood")
+        assert during and state.params.prompt == text
+    finally:
+        loop.stop()
+        osc.close()

@@ -52,18 +52,23 @@ class OscHandler:
         self.stats = stats
         self.prefix = prefix.rstrip("/")
         self.dispatcher = Dispatcher(strict_timing=False)
-        for address, route in address_table(self.rig).items():
-            self.dispatcher.map(f"{self.prefix}/{address}", route)
+        self._routes = {f"{self.prefix}/{a}": route for a, route in address_table(self.rig).items()}
+        for address, route in self._routes.items():
+            self.dispatcher.map(address, route)
 
     def commands(self, message: Message) -> list[Command]:
         """The commands one message asks for (a pattern may match several); raises ControlError."""
         address = message.address
         if len(address) > MAX_ADDRESS or sum(address.count(c) for c in "*?[{") > MAX_WILDCARDS:
             raise ControlError("address pattern too long or too many wildcards")
-        handlers = list(self.dispatcher.handlers_for_address(address))
-        if not handlers:
+        if not any(c in address for c in "*?[{"):  # a plain address: one dict look-up, not a regex per route
+            route = self._routes.get(address)
+            routes = [route] if route is not None else []
+        else:
+            routes = [h.callback for h in self.dispatcher.handlers_for_address(address)]
+        if not routes:
             raise ControlError(f"unknown address; see docs/osc.md (parameters live under {self.prefix}/)")
-        return [h.callback(address, *message.args) for h in handlers]
+        return [route(address, *message.args) for route in routes]
 
     def handle(self, dgram: bytes) -> Outcome:
         """Decode every message of ``dgram``, then apply all its changes together or none of them."""

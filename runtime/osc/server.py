@@ -23,6 +23,7 @@ from dreamwire.live.state import ControlState
 from dreamwire.logs import Throttle
 from dreamwire.osc.binding import prepare_bind
 from dreamwire.osc.handler import DEFAULT_PREFIX, OscHandler
+from dreamwire.osc.pacing import Pacer
 from dreamwire.osc.ratelimit import RateLimit
 from dreamwire.osc.rig import Rig
 from dreamwire.osc.tcp import TCPServer
@@ -103,6 +104,7 @@ class OscControl:
         self.rejected_senders = 0
         self._count_lock = threading.Lock()
         self._log = Throttle(log, burst=10, window=1.0)
+        self.pacer = Pacer()
         self._replies = RateLimit(self.settings.status_rate, max(1.0, self.settings.status_rate),
                                   total=max(self.settings.status_rate_total, self.settings.status_rate))
         self._tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -116,7 +118,16 @@ class OscControl:
 
         ``bundle_replies=False`` answers with plain messages: python-osc's TCP client cannot read bundles.
         The status budget is per ``(transport, address, port)``: one UDP sender, or one TCP connection.
+        Every caller shares one :class:`Pacer`, so handling packets never takes more than its share of time.
         """
+        started = self.pacer.clock()
+        try:
+            return self._handle_packet(dgram, sender, bundle_replies, transport)
+        finally:
+            self.pacer.handled(started)
+
+    def _handle_packet(self, dgram: bytes, sender: tuple[str, int], bundle_replies: bool,
+                       transport: str) -> list[bytes]:
         outcome = self.handler.handle(dgram)
         for address, reason in outcome.errors:
             self.error(address, reason, sender)
