@@ -207,3 +207,44 @@ def test_a_direct_change_and_a_morph_in_one_bundle_morph_from_the_new_value():
     clock.t = 102.5
     rig.tick()
     assert state.params.strength == pytest.approx(0.4)
+
+
+def test_a_morph_step_checks_only_the_morphing_values(monkeypatch):
+    """Issue 17.2: an engine step of a morph neither rebuilds every value nor runs the engine's check."""
+    from dreamwire.control.schema import SCHEMA
+
+    calls = {"engine": 0}
+
+    def engine_check(params):
+        calls["engine"] += 1
+
+    clock = FakeClock()
+    state = ControlState(Params({"strength": 0.2}), check=engine_check)
+    rig = Rig(state, clock=clock)
+    rig.submit({}, [MorphRequest("strength", 0.8, 2.0)])
+    seen: dict[str, int] = {}
+    for s in SCHEMA:
+        def counting(name, value, _inner=s.kind.check, _n=s.name):
+            seen[_n] = seen.get(_n, 0) + 1
+            return _inner(name, value)
+        monkeypatch.setattr(s.kind, "check", counting)
+    calls["engine"] = 0
+    for k in range(1, 5):
+        clock.t = 100.0 + 0.25 * k
+        rig.tick()
+    assert math.isclose(state.params.strength, 0.2 + 0.6 * 0.5)
+    assert calls["engine"] == 0
+    assert seen == {"strength": 4}
+
+
+def test_status_reports_values_and_morph_progress_from_the_same_instant():
+    """Issue 18.11: between engine steps the state is the last step's value; the morph line said the
+    clock's progress (e.g. 21%) while strength was still the start value. Both are the last step's now."""
+    h, clock = _handler()
+    h.handle(build_message("/dreamwire/morph", ["strength", 0.8, 4.0]))  # 0.4 -> 0.8 over 4 s, linear
+    clock.t = 101.0
+    h.rig.tick()  # an engine step at 25%
+    clock.t = 102.6  # a status request between steps, much later
+    status = {m.address: m.args for m in (parse_packet(d)[0] for d in h.state_messages())}
+    assert status["/dreamwire/state/strength"][0] == pytest.approx(0.5, rel=1e-6)
+    assert " 25% 3.00s left" in status["/dreamwire/state/morphs"][0]

@@ -245,9 +245,9 @@ def test_tcp_control_status_and_fast_close_with_a_client_connected():
         if m.address == f"/dreamwire/stats/{STAT_NAMES[-1]}":  # the last message of a status reply
             break
     assert got.get("/dreamwire/state/strength") == [pytest.approx(0.8)], got
-    t0 = time.monotonic()
+    t0 = time.perf_counter()
     osc.close()  # the client is still connected
-    assert time.monotonic() - t0 < 5
+    assert time.perf_counter() - t0 < 5
     client.close()
     assert osc.errors == 1
 
@@ -310,8 +310,8 @@ class SteppingState(ControlState):
         self.engine = engine
         self.seen: list[tuple[str, int]] = []
 
-    def apply(self, changes):
-        new = super().apply(changes)
+    def apply(self, changes, **how):
+        new = super().apply(changes, **how)
         self.engine.update(self.params)
         self.seen.append((self.engine.params.prompt, self.engine.params.seed))
         return new
@@ -441,3 +441,259 @@ def test_aliases_from_the_schema_reach_the_same_parameter():
     assert osc.state.params.guidance_scale == 3.5
     osc.handle_packet(build_message("/dreamwire/t_index", [10, 20, 30]), SENDER)
     assert osc.state.params.t_index_list == (10, 20, 30)
+
+
+class _Counting:
+    """Wraps a check and counts its calls."""
+
+    def __init__(self, inner=None) -> None:
+        self.inner, self.calls = inner, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        return self.inner(*args) if self.inner is not None else None
+
+
+def test_one_strength_message_is_checked_once_on_the_way_in(monkeypatch):
+    """Issue 17.2: the value passes its kind once (its route), the snapshot the engine's check once (the
+    apply); no other parameter is re-checked."""
+    kinds = {s.name: _Counting(s.kind.check) for s in SCHEMA}
+    for s in SCHEMA:
+        monkeypatch.setattr(s.kind, "check", kinds[s.name])
+    engine_check = _Counting()
+    state = ControlState(check=engine_check)
+    engine_check.calls = 0
+    osc = OscControl(state, Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False))
+    osc.handle_packet(build_message("/dreamwire/strength", [0.5]), SENDER)
+    assert state.params.strength == 0.5 and osc.errors == 0
+    assert engine_check.calls == 1
+    assert {n: c.calls for n, c in kinds.items() if c.calls} == {"strength": 1}
+
+
+def test_every_address_comes_from_the_one_table():
+    """Issue 17.2: the handler answers exactly the addresses of osc.commands.address_table."""
+    from dreamwire.control.commands import COMMANDS
+    from dreamwire.osc.commands import address_table
+    from dreamwire.osc.handler import OscHandler
+
+    handler = OscHandler(ControlState(), dict)
+    table = address_table(handler.rig)
+    expected = {n for s in SCHEMA for n in (s.name, *s.aliases)} | {"status"} | {c.address for c in COMMANDS}
+    assert set(table) == expected
+    mapped = {a for a in expected if handler.dispatcher.handlers_for_address(f"/dreamwire/{a}")}
+    assert mapped == expected
+
+
+@pytest.mark.parametrize("messages", [
+    [("/dreamwire/controlnet_start", [0.6]), ("/dreamwire/controlnet_end", [0.4])],  # one bundle
+    [("/dreamwire/controlnet_start", [0.5]), ("/dreamwire/controlnet_end", [0.5])],  # equal: never runs
+    [("/dreamwire/controlnet_start", [1.0])],  # against the default end 1
+    [("/dreamwire/controlnet_end", [0.0])],  # against the default start 0
+])
+def test_controlnet_start_not_below_end_is_refused_on_the_pair(messages):
+    """Issue 18.22: start >= end would silently disable the ControlNet (diffusers refuses it): the bundle
+    is refused whole and names both parameters."""
+    osc = OscControl(ControlState(), Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False))
+    before = osc.state.params
+    osc.handle_packet(_bundle(*messages, ("/dreamwire/strength", [0.9])), SENDER)
+    assert osc.state.params == before and osc.errors == 1
+
+
+def test_controlnet_pair_is_checked_across_separate_messages():
+    osc = OscControl(ControlState(), Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False))
+    osc.handle_packet(build_message("/dreamwire/controlnet_end", [0.5]), SENDER)
+    osc.handle_packet(build_message("/dreamwire/controlnet_start", [0.7]), SENDER)
+    assert osc.state.params.controlnet_start == () and osc.state.params.controlnet_end == (0.5,)
+    assert osc.errors == 1
+    osc.handle_packet(_bundle(("/dreamwire/controlnet_start", [0.7]), ("/dreamwire/controlnet_end", [0.9])), SENDER)
+    assert osc.state.params.controlnet_start == pytest.approx((0.7,)) and osc.errors == 1
+
+
+def test_status_budget_is_per_sender_port_and_per_tcp_connection():
+    """Issue 18.25: TouchDesigner and a flooding client on one PC (one address, two ports) have their own
+    budgets; so do two TCP connections, and a TCP connection and a UDP sender with the same port."""
+    osc = OscControl(ControlState(), Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False,
+                                                                  status_rate=5.0))
+    status = build_message("/dreamwire/status", [])
+    flooder, quiet = ("127.0.0.1", 40000), ("127.0.0.1", 40001)
+    assert sum(bool(osc.handle_packet(status, flooder)) for _ in range(50)) <= 7
+    assert osc.handle_packet(status, quiet)
+    assert sum(bool(osc.handle_packet(status, flooder, False, "tcp")) for _ in range(50)) >= 5
+    assert osc.handle_packet(status, ("127.0.0.1", 40002), False, "tcp")
+
+
+def test_status_total_cap_shares_equally_so_a_crowd_cannot_starve_a_quiet_client():
+    """Issue 18.25: 40 flooding senders (each at its own full budget) and one client asking twice a second:
+    all together stay under the total cap, and the quiet client is answered every second."""
+    from dreamwire.osc.ratelimit import RateLimit
+
+    class Clock:
+        t = 0.0
+
+        def __call__(self) -> float:
+            return self.t
+
+    clock = Clock()
+    limit = RateLimit(10.0, 10.0, clock, total=100.0)
+    answered = {"quiet": 0, "crowd": 0}
+    quiet_seconds = set()
+    for tick in range(10 * 1000):  # 10 s in 1 ms steps; every flooder asks each ms
+        clock.t = tick / 1000
+        for k in range(40):
+            answered["crowd"] += limit.allow(("udp", "127.0.0.1", 50000 + k))
+        if tick % 500 == 0 and limit.allow(("udp", "127.0.0.1", 7000)):
+            answered["quiet"] += 1
+            quiet_seconds.add(tick // 1000)
+    assert answered["crowd"] + answered["quiet"] <= 100 * 10 * 1.1 + 300  # near the total cap (+ first bursts)
+    assert quiet_seconds == set(range(10))
+
+
+class _FakeSocket:
+    def __init__(self) -> None:
+        self.options: list[tuple[int, int, int]] = []
+
+    def setsockopt(self, level, option, value) -> None:
+        self.options.append((level, option, value))
+
+
+def test_windows_binds_exclusively_and_never_asks_for_reuse(monkeypatch):
+    """Issue 18.19: on Windows SO_REUSEADDR lets a second instance bind the same port silently; both OSC
+    sockets ask for SO_EXCLUSIVEADDRUSE there instead (faked: it exists on Windows only)."""
+    from dreamwire.osc import binding
+
+    monkeypatch.setattr(binding, "on_windows", lambda: True)
+    monkeypatch.setattr(socket, "SO_EXCLUSIVEADDRUSE", -5, raising=False)  # ~SO_REUSEADDR, as winsock2.h
+    for stream in (True, False):
+        fake = _FakeSocket()
+        binding.prepare_bind(fake, stream)
+        assert fake.options == [(socket.SOL_SOCKET, -5, 1)]
+    monkeypatch.setattr(binding, "on_windows", lambda: False)
+    fake = _FakeSocket()
+    binding.prepare_bind(fake, True)
+    assert fake.options == [(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)]
+    fake = _FakeSocket()
+    binding.prepare_bind(fake, False)
+    assert fake.options == []
+
+
+def test_both_osc_servers_bind_through_prepare_bind_only(monkeypatch):
+    """No socketserver reuse flag behind prepare_bind's back (socketserver's allow_reuse_address is
+    SO_REUSEADDR, the Windows hijack); a second instance on the same port fails loudly."""
+    from dreamwire.osc import server as server_mod
+    from dreamwire.osc import tcp as tcp_mod
+
+    calls = []
+    monkeypatch.setattr(server_mod, "prepare_bind", lambda sock, stream: calls.append(("udp", stream)))
+    monkeypatch.setattr(tcp_mod, "prepare_bind", lambda sock, stream: calls.append(("tcp", stream)))
+    osc = OscControl(ControlState(), Stats().snapshot, OscSettings(port=0, telemetry=None)).start()
+    try:
+        assert sorted(calls) == [("tcp", True), ("udp", False)]
+        assert osc._tcp.socket.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == 0
+        assert osc._udp.socket.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == 0
+        monkeypatch.undo()
+        with pytest.raises(OSError):
+            OscControl(ControlState(), Stats().snapshot, OscSettings(port=osc.port, telemetry=None)).start()
+    finally:
+        osc.close()
+
+
+def _held_by_another_thread(lock) -> bool:
+    """Whether another thread (here: the caller) holds ``lock``, tried from a fresh thread."""
+    got: list[bool] = []
+
+    def probe() -> None:
+        got.append(lock.acquire(blocking=False))
+        if got[0]:
+            lock.release()
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    return not got[0]
+
+
+def test_a_large_packet_is_checked_and_rendered_without_the_locks_the_engine_step_needs(tmp_path, monkeypatch):
+    """Issue 18.33: a flood of large valid packets stalled frames for 1.1 s. The engine step takes the rig's
+    lock (tick) and the state's (snapshot): neither may be held while a packet's values are checked or a
+    saved scene is rendered, only while the checked changes are swapped in."""
+    from dreamwire.osc import scenes as scenes_mod
+    from dreamwire.osc.rig import Rig
+    from dreamwire.osc.scenes import SceneStore
+
+    state = ControlState()
+    rig = Rig(state, scenes=SceneStore(tmp_path / "scenes.toml"))
+    osc = OscControl(state, Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False), rig)
+    seen: list[tuple[str, bool, bool]] = []
+    text = SPECS["prompt"].kind
+    real_check, real_body = text.check, scenes_mod.scene_body
+
+    def check(name, value):
+        seen.append(("check " + name, _held_by_another_thread(state._lock), _held_by_another_thread(rig._lock)))
+        return real_check(name, value)
+
+    def body(values):
+        seen.append(("render", _held_by_another_thread(state._lock), _held_by_another_thread(rig._lock)))
+        return real_body(values)
+
+    monkeypatch.setattr(text, "check", check)
+    monkeypatch.setattr(scenes_mod, "scene_body", body)
+    big = "a city at night, " * 120  # near the 2,048-character limit
+    osc.handle_packet(_bundle(("/dreamwire/prompt", [big]), ("/dreamwire/negative_prompt", [big]),
+                              ("/dreamwire/scene/save", [1]), ("/dreamwire/scene/save", [2])), SENDER)
+    assert osc.errors == 0 and state.params.prompt == big and rig.scenes.numbers() == [1, 2]
+    assert rig.scenes.flush(10)
+    assert {what for what, *_ in seen} == {"check prompt", "render"}
+    assert [s for s in seen if s[1] or s[2]] == []
+
+
+def test_sender_queues_serve_a_quiet_sender_before_a_flooders_backlog():
+    """Issue 18.25: on one receive thread a quiet client's request waited behind a flooder's whole backlog;
+    queued per sender and served in turn, it is handled in the next round, and each sender's order holds."""
+    from dreamwire.osc.server import SenderQueues
+
+    q = SenderQueues(per_sender=100 * 19, total=1 << 20)  # room for 100 datagrams of 19 bytes
+    flooder, quiet = ("127.0.0.1", 1), ("127.0.0.1", 2)
+    assert all(q.push(flooder, b"%019d" % i) for i in range(100))
+    assert not q.push(flooder, b"x" * 20) and q.dropped == 1  # its own queue is full: dropped, counted
+    assert q.push(quiet, b"status")
+    first = q.round()
+    assert first == [(flooder, b"%019d" % 0), (quiet, b"status")]
+    rest = []
+    while q:
+        rest += q.round()
+    assert rest == [(flooder, b"%019d" % i) for i in range(1, 100)]
+
+
+def test_pacer_keeps_packet_handling_within_its_share_of_the_time():
+    """Issue 18.33: a flood of packets held the GIL so the engine thread waited up to 5 ms per torch call;
+    the OSC threads together may be busy at most ``share`` of the time, sleeping (GIL released) past it."""
+    from dreamwire.osc.pacing import Pacer
+
+    class Clock:
+        t = 0.0
+
+        def __call__(self) -> float:
+            return self.t
+
+    clock = Clock()
+
+    def sleep(seconds: float) -> None:
+        clock.t += seconds
+
+    pacer = Pacer(share=0.25, window=0.02, clock=clock, sleep=sleep)
+    busy = 0.0
+    for _ in range(400):  # packets of 2 ms each, back to back
+        started = clock.t
+        clock.t += 0.002
+        busy += 0.002
+        pacer.handled(started)
+    assert busy / clock.t <= 0.25 + 1e-9 and pacer.slept >= 0.7 * clock.t
+
+
+def test_every_packet_is_paced(monkeypatch):
+    osc = OscControl(ControlState(), Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False))
+    calls = []
+    monkeypatch.setattr(osc.pacer, "handled", lambda started: calls.append(started))
+    osc.handle_packet(build_message("/dreamwire/strength", [0.5]), SENDER)
+    osc.handle_packet(b"garbage", SENDER)
+    assert len(calls) == 2

@@ -173,3 +173,24 @@ def test_link_without_aalink_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "aalink", None)  # import aalink now raises ImportError
     with pytest.raises(LinkUnavailable, match=r"pip install 'dreamwire\[link\]'"):
         LinkSession()
+
+
+def test_quantize_off_flushes_held_changes_so_a_newer_change_wins():
+    """Issue 18.30: tempo 60, beat, quantize bar, strength 0.9 (held), quantize off, strength 0.1: 0.1 from
+    then on, never 0.9 after the bar."""
+    clock = FakeClock(10.0)
+    state = ControlState()
+    rig = Rig(state, clock=clock, tempo=TempoClock(clock, 120.0))
+    h = OscHandler(state, lambda: {}, rig=rig)
+    for address, args in [("/dreamwire/tempo", [60.0]), ("/dreamwire/beat", []), ("/dreamwire/quantize", ["bar"]),
+                          ("/dreamwire/strength", [0.9])]:
+        assert not h.handle(build_message(address, args)).errors
+        clock.t += 0.1
+    assert state.params.strength == pytest.approx(0.4) and rig.held() == 1
+    h.handle(build_message("/dreamwire/quantize", ["off"]))
+    assert rig.held() == 0 and state.params.strength == pytest.approx(0.9)  # flushed, not dropped
+    h.handle(build_message("/dreamwire/strength", [0.1]))
+    for _ in range(20):  # well past the bar (4 s at 60 bpm)
+        clock.t += 0.5
+        rig.tick()
+    assert state.params.strength == pytest.approx(0.1)

@@ -36,7 +36,9 @@ def test_the_show_values_differ_from_every_default():
 def test_save_restart_recall_restores_every_value(tmp_path):
     path = tmp_path / "show" / "scenes.toml"
     state = ControlState(Params(SHOW))
-    Rig(state, scenes=SceneStore.load(path)).submit({}, [SceneSave(7)])
+    store = SceneStore.load(path)
+    Rig(state, scenes=store).submit({}, [SceneSave(7)])
+    assert store.flush()  # saves are written in the background (issue 18.26)
     assert path.exists()
     # a restart: a new store from the file, a fresh state at defaults
     fresh = ControlState()
@@ -155,3 +157,140 @@ def test_unwritable_scene_file_error_reaches_osc(tmp_path):
     out = h.handle(build_message("/dreamwire/scene/save", [1]))
     assert len(out.errors) == 1 and "not written" in out.errors[0][1]
     assert os.listdir(tmp_path) == ["file"]
+
+
+def test_scene_floats_are_written_as_the_shortest_float32_decimal(tmp_path):
+    """Issue 18.6: an OSC float (float32) is written as 0.35, not 0.3499999940395355, and reads back equal
+    as a float32."""
+    import numpy as np
+
+    from dreamwire.osc.handler import OscHandler
+    from dreamwire.osc.wire import build_message
+
+    path = tmp_path / "scenes.toml"
+    state = ControlState()
+    store = SceneStore.load(path)
+    h = OscHandler(state, lambda: {}, rig=Rig(state, scenes=store))
+    h.handle(build_message("/dreamwire/strength", [0.35]))
+    h.handle(build_message("/dreamwire/guidance_scale", [1.2]))
+    h.handle(build_message("/dreamwire/scene/save", [4]))
+    store.flush()
+    text = path.read_text()
+    assert "strength = 0.35\n" in text and "guidance_scale = 1.2\n" in text
+    back = SceneStore.load(path).get(4)
+    assert np.float32(back["strength"]) == np.float32(state.params.strength)
+
+
+def test_a_non_ascii_digit_scene_key_names_file_and_key(tmp_path):
+    """Issue 18.32: [scenes."²"] passes str.isdigit() but is no scene number."""
+    p = tmp_path / "s.toml"
+    p.write_text('[scenes."²"]\nstrength = 0.5\n', encoding="utf-8")
+    with pytest.raises(SceneFileError) as exc:
+        SceneStore.load(p)
+    assert str(p) in str(exc.value) and '"²"' in str(exc.value) and "0 .. 999" in str(exc.value)
+
+
+def test_scenes_path_that_is_a_fifo_is_refused_at_once(tmp_path):
+    """Issue 18.32: reading a FIFO would block the start forever."""
+    import threading
+
+    fifo = tmp_path / "pipe.toml"
+    os.mkfifo(fifo)
+    result: list[BaseException | None] = []
+
+    def load() -> None:
+        try:
+            SceneStore.load(fifo)
+            result.append(None)
+        except SceneFileError as exc:
+            result.append(exc)
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    t.join(10.0)
+    if t.is_alive():  # the old code blocks in open(): let it go before failing
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert result and "not a regular file" in str(result[0])
+
+
+def test_a_scene_with_controlnet_start_not_below_end_is_a_clear_error(tmp_path):
+    p = tmp_path / "s.toml"
+    p.write_text("[scenes.1]\ncontrolnet_start = [0.5]\ncontrolnet_end = [0.5]\n")
+    with pytest.raises(SceneFileError, match=r"\[scenes.1\].*controlnet_start") as exc:
+        SceneStore.load(p)
+    assert str(p) in str(exc.value)
+
+
+def test_a_bundle_with_a_save_that_cannot_be_written_changes_nothing(tmp_path):
+    """Issue 18.31: [strength 0.77, scene/save 6] into a place that cannot hold the file is refused whole."""
+    from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+    from pythonosc.osc_message import OscMessage
+
+    from dreamwire.osc.handler import OscHandler
+    from dreamwire.osc.wire import build_message
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    state = ControlState()
+    store = SceneStore(blocker / "scenes.toml")
+    h = OscHandler(state, lambda: {}, rig=Rig(state, scenes=store))
+    b = OscBundleBuilder(IMMEDIATELY)
+    b.add_content(OscMessage(build_message("/dreamwire/strength", [0.77])))
+    b.add_content(OscMessage(build_message("/dreamwire/scene/save", [6])))
+    out = h.handle(b.build().dgram)
+    assert out.errors and "not written" in out.errors[0][1] and not out.applied
+    assert state.params.strength == pytest.approx(0.4) and store.numbers() == []
+
+
+class _BlockedDisk:
+    """files.os.fsync that blocks until released, counting the writes that reached it."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.calls = 0
+        self._fsync = os.fsync
+
+    def __call__(self, fd):
+        self.calls += 1
+        self.entered.set()
+        assert self.release.wait(30)
+        return self._fsync(fd)
+
+
+def test_saves_never_wait_for_the_disk_and_the_newest_reaches_it(tmp_path, monkeypatch):
+    """Issue 18.26: while the disk is stuck mid-write, 200 more saves (as OSC) return at once; they are
+    coalesced and the file ends with the newest of them."""
+    import threading
+
+    from dreamwire.osc.handler import OscHandler
+    from dreamwire.osc.wire import build_message
+
+    path = tmp_path / "scenes.toml"
+    state = ControlState()
+    store = SceneStore.load(path)
+    h = OscHandler(state, lambda: {}, rig=Rig(state, scenes=store))
+    disk = _BlockedDisk()
+    monkeypatch.setattr(files_mod.os, "fsync", disk)
+    replaced = []
+    real_replace = os.replace
+    monkeypatch.setattr(files_mod.os, "replace", lambda a, b: (replaced.append(b), real_replace(a, b)))
+    h.handle(build_message("/dreamwire/scene/save", [0]))
+    assert disk.entered.wait(10)  # the writer is stuck in fsync now
+    done = threading.Event()
+
+    def burst() -> None:
+        for i in range(200):
+            h.handle(build_message("/dreamwire/seed", [1000 + i]))
+            h.handle(build_message("/dreamwire/scene/save", [i % 7]))
+        done.set()
+
+    threading.Thread(target=burst, daemon=True).start()
+    assert done.wait(20), "a save waited for the disk"
+    assert store.get(199 % 7)["seed"] == 1199
+    disk.release.set()
+    assert store.flush(30)
+    assert SceneStore.load(path).get(199 % 7)["seed"] == 1199
+    assert len(replaced) == 2  # the stuck write, then one for the whole burst

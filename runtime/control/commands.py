@@ -1,16 +1,16 @@
 """The VJ command table: OSC addresses that are not parameters (morph, scenes, tempo), declared once.
 
-Like the schema, this is data the OSC handler and ``docs/osc.md`` both read:
-each :class:`CommandSpec` lists its arguments with types and ranges, and
-``read_*`` turn a message's arguments into a checked request or raise
-:class:`ControlError` naming the argument. No clock or state here: whether a
+Like the schema, this is data the OSC address table (:mod:`dreamwire.osc.commands`)
+and ``docs/osc.md`` both read: each :class:`CommandSpec` lists its arguments with
+types and ranges, and its ``read`` turns a message's arguments into a checked
+request or raises :class:`ControlError` naming the argument. No clock or state here: whether a
 scene exists is the live layer's question.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,46 +42,12 @@ class CommandSpec:
     address: str
     args: tuple[ArgSpec, ...]
     doc: str
+    read: Callable[[Sequence[Any]], Request]  # a message's arguments -> a checked request, or ControlError
 
     @property
     def signature(self) -> str:
         parts = [f"{a.name}:{a.osc}" if a.default is None else f"[{a.name}:{a.osc}]" for a in self.args]
         return " ".join(parts) or "(none)"
-
-
-_TIME_ARGS = (
-    ArgSpec("time", "f", f"0 .. {MAX_SECONDS:g} s, or 0 .. {MAX_BEATS:g} beats",
-            "how long the morph takes; 0 = at once", "0"),
-    ArgSpec("unit", "s", " / ".join(UNITS), "what time counts: seconds, or beats of the current tempo", "seconds"),
-)
-
-COMMANDS: tuple[CommandSpec, ...] = (
-    CommandSpec("morph", (
-        ArgSpec("name", "s", "a number parameter, prompt or seed",
-                "what to morph: " + ", ".join(morphable())),
-        ArgSpec("target", "f, i or s", "the parameter's own range",
-                "where to go: a number, a prompt text (prompt) or a seed (seed)"),
-        ArgSpec("time", "f", _TIME_ARGS[0].range, "how long it takes; 0 = at once"),
-        ArgSpec("curve", "s", " / ".join(CURVES), "linear; ease = slow at both ends (cosine); ease_in / ease_out "
-                "quadratic", "linear"),
-        _TIME_ARGS[1],
-    ), "Glide a parameter to a target, one value per engine step from the frame clock. prompt crossfades the "
-       "embeddings (prompt_blend, weights summing to 1); seed sweeps a seed blend. A new morph of the same "
-       "parameter starts from its current value; a direct change of it cancels the morph."),
-    CommandSpec("scene/save", (ArgSpec("n", "i", f"{SCENE_MIN} .. {SCENE_MAX}", "scene number"),),
-                "Snapshot every live parameter as scene n (written to the --scenes file at once)."),
-    CommandSpec("scene/recall", (ArgSpec("n", "i", f"{SCENE_MIN} .. {SCENE_MAX}", "a saved scene's number"),
-                                 *_TIME_ARGS),
-                "Restore every parameter of scene n; with a time, numbers, prompt and seed morph there "
-                "(ease curve) and the rest change at once."),
-    CommandSpec("tempo", (ArgSpec("bpm", "f", f"{MIN_BPM:g} .. {MAX_BPM:g}", "beats per minute"),),
-                "Set the tempo, keeping the beat phase (with --link: sets the Link session's tempo)."),
-    CommandSpec("beat", (), "A tap: a beat falls now. The first tap of a run marks a downbeat; from the second "
-                            "tap on the tempo follows the taps."),
-)
-"""Every non-parameter address, in the order docs list them."""
-
-COMMAND_SPECS: Mapping[str, CommandSpec] = {c.address: c for c in COMMANDS}
 
 
 @dataclass(frozen=True)
@@ -201,6 +167,36 @@ def read_beat(args: Sequence[Any]) -> BeatTap:
     return BeatTap()
 
 
-READERS = {"morph": read_morph, "scene/save": read_scene_save, "scene/recall": read_scene_recall,
-           "tempo": read_tempo, "beat": read_beat}
-"""address -> reader of its arguments; one per entry of :data:`COMMANDS`."""
+_TIME_ARGS = (
+    ArgSpec("time", "f", f"0 .. {MAX_SECONDS:g} s, or 0 .. {MAX_BEATS:g} beats",
+            "how long the morph takes; 0 = at once", "0"),
+    ArgSpec("unit", "s", " / ".join(UNITS), "what time counts: seconds, or beats of the current tempo", "seconds"),
+)
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec("morph", (
+        ArgSpec("name", "s", "a number parameter, prompt or seed",
+                "what to morph: " + ", ".join(morphable())),
+        ArgSpec("target", "f, i or s", "the parameter's own range",
+                "where to go: a number, a prompt text (prompt) or a seed (seed)"),
+        ArgSpec("time", "f", _TIME_ARGS[0].range, "how long it takes; 0 = at once"),
+        ArgSpec("curve", "s", " / ".join(CURVES), "linear; ease = slow at both ends (cosine); ease_in / ease_out "
+                "quadratic", "linear"),
+        _TIME_ARGS[1],
+    ), "Glide a parameter to a target, one value per engine step from the frame clock. prompt crossfades the "
+       "embeddings (prompt_blend, weights summing to 1); seed sweeps a seed blend. A new morph of the same "
+       "parameter starts from its current value; a direct change of it cancels the morph.", read_morph),
+    CommandSpec("scene/save", (ArgSpec("n", "i", f"{SCENE_MIN} .. {SCENE_MAX}", "scene number"),),
+                "Snapshot every live parameter as scene n. The --scenes file is rewritten in the background, "
+                "never holding up control; the newest saves always reach it. A packet whose save cannot reach "
+                "the file (no writable folder) is refused whole.", read_scene_save),
+    CommandSpec("scene/recall", (ArgSpec("n", "i", f"{SCENE_MIN} .. {SCENE_MAX}", "a saved scene's number"),
+                                 *_TIME_ARGS),
+                "Restore every parameter of scene n; with a time, numbers, prompt and seed morph there "
+                "(ease curve) and the rest change at once.", read_scene_recall),
+    CommandSpec("tempo", (ArgSpec("bpm", "f", f"{MIN_BPM:g} .. {MAX_BPM:g}", "beats per minute"),),
+                "Set the tempo, keeping the beat phase (with --link: sets the Link session's tempo).", read_tempo),
+    CommandSpec("beat", (), "A tap: a beat falls now. The first tap of a run marks a downbeat; from the second "
+                            "tap on the tempo follows the taps.", read_beat),
+)
+"""Every non-parameter address, in the order docs list them."""

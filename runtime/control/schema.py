@@ -83,9 +83,28 @@ SCHEMA: tuple[ParamSpec, ...] = (
     ParamSpec("controlnet_enabled", ValueList(Bool(), MAX_CONTROLNETS), (),
               "ControlNets on/off, one per ControlNet (off = residuals skipped, no rebuild). Empty = all on."),
     ParamSpec("controlnet_start", ValueList(Float(0.0, 1.0), MAX_CONTROLNETS), (),
-              "Fraction of the denoising steps before which each ControlNet is inactive. Empty = 0."),
+              "Fraction of the denoising steps before which each ControlNet is inactive; must be below its "
+              "controlnet_end. Empty = 0."),
     ParamSpec("controlnet_end", ValueList(Float(0.0, 1.0), MAX_CONTROLNETS), (),
-              "Fraction of the denoising steps after which each ControlNet is inactive. Empty = 1."),
+              "Fraction of the denoising steps after which each ControlNet is inactive: step i of n runs it "
+              "when start <= i/n and (i+1)/n <= end, so at n = 1 (sd-turbo's usual) any end below 1 or start "
+              "above 0 turns it off. Empty = 1."),
 )
 
 SPECS: Mapping[str, ParamSpec] = {s.name: s for s in SCHEMA}
+
+
+@dataclass(frozen=True)
+class OrderedPair:
+    """Two per-ControlNet lists whose entries must rise: ``low[i] < high[i]`` (an empty list or a missing
+    entry counts as its default). Checked on every snapshot, so a bundle setting both is judged whole."""
+
+    low: str
+    high: str
+    low_default: float
+    high_default: float
+
+
+ORDERED_PAIRS: tuple[OrderedPair, ...] = (
+    OrderedPair("controlnet_start", "controlnet_end", 0.0, 1.0),  # start >= end: never active; diffusers refuses it
+)

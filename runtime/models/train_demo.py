@@ -276,7 +276,7 @@ def _start_as_resampler(vae: Any, jitter: float = 0.1) -> None:
 
 
 def _log(msg: str, start: float) -> None:
-    print(f"[{time.monotonic() - start:6.1f}s] {msg}", flush=True)
+    print(f"[{time.perf_counter() - start:6.1f}s] {msg}", flush=True)
 
 
 def train_vae(vae: Any, steps: int, batch: int, size: int, g: torch.Generator, start: float) -> float:
@@ -403,7 +403,7 @@ def train(out: Path, *, seed: int = 0, vae_steps: int = 800, unet_steps: int = 8
     from diffusers import LCMScheduler
     from transformers import CLIPTokenizer
 
-    start = time.monotonic()
+    start = time.perf_counter()
     torch.set_num_threads(threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

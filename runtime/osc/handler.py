@@ -3,11 +3,11 @@
 No sockets here: :meth:`OscHandler.handle` takes a datagram and returns an
 :class:`Outcome`, so every rule is tested without the network. python-osc's
 :class:`Dispatcher` (``strict_timing=False``, so a future timetag never
-sleeps) only matches addresses and patterns; each route turns a message into
-a typed command through its parameter's kind. Every message of a packet is
-decoded first and the packet's changes go to :meth:`ControlState.apply` in
-one call: a bundle lands on one engine step, or (if any message is bad) not
-at all.
+sleeps) only matches addresses and patterns; each route of the address table
+(:mod:`dreamwire.osc.commands`) turns a message into a checked command. Every
+message of a packet is decoded first and the packet's changes go to
+:meth:`Rig.submit` in one call, not checked again: a bundle lands on one
+engine step, or (if any message is bad) not at all.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any
 from pythonosc.dispatcher import Dispatcher
 
 from dreamwire.control.kinds import ControlError
-from dreamwire.control.schema import SCHEMA, ParamSpec
+from dreamwire.control.schema import SCHEMA
 from dreamwire.live.state import ControlState
 from dreamwire.live.telemetry import STAT_NAMES
-from dreamwire.osc.commands import RigCommand, command_routes
+from dreamwire.osc.commands import Command, RigCommand, StatusRequest, address_table
 from dreamwire.osc.reports import error_message
 from dreamwire.osc.rig import Rig
 from dreamwire.osc.wire import Message, OscInputError, build_message, parse_packet
@@ -33,20 +33,6 @@ log = logging.getLogger(__name__)
 DEFAULT_PREFIX = "/dreamwire"
 MAX_ADDRESS = 256
 MAX_WILDCARDS = 8
-
-
-@dataclass(frozen=True)
-class SetParam:
-    name: str
-    value: Any
-
-
-@dataclass(frozen=True)
-class StatusRequest:
-    """The sender wants every current value back."""
-
-
-Command = SetParam | StatusRequest | RigCommand
 
 
 @dataclass
@@ -67,36 +53,23 @@ class OscHandler:
         self.stats = stats
         self.prefix = prefix.rstrip("/")
         self.dispatcher = Dispatcher(strict_timing=False)
-        for spec in SCHEMA:
-            route = self._param_route(spec)
-            for name in (spec.name, *spec.aliases):
-                self.dispatcher.map(f"{self.prefix}/{name}", route)
-        self.dispatcher.map(f"{self.prefix}/status", self._status_route)
-        for address, route in command_routes(self.rig).items():
-            self.dispatcher.map(f"{self.prefix}/{address}", route)
-
-    @staticmethod
-    def _param_route(spec: ParamSpec) -> Callable[..., Command]:
-        def route(_address: str, *args: Any) -> Command:
-            return SetParam(spec.name, spec.kind.read_osc(spec.name, args))
-
-        return route
-
-    @staticmethod
-    def _status_route(_address: str, *args: Any) -> Command:
-        if args:
-            raise ControlError(f"status takes no arguments, got {len(args)}")
-        return StatusRequest()
+        self._routes = {f"{self.prefix}/{a}": route for a, route in address_table(self.rig).items()}
+        for address, route in self._routes.items():
+            self.dispatcher.map(address, route)
 
     def commands(self, message: Message) -> list[Command]:
         """The commands one message asks for (a pattern may match several); raises ControlError."""
         address = message.address
         if len(address) > MAX_ADDRESS or sum(address.count(c) for c in "*?[{") > MAX_WILDCARDS:
             raise ControlError("address pattern too long or too many wildcards")
-        handlers = list(self.dispatcher.handlers_for_address(address))
-        if not handlers:
+        if not any(c in address for c in "*?[{"):  # a plain address: one dict look-up, not a regex per route
+            route = self._routes.get(address)
+            routes = [route] if route is not None else []
+        else:
+            routes = [h.callback for h in self.dispatcher.handlers_for_address(address)]
+        if not routes:
             raise ControlError(f"unknown address; see docs/osc.md (parameters live under {self.prefix}/)")
-        return [h.callback(address, *message.args) for h in handlers]
+        return [route(address, *message.args) for route in routes]
 
     def handle(self, dgram: bytes) -> Outcome:
         """Decode every message of ``dgram``, then apply all its changes together or none of them."""
@@ -129,7 +102,7 @@ class OscHandler:
             return out
         if changes or requests:
             try:
-                self.rig.submit(changes, requests)
+                self.rig.submit(changes, requests, checked=True)
             except ControlError as exc:
                 out.errors.append((messages[0].address, str(exc)))
                 return out
@@ -145,7 +118,7 @@ class OscHandler:
         The kinds only accept values that encode, so this never fails; if one ever did, the reply
         carries an error message in its place instead of the whole status going unanswered.
         """
-        params = self.state.params
+        params, rig_status = self.rig.status_snapshot()  # one instant for values and morph progress
         out = []
         for s in SCHEMA:
             address = f"{self.prefix}/state/{s.name}"
@@ -154,7 +127,7 @@ class OscHandler:
             except Exception as exc:  # python-osc raises BuildError/struct.error/OverflowError
                 log.error("cannot encode %s for a status reply: %s", address, exc)
                 out.append(self.error_message(address, f"value cannot be encoded: {exc}"))
-        for name, args in self.rig.status():
+        for name, args in rig_status:
             out.append(build_message(f"{self.prefix}/state/{name}", args))
         return out
 

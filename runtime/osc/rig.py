@@ -3,7 +3,7 @@
 Writers (the OSC handler) call :meth:`Rig.submit` with one packet's changes and
 requests; the engine thread calls :meth:`Rig.tick` once per engine step, before it
 takes its parameter snapshot. So every morph value and every held change lands
-between steps, computed from the rig's clock (``time.monotonic`` live, a fake clock
+between steps, computed from the rig's clock (``time.perf_counter`` live, a fake clock
 in tests): a morph's value depends only on the step's time, never on jitter.
 
 With ``quantize`` off, changes apply on arrival, as without the rig. With ``beat``
@@ -24,6 +24,7 @@ from dreamwire.control.beats import LATE, beats_to_seconds, next_boundary
 from dreamwire.control.commands import BeatTap, MorphRequest, Request, SceneRecall, SceneSave, TempoRequest
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.morph import BLENDS, Morph, effective_blend, morph_sort, start_morph, touched
+from dreamwire.control.params import Params, validate
 from dreamwire.control.schema import SCHEMA
 from dreamwire.live.state import ControlState
 from dreamwire.osc.scenes import SceneFileError, SceneStore
@@ -42,7 +43,7 @@ class _Held:
 
 
 class Rig:
-    def __init__(self, state: ControlState, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, state: ControlState, clock: Callable[[], float] = time.perf_counter,
                  scenes: SceneStore | None = None, tempo: TempoClock | None = None,
                  report: Callable[[str, str], None] | None = None) -> None:
         self.state = state
@@ -53,6 +54,7 @@ class Rig:
         self._lock = threading.RLock()
         self._morphs: dict[str, Morph] = {}
         self._held: list[_Held] = []
+        self._state_at = clock()  # the instant the state's values are of: the last step, or the last change
 
     # --- checks made while a packet is decoded (so the error names the message) ----------------------
 
@@ -65,21 +67,39 @@ class Rig:
 
     # --- writers -------------------------------------------------------------------------------------
 
-    def submit(self, changes: Mapping[str, Any], requests: Sequence[Request] = ()) -> None:
-        """One packet: validated whole, then applied now or held for the next beat/bar; raises ControlError."""
+    def submit(self, changes: Mapping[str, Any], requests: Sequence[Request] = (), *, checked: bool = False) -> None:
+        """One packet: validated whole, then applied now or held for the next beat/bar; raises ControlError.
+
+        ``checked``: the values already passed their kinds and the requests :meth:`check` (the OSC
+        routes do both as they decode), so neither is checked again; the snapshot as a whole is checked
+        once, by the apply (or, for a held change, now and again where it lands, as the state may
+        have moved in between).
+        """
         now = self.clock()
-        changes = dict(changes)
+        if checked:
+            changes = dict(changes)
+        else:
+            changes = {name: validate(name, value) for name, value in changes.items()}
+            for r in requests:
+                self.check(r)
         timed = [r for r in requests if isinstance(r, (MorphRequest, SceneRecall))]
-        for r in requests:
-            self.check(r)
+        saves = [r for r in requests if isinstance(r, SceneSave)]
+        if saves:  # a packet is all or nothing: a save that cannot be written refuses it before anything applies
+            try:
+                self.scenes.check_writable()
+            except SceneFileError as exc:
+                raise ControlError(f"scene/save: {exc}") from None
         with self._lock:
-            self.state.validate(changes)
             mode = changes.get("quantize", self.state.params.quantize)
             if mode == "off":
+                if self._held:  # quantize off: what was held lands now, so this newer change wins over it
+                    self._land(self._held, now)
+                    self._held = []
                 self._apply(changes, timed, now)
             else:
+                self.state.validate(changes, values_checked=True)
                 if "quantize" in changes:
-                    self.state.apply({"quantize": changes.pop("quantize")})
+                    self.state.apply({"quantize": changes.pop("quantize")}, values_checked=True)
                 if changes or timed:
                     due = next_boundary(self.tempo.grid(now), now, mode, LATE)
                     self._held.append(_Held(due, changes, timed))
@@ -88,12 +108,19 @@ class Rig:
                     self.tempo.set_bpm(r.bpm, now)
                 elif isinstance(r, BeatTap):
                     self.tempo.tap(now)
-        for r in requests:
-            if isinstance(r, SceneSave):
-                try:
-                    self.scenes.save(r.n, self.state.params.as_dict())
-                except SceneFileError as exc:
-                    raise ControlError(f"scene/save: {exc}") from None
+            scene = self.state.params.as_dict() if saves else {}  # this packet's result, before any other lands
+        if saves:  # rendered outside the lock the engine step needs (once for all); the file is written later
+            self.scenes.save_soon([r.n for r in saves], scene, self._save_failed)
+
+    def _save_failed(self, reason: str) -> None:
+        self._failed("scene/save", reason)
+
+    def close(self, timeout: float = 1.5) -> bool:
+        """Wait (at most ``timeout`` s) for the newest scenes to reach the file; True when they did."""
+        done = self.scenes.flush(timeout)
+        if not done:
+            log.error("scenes: the newest saves may not be on disk (%s)", self.scenes.path)
+        return done
 
     # --- the engine thread ---------------------------------------------------------------------------
 
@@ -103,23 +130,31 @@ class Rig:
         with self._lock:
             due = [h for h in self._held if h.due <= now]
             self._held = [h for h in self._held if h.due > now]
-            for h in due:
-                try:
-                    self._apply(h.changes, h.requests, h.due)
-                except ControlError as exc:
-                    self._failed("quantize", f"held change dropped: {exc}")
+            self._land(due)
+            self._state_at = now  # after the held changes: they set it to their boundaries
             if not self._morphs:
                 return
             updates: dict[str, Any] = {}
-            for name, m in list(self._morphs.items()):
-                updates.update(m.values(now))
-                if m.done(now):
-                    del self._morphs[name]
             try:
-                self.state.apply(updates)
+                for name, m in list(self._morphs.items()):
+                    updates.update(_checked(m.values(now)))
+                    if m.done(now):
+                        del self._morphs[name]
+                # A morph moves only numbers and blends, which the engine's check never reads (it reads
+                # t_index_list and the ControlNet lists): the snapshot passed that check when the morph
+                # started, so the step applies without rebuilding or re-checking anything else.
+                self.state.apply(updates, values_checked=True, engine_checked=True)
             except ControlError as exc:  # a morph the engine rejects stops; the others go on next step
                 self._morphs.clear()
                 self._failed("morph", f"morphs stopped: {exc}")
+
+    def _land(self, held: Sequence[_Held], at: float | None = None) -> None:
+        """Apply held packets in order, each at its boundary (or at ``at`` when they are flushed early)."""
+        for h in held:
+            try:
+                self._apply(h.changes, h.requests, h.due if at is None else at)
+            except ControlError as exc:
+                self._failed("quantize", f"held change dropped: {exc}")
 
     def _failed(self, address: str, reason: str) -> None:
         log.warning("%s: %s", address, reason)
@@ -160,9 +195,10 @@ class Rig:
                     updates.update(m.final)
                     values = {**values, **m.final}
                 else:
-                    updates.update(m.values(t0))
+                    updates.update(_checked(m.values(t0)))
                     started[r.name] = m
-        self.state.apply(updates)
+        self.state.apply(updates, values_checked=True)
+        self._state_at = t0
         for name in cancelled:
             self._morphs.pop(name, None)
         self._morphs.update(started)
@@ -208,10 +244,25 @@ class Rig:
 
     def status(self) -> list[tuple[str, list[Any]]]:
         """``(name, args)`` for ``/dreamwire/state/<name>``: morphs in flight, tempo, beat, scenes, held changes."""
+        return self.status_snapshot()[1]
+
+    def status_snapshot(self) -> tuple[Params, list[tuple[str, list[Any]]]]:
+        """The parameters and :meth:`status` taken together: the morphs' progress is described at the instant
+        the parameters are of (the last engine step, or the last change), so ``state/strength`` and
+        ``state/morphs`` never disagree; tempo and beat are at the time of the request."""
         now = self.clock()
+        with self._lock:
+            params = self.state.params
+            morphs = [m.describe(self._state_at) for m in self._morphs.values()]
+            held = len(self._held)
         grid = self.tempo.grid(now)
-        return [("morphs", self.morphs(now)), ("tempo", [float(grid.bpm)]), ("beat", [float(grid.beat(now))]),
-                ("tempo_source", [self.tempo.source]), ("scenes", self.scenes.numbers()), ("held", [self.held()])]
+        return params, [("morphs", morphs), ("tempo", [float(grid.bpm)]), ("beat", [float(grid.beat(now))]),
+                        ("tempo_source", [self.tempo.source]), ("scenes", self.scenes.numbers()), ("held", [held])]
+
+
+def _checked(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A morph's computed values, each through its kind once (an int rounded, a blend within its bounds)."""
+    return {name: validate(name, value) for name, value in values.items()}
 
 
 def _morph_owned(morphs: Mapping[str, Morph]) -> set[str]:

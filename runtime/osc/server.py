@@ -7,9 +7,10 @@ target as ``/dreamwire/error``, and status replies go back to the sender.
 
 from __future__ import annotations
 
+import collections
 import logging
+import selectors
 import socket
-import socketserver
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,7 +21,9 @@ from pythonosc.osc_server import BlockingOSCUDPServer
 from dreamwire.control.settings import boolean, integer, number, setting, text
 from dreamwire.live.state import ControlState
 from dreamwire.logs import Throttle
+from dreamwire.osc.binding import prepare_bind
 from dreamwire.osc.handler import DEFAULT_PREFIX, OscHandler
+from dreamwire.osc.pacing import Pacer
 from dreamwire.osc.ratelimit import RateLimit
 from dreamwire.osc.reports import Reports
 from dreamwire.osc.rig import Rig
@@ -75,8 +78,11 @@ class OscSettings:
         flag="--telemetry", metavar="HOST:PORT", default_doc=f"127.0.0.1:{DEFAULT_TELEMETRY_PORT}")
     tcp: bool = setting(True, "also listen for OSC 1.1 over TCP (SLIP framing) on the same port", boolean)
     telemetry_period: float = setting(1.0, "seconds between telemetry pushes", number(0.05, 3600.0))
-    status_rate: float = setting(10.0, "status replies per second per sender address (a burst of as many is "
-                                 "allowed); more requests are refused and reported", number(0.1, 10000.0))
+    status_rate: float = setting(10.0, "status replies per second per sender (address and port for UDP, one "
+                                 "connection for TCP; a burst of as many is allowed); more requests are refused "
+                                 "and reported", number(0.1, 10000.0))
+    status_rate_total: float = setting(100.0, "status replies per second to all senders together; when more "
+                                       "senders ask, each active one gets an equal share", number(1.0, 100000.0))
     tcp_max_connections: int = setting(32, "TCP connections at once; a new one beyond this closes the one idle "
                                        "longest", integer(1, 4096))
     tcp_idle_timeout: float = setting(900.0, "seconds a TCP connection may stay silent before it is closed",
@@ -103,16 +109,29 @@ class OscControl:
         self.rejected_senders = 0
         self._count_lock = threading.Lock()
         self._log = Throttle(log, burst=10, window=1.0)
-        self._replies = RateLimit(self.settings.status_rate, max(1.0, self.settings.status_rate))
+        self.pacer = Pacer()
+        self._replies = RateLimit(self.settings.status_rate, max(1.0, self.settings.status_rate),
+                                  total=max(self.settings.status_rate_total, self.settings.status_rate))
         self._udp: BlockingOSCUDPServer | None = None
         self._tcp: TCPServer | None = None
         self._threads: list[threading.Thread] = []
 
-    def handle_packet(self, dgram: bytes, sender: tuple[str, int], bundle_replies: bool = True) -> list[bytes]:
+    def handle_packet(self, dgram: bytes, sender: tuple[str, int], bundle_replies: bool = True,
+                      transport: str = "udp") -> list[bytes]:
         """Apply one datagram; return the reply packets for the sender (status answers).
 
         ``bundle_replies=False`` answers with plain messages: python-osc's TCP client cannot read bundles.
+        The status budget is per ``(transport, address, port)``: one UDP sender, or one TCP connection.
+        Every caller shares one :class:`Pacer`, so handling packets never takes more than its share of time.
         """
+        started = self.pacer.clock()
+        try:
+            return self._handle_packet(dgram, sender, bundle_replies, transport)
+        finally:
+            self.pacer.handled(started)
+
+    def _handle_packet(self, dgram: bytes, sender: tuple[str, int], bundle_replies: bool,
+                       transport: str) -> list[bytes]:
         outcome = self.handler.handle(dgram)
         for address, reason in outcome.errors:
             self.error(address, reason, sender)
@@ -121,9 +140,10 @@ class OscControl:
                 self.applied += 1
         if not outcome.status:
             return []
-        if not self._replies.allow(sender[0]):
-            self.error(f"{self.prefix}/status", f"more than {self.settings.status_rate:g} replies/s to {sender[0]}; "
-                       "request refused (--osc-status-rate)", sender)
+        if not self._replies.allow((transport, *sender)):
+            self.error(f"{self.prefix}/status", f"more than {self.settings.status_rate:g} replies/s to "
+                       f"{sender[0]}:{sender[1]} (or {self.settings.status_rate_total:g}/s to all senders); "
+                       "request refused (--osc-status-rate, --osc-status-rate-total)", sender)
             return []
         return self.status_datagrams(bundle_replies)
 
@@ -206,38 +226,122 @@ class OscControl:
                 server.server_close()
         for t in self._threads:
             t.join(timeout=2.0)
+        self.handler.rig.close()  # the newest scenes on disk before the process ends
         if self._own_reports:
             self.reports.close()
 
 
-class _UDPHandler(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        control: OscControl = self.server.control  # type: ignore[attr-defined]
-        data, sock = self.request
-        if not control.allowed(self.client_address):
-            return
-        for reply in control.handle_packet(data, self.client_address):
-            try:
-                sock.sendto(reply, self.client_address)
-            except OSError as exc:
-                log.warning("cannot answer %s: %s", self.client_address, exc)
+class SenderQueues:
+    """Received datagrams waiting to be handled, one FIFO per sender, served one per sender in turn.
+
+    One flooding sender must not delay another: the receive thread drains the socket into these
+    queues (a recvfrom is cheap, handling a packet is not) and handles one packet of each waiting
+    sender per round, so a quiet client waits for at most one packet per active sender, never for a
+    flooder's backlog. Each sender's order is kept. Past ``per_sender`` (or ``total``) queued bytes a
+    new datagram is dropped and counted, as the kernel would have dropped it from a full buffer.
+    """
+
+    def __init__(self, per_sender: int = 1 << 20, total: int = 16 << 20) -> None:
+        self.per_sender, self.total = per_sender, total
+        self.dropped = 0
+        self._queues: dict[tuple[str, int], collections.deque[bytes]] = {}
+        self._bytes: dict[tuple[str, int], int] = {}
+        self._total = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._queues)
+
+    def push(self, sender: tuple[str, int], data: bytes) -> bool:
+        size = len(data)
+        if self._bytes.get(sender, 0) + size > self.per_sender or self._total + size > self.total:
+            self.dropped += 1
+            return False
+        self._queues.setdefault(sender, collections.deque()).append(data)
+        self._bytes[sender] = self._bytes.get(sender, 0) + size
+        self._total += size
+        return True
+
+    def round(self) -> list[tuple[tuple[str, int], bytes]]:
+        """The oldest datagram of every waiting sender, taken off their queues."""
+        out = []
+        for sender, queue in list(self._queues.items()):
+            data = queue.popleft()
+            out.append((sender, data))
+            self._bytes[sender] -= len(data)
+            self._total -= len(data)
+            if not queue:
+                del self._queues[sender], self._bytes[sender]
+        return out
 
 
 class _UDPServer(BlockingOSCUDPServer):
-    """python-osc's blocking UDP server (in order, one packet at a time), with a 64 KiB receive size,
-    every datagram passed to our handler (python-osc's own check would drop garbage silently) and
-    the allow-list applied before any parsing."""
+    """python-osc's UDP server socket with our own receive loop: a 64 KiB receive size, the allow-list
+    applied before any parsing, every datagram passed to our handler (python-osc's own check would drop
+    garbage silently), and senders served in turn (:class:`SenderQueues`). One thread, so each sender's
+    packets are handled in order; :meth:`shutdown` stops it between two packets."""
 
     max_packet_size = MAX_DATAGRAM
+    DRAIN = 4096  # datagrams read per drain before a round is handled
 
     def __init__(self, address: tuple[str, int], control: OscControl) -> None:
         super().__init__(address, control.handler.dispatcher)
-        self.RequestHandlerClass = _UDPHandler
         self.control = control
+        self.queues = SenderQueues()
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._stopped.set()
+        self._log = Throttle(log, burst=3, window=1.0)
         try:
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
         except OSError:
             log.debug("could not enlarge the OSC receive buffer")
 
-    def verify_request(self, request: Any, client_address: Any) -> bool:
-        return True
+    def server_bind(self) -> None:
+        prepare_bind(self.socket, stream=False)
+        super().server_bind()
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self._stopped.clear()
+        self.socket.setblocking(False)  # drained until empty (MSG_DONTWAIT does not exist on Windows)
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(self.socket, selectors.EVENT_READ)
+                while not self._stop.is_set():
+                    if not self.queues and not sel.select(poll_interval):
+                        continue
+                    self._drain()
+                    for sender, data in self.queues.round():
+                        if self._stop.is_set():
+                            break
+                        self._handle(data, sender)
+        finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop serving after the packet being handled; blocks until the loop has returned."""
+        self._stop.set()
+        self._stopped.wait()
+
+    def _drain(self) -> None:
+        dropped = self.queues.dropped
+        for _ in range(self.DRAIN):
+            try:
+                data, sender = self.socket.recvfrom(self.max_packet_size)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # e.g. Windows' WSAECONNRESET after an ICMP port-unreachable
+                log.debug("OSC receive: %s", exc)
+                break
+            if self.control.allowed(sender):
+                self.queues.push(sender, data)
+        if self.queues.dropped > dropped:
+            self._log.log("OSC: %d datagrams dropped unhandled: a sender sends faster than they can be handled "
+                          "(each sender keeps its own queue; others are served in turn)",
+                          self.queues.dropped - dropped)
+
+    def _handle(self, data: bytes, sender: tuple[str, int]) -> None:
+        for reply in self.control.handle_packet(data, sender):
+            try:
+                self.socket.sendto(reply, sender)
+            except OSError as exc:
+                log.warning("cannot answer %s: %s", sender, exc)

@@ -18,6 +18,8 @@ from typing import Any
 
 from pythonosc import slip
 
+from dreamwire.osc.binding import prepare_bind
+
 log = logging.getLogger(__name__)
 
 MAX_PENDING = 4 * 65535  # bytes of an unterminated SLIP frame before it is dropped
@@ -65,7 +67,7 @@ class _Handler(socketserver.BaseRequestHandler):
         except slip.ProtocolError:
             control.error("", "invalid SLIP framing", self.client_address)
             return True
-        for reply in control.handle_packet(packet, self.client_address, bundle_replies=False):
+        for reply in control.handle_packet(packet, self.client_address, bundle_replies=False, transport="tcp"):
             try:
                 self.request.sendall(slip.encode(reply))
             except OSError:
@@ -76,16 +78,20 @@ class _Handler(socketserver.BaseRequestHandler):
 class TCPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True  # server_close() must not wait for connected clients
     block_on_close = False
-    allow_reuse_address = True
+    allow_reuse_address = False  # socketserver's SO_REUSEADDR is a port hijack on Windows: see prepare_bind
 
     def __init__(self, address: tuple[str, int], control: Any, max_connections: int, idle_timeout: float) -> None:
         self.control = control
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self._lock = threading.Lock()
-        self._active: dict[_Handler, float] = {}  # handler -> last activity (monotonic)
+        self._active: dict[_Handler, float] = {}  # handler -> last activity (perf_counter)
         self.evicted = 0
         super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        prepare_bind(self.socket, stream=True)
+        super().server_bind()
 
     @property
     def connections(self) -> int:
@@ -94,7 +100,7 @@ class TCPServer(socketserver.ThreadingTCPServer):
 
     def opened(self, handler: _Handler) -> None:
         with self._lock:
-            self._active[handler] = time.monotonic()
+            self._active[handler] = time.perf_counter()
             victim = min(self._active, key=self._active.get) if len(self._active) > self.max_connections else None
         if victim is not None:
             self.evicted += 1
@@ -108,7 +114,7 @@ class TCPServer(socketserver.ThreadingTCPServer):
     def touch(self, handler: _Handler) -> None:
         with self._lock:
             if handler in self._active:
-                self._active[handler] = time.monotonic()
+                self._active[handler] = time.perf_counter()
 
     def closed(self, handler: _Handler) -> None:
         with self._lock:
