@@ -9,7 +9,7 @@ import pytest
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.params import Params, validate
 from dreamwire.control.schema import SCHEMA
-from dreamwire.live.state import ControlState
+from dreamwire.live.state import ParamState
 
 
 def test_every_default_validates():
@@ -52,7 +52,7 @@ def test_rejections(name, value, fragment):
 
 
 def test_apply_is_all_or_nothing():
-    state = ControlState()
+    state = ParamState()
     v0, p0 = state.snapshot()
     with pytest.raises(ControlError):
         state.apply({"prompt": "new", "strength": 9})
@@ -72,7 +72,7 @@ def test_params_are_immutable_and_hashable():
 
 
 def test_concurrent_bundles_never_interleave():
-    state = ControlState()
+    state = ParamState()
     stop = threading.Event()
     torn = []
 

@@ -158,7 +158,7 @@ def test_loop_feeds_each_frame_its_own_control_frame(cn_parts, prompt_encoder, f
     from dreamwire.engine.stream import StreamEngine
     from dreamwire.live.loop import FrameLoop
     from dreamwire.live.options import LoopOptions
-    from dreamwire.live.state import ControlState
+    from dreamwire.live.state import ParamState
     from tests.fakes.bridges import ListSource, RecordingSink
 
     torch_backend, params = TorchBackend(cn_parts), Params({"steps": 2})
@@ -176,7 +176,7 @@ def test_loop_feeds_each_frame_its_own_control_frame(cn_parts, prompt_encoder, f
         ctl.q.put(f)
     live = engine()
     feed = ControlNetFeed(("ctl",), {"ctl": ctl}, live.controlnets).start()
-    loop = FrameLoop(live, ListSource(inputs), RecordingSink(), ControlState(params), LoopOptions(max_frames=count),
+    loop = FrameLoop(live, ListSource(inputs), RecordingSink(), ParamState(params), LoopOptions(max_frames=count),
                      controlnet_feed=feed).start()
     assert loop.wait(120)
     loop.stop()

@@ -13,7 +13,7 @@ from dreamwire.control.params import Params
 from dreamwire.live.failsafe import Failsafe, FailsafeSettings
 from dreamwire.live.loop import FrameLoop
 from dreamwire.live.options import LoopOptions
-from dreamwire.live.state import ControlState
+from dreamwire.live.state import ParamState
 from tests.fakes.backends import FlakyBackend
 from tests.fakes.bridges import Recorder
 
@@ -26,7 +26,7 @@ def _engine(make_engine, torch_backend, **flaky):
 
 def _run(engine, rec: Recorder, frames: int, settings: FailsafeSettings | None = None, fallback=None, **opts):
     failsafe = Failsafe(settings or FailsafeSettings(retry_min=0.0), report=rec.report)
-    loop = FrameLoop(engine, PatternSource("64x64@0"), rec, ControlState(Params({"t_index_list": (32, 45)})),
+    loop = FrameLoop(engine, PatternSource("64x64@0"), rec, ParamState(Params({"t_index_list": (32, 45)})),
                      LoopOptions(max_frames=frames, **opts), failsafe=failsafe, fallback=fallback,
                      on_sent=rec.observe).start()
     assert loop.wait(60)
@@ -172,7 +172,7 @@ def test_the_watchdog_reports_a_stall_once_per_step(make_engine, torch_backend):
 
     engine.step = step
     failsafe = Failsafe(FailsafeSettings(stall_after=0.3), report=rec.report)
-    loop = FrameLoop(engine, PatternSource("64x64@0"), rec, ControlState(Params({"t_index_list": (45,)})),
+    loop = FrameLoop(engine, PatternSource("64x64@0"), rec, ParamState(Params({"t_index_list": (45,)})),
                      LoopOptions(max_frames=4, watchdog_period=0.05), failsafe=failsafe).start()
     assert loop.wait(60)
     loop.stop()
@@ -206,7 +206,7 @@ def test_health_reaches_telemetry_and_status(make_engine, torch_backend):
     loop = _run(engine, rec, 6, FailsafeSettings(retry_min=0.0, fallback=False, failing_after=2))
     snap = loop.stats.snapshot()
     assert snap["health"] == 2.0 and snap["health_state"] == "failing" and "out of memory" in snap["health_reason"]
-    handler = OscHandler(ControlState(), loop.stats.snapshot)
+    handler = OscHandler(ParamState(), loop.stats.snapshot)
     got = {m.address: m.args for d in handler.stats_messages() for m in parse_packet(d)}
     assert got["/dreamwire/health"][0] == "failing" and "out of memory" in got["/dreamwire/health"][1]
     assert got["/dreamwire/stats/health"] == [2.0]

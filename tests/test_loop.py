@@ -16,7 +16,7 @@ from dreamwire.control.params import Params
 from dreamwire.live.loop import FrameLoop
 from dreamwire.live.options import LoopOptions
 from dreamwire.live.slots import LatestSlot
-from dreamwire.live.state import ControlState
+from dreamwire.live.state import ParamState
 from tests.conftest import wait_until
 from tests.fakes.bridges import FlakySource, ListSource, LiveSink, RecordingSink
 from tests.fakes.engines import FakeEngine, InputRecordingEngine
@@ -38,7 +38,7 @@ def test_outputs_name_their_input_frame_and_keep_its_size_and_layout():
                     timecode=1000 + i, frame_rate=(30, 1)) for i in range(6)]
     engine = FakeEngine(delay=1, cost=0.02)  # slower than the sink, so no output is dropped either
     sink = RecordingSink()
-    loop = FrameLoop(engine, ListSource(inputs), sink, ControlState(), LoopOptions(max_frames=6),
+    loop = FrameLoop(engine, ListSource(inputs), sink, ParamState(), LoopOptions(max_frames=6),
                      on_sent=sink.observe).start()
     assert loop.wait(20)
     loop.stop()
@@ -58,7 +58,7 @@ def test_outputs_name_their_input_frame_and_keep_its_size_and_layout():
 def test_output_size_engine_leaves_engine_resolution():
     frame = Frame(np.zeros((40, 30, 3), np.uint8), "RGB", 0, time.perf_counter())
     sink = RecordingSink()
-    loop = FrameLoop(FakeEngine(), ListSource([frame]), sink, ControlState(),
+    loop = FrameLoop(FakeEngine(), ListSource([frame]), sink, ParamState(),
                      LoopOptions(max_frames=1, output_size="engine")).start()
     assert loop.wait(20)
     loop.stop()
@@ -66,7 +66,7 @@ def test_output_size_engine_leaves_engine_resolution():
 
 
 def test_control_changes_apply_between_steps_and_pause_bypass_work():
-    state = ControlState()
+    state = ParamState()
     engine = FakeEngine()
     sink = RecordingSink()
     loop = FrameLoop(engine, PatternSource("64x64@200"), sink, state, on_sent=sink.observe).start()
@@ -91,7 +91,7 @@ def test_control_changes_apply_between_steps_and_pause_bypass_work():
 def test_one_failing_step_is_counted_and_the_loop_keeps_going():
     engine = FakeEngine(fail_every=3)
     sink = RecordingSink()
-    loop = FrameLoop(engine, PatternSource("64x64@0"), sink, ControlState(), LoopOptions(max_frames=10)).start()
+    loop = FrameLoop(engine, PatternSource("64x64@0"), sink, ParamState(), LoopOptions(max_frames=10)).start()
     assert loop.wait(20)
     loop.stop()
     assert len(sink.frames) == 10
@@ -104,7 +104,7 @@ def test_one_failing_step_is_counted_and_the_loop_keeps_going():
 
 def test_source_failures_are_counted_not_fatal():
     sink = RecordingSink()
-    loop = FrameLoop(FakeEngine(), FlakySource("64x64@0"), sink, ControlState(), LoopOptions(max_frames=8),
+    loop = FrameLoop(FakeEngine(), FlakySource("64x64@0"), sink, ParamState(), LoopOptions(max_frames=8),
                      ).start()
     loop.options.read_timeout = 0.01
     assert loop.wait(20)
@@ -116,7 +116,7 @@ def test_slow_sink_costs_drops_not_engine_steps():
     """Acceptance 5: a sink that sleeps 100 ms/frame next to a 5 ms engine: the engine keeps stepping."""
     engine = FakeEngine(cost=0.005)
     sink = RecordingSink(sleep=0.1)
-    loop = FrameLoop(engine, PatternSource("64x64@0"), sink, ControlState()).start()
+    loop = FrameLoop(engine, PatternSource("64x64@0"), sink, ParamState()).start()
     try:
         wait_until(lambda: len(sink.frames) >= 8, timeout=30)
     finally:
@@ -135,7 +135,7 @@ def test_stop_flushes_and_closes_both_bridges():
     source = PatternSource("64x64@50")
     source.close = lambda: setattr(source, "closed", True)  # type: ignore[method-assign]
     sink = RecordingSink()
-    loop = FrameLoop(FakeEngine(), source, sink, ControlState()).start()
+    loop = FrameLoop(FakeEngine(), source, sink, ParamState()).start()
     wait_until(lambda: len(sink.frames) >= 2)
     t0 = time.perf_counter()
     loop.stop()
@@ -148,7 +148,7 @@ def test_real_engine_in_the_loop(make_engine):
     engine = make_engine(width=64, height=64)
     sink = RecordingSink()
     src = PatternSource("80x48@0")
-    loop = FrameLoop(engine, src, sink, ControlState(), LoopOptions(max_frames=4)).start()
+    loop = FrameLoop(engine, src, sink, ParamState(), LoopOptions(max_frames=4)).start()
     assert loop.wait(60)
     loop.stop()
     out = sink.frames[-1]
@@ -171,7 +171,7 @@ def test_frame_buffer_of_two_sends_every_frame_in_order_with_its_source(make_eng
     engine = make_engine(Params({"t_index_list": (32, 45)}), width=64, height=64, frames=2)
     frames = [Frame(np.full((48, 64, 3), 10 * i, np.uint8), "RGB", i, time.perf_counter()) for i in range(8)]
     sink = RecordingSink()
-    loop = FrameLoop(engine, ListSource(frames), sink, ControlState(Params({"t_index_list": (32, 45)})),
+    loop = FrameLoop(engine, ListSource(frames), sink, ParamState(Params({"t_index_list": (32, 45)})),
                      LoopOptions(max_frames=8)).start()
     assert loop.wait(60)
     loop.stop()
@@ -186,7 +186,7 @@ def test_frame_buffer_of_two_sends_every_frame_in_order_with_its_source(make_eng
 def test_live_sink_gets_the_last_output_repeated_while_the_source_is_silent():
     frames = [Frame(np.full((32, 32, 3), 50, np.uint8), "RGB", i, time.perf_counter()) for i in range(2)]
     sink = LiveSink()
-    loop = FrameLoop(FakeEngine(delay=0), ListSource(frames), sink, ControlState(),
+    loop = FrameLoop(FakeEngine(delay=0), ListSource(frames), sink, ParamState(),
                      LoopOptions(hold_repeat=0.05), on_sent=sink.observe).start()
     wait_until(lambda: len(sink.frames) >= 6)  # 2 real outputs, then repeats of the last one
     loop.stop()
@@ -201,7 +201,7 @@ def test_live_sink_gets_the_last_output_repeated_while_the_source_is_silent():
 def test_file_sinks_never_get_repeats():
     frames = [Frame(np.full((32, 32, 3), 50, np.uint8), "RGB", 0, time.perf_counter())]
     sink = RecordingSink()
-    loop = FrameLoop(FakeEngine(delay=0), ListSource(frames), sink, ControlState(),
+    loop = FrameLoop(FakeEngine(delay=0), ListSource(frames), sink, ParamState(),
                      LoopOptions(hold_repeat=0.05)).start()
     wait_until(lambda: len(sink.frames) >= 1)
     time.sleep(0.3)
@@ -217,7 +217,7 @@ def test_txt2img_ignores_input_pixels_and_follows_their_size(make_engine):
     frames = [Frame(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8), "RGB", i, time.perf_counter())
               for i in range(3)]
     sink = RecordingSink()
-    loop = FrameLoop(engine, ListSource(frames), sink, ControlState(Params({"t_index_list": (0, 30)})),
+    loop = FrameLoop(engine, ListSource(frames), sink, ParamState(Params({"t_index_list": (0, 30)})),
                      LoopOptions(max_frames=3)).start()
     assert loop.wait(60)
     loop.stop()
@@ -272,7 +272,7 @@ def test_loop_times_every_step_after_a_failed_one_on_cuda_events():
     from dreamwire.live.failsafe import Failsafe, FailsafeSettings
     from dreamwire.live.timing import StepTimer
 
-    loop = FrameLoop(engine, PatternSource("64x64@0"), sink, ControlState(), LoopOptions(max_frames=8),
+    loop = FrameLoop(engine, PatternSource("64x64@0"), sink, ParamState(), LoopOptions(max_frames=8),
                      timer=StepTimer(torch.device("cpu"), event_factory=FakeCudaEvent),
                      failsafe=Failsafe(FailsafeSettings(retry_min=0.0))).start()
     assert loop.wait(20)
@@ -289,7 +289,7 @@ def test_a_blue_bgra_frame_reaches_the_engine_as_blue_rgb_and_returns_in_the_sin
     blue[..., 0], blue[..., 3] = 255, 255  # B G R A
     engine = InputRecordingEngine(delay=0)
     sink = RecordingSink()
-    loop = FrameLoop(engine, ListSource([Frame(blue, "BGRA", 0, time.perf_counter())]), sink, ControlState(),
+    loop = FrameLoop(engine, ListSource([Frame(blue, "BGRA", 0, time.perf_counter())]), sink, ParamState(),
                      LoopOptions(max_frames=1)).start()
     assert loop.wait(20)
     loop.stop()
@@ -307,7 +307,7 @@ def test_input_resolution_changing_mid_run_restarts_the_engine_and_follows_the_s
     frames = [Frame(np.full((48, 64, 3), 40, np.uint8), "RGB", i, time.perf_counter()) for i in range(4)]
     frames += [Frame(np.full((80, 40, 3), 200, np.uint8), "RGB", i, time.perf_counter()) for i in range(4, 8)]
     sink = RecordingSink()
-    loop = FrameLoop(engine, ListSource(frames), sink, ControlState(Params({"t_index_list": (20, 32, 45)})),
+    loop = FrameLoop(engine, ListSource(frames), sink, ParamState(Params({"t_index_list": (20, 32, 45)})),
                      LoopOptions(max_frames=8), on_sent=sink.observe).start()
     assert loop.wait(60)
     loop.stop()
@@ -319,7 +319,7 @@ def test_input_resolution_changing_mid_run_restarts_the_engine_and_follows_the_s
 def test_pause_with_a_live_sink_keeps_the_last_frame_going_and_the_engine_idle():
     engine = FakeEngine(delay=0)
     sink = LiveSink()
-    state = ControlState()
+    state = ParamState()
     loop = FrameLoop(engine, PatternSource("32x32@100"), sink, state, LoopOptions(hold_repeat=0.05),
                      on_sent=sink.observe).start()
     try:
@@ -342,7 +342,7 @@ def test_bypass_with_two_frames_per_call_passes_every_input_through(make_engine)
     engine = make_engine(p, width=64, height=64, frames=2)
     frames = [Frame(np.full((48, 64, 3), 10 * i, np.uint8), "RGB", i, time.perf_counter()) for i in range(5)]
     sink = RecordingSink()
-    loop = FrameLoop(engine, ListSource(frames), sink, ControlState(p), LoopOptions(max_frames=5),
+    loop = FrameLoop(engine, ListSource(frames), sink, ParamState(p), LoopOptions(max_frames=5),
                      on_sent=sink.observe).start()
     assert loop.wait(60)
     loop.stop()
@@ -356,7 +356,7 @@ def test_leaving_bypass_shows_current_input_and_timecodes_never_go_back(make_eng
     from dreamwire.live.options import LoopOptions
 
     engine = make_engine(Params({"t_index_list": (20, 32, 45)}), width=64, height=64)
-    state = ControlState(Params({"t_index_list": (20, 32, 45)}))
+    state = ParamState(Params({"t_index_list": (20, 32, 45)}))
     k = [0]
     outputs = []
 

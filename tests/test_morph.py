@@ -9,7 +9,7 @@ import pytest
 from dreamwire.control.commands import MorphRequest
 from dreamwire.control.curves import CURVES, amount
 from dreamwire.control.params import Params
-from dreamwire.live.state import ControlState
+from dreamwire.live.state import ParamState
 from dreamwire.osc.handler import OscHandler
 from dreamwire.osc.rig import Rig
 from dreamwire.osc.wire import build_message, parse_packet
@@ -25,7 +25,7 @@ class FakeClock:
 
 def _rig(**params):
     clock = FakeClock()
-    state = ControlState(Params(params))
+    state = ParamState(Params(params))
     return Rig(state, clock=clock), state, clock
 
 
@@ -135,7 +135,7 @@ def test_morph_in_beats_follows_the_tempo():
 
 def _handler():
     clock = FakeClock()
-    state = ControlState()
+    state = ParamState()
     rig = Rig(state, clock=clock)
     return OscHandler(state, lambda: {}, rig=rig), clock
 
@@ -219,7 +219,7 @@ def test_a_morph_step_checks_only_the_morphing_values(monkeypatch):
         calls["engine"] += 1
 
     clock = FakeClock()
-    state = ControlState(Params({"strength": 0.2}), check=engine_check)
+    state = ParamState(Params({"strength": 0.2}), check=engine_check)
     rig = Rig(state, clock=clock)
     rig.submit({}, [MorphRequest("strength", 0.8, 2.0)])
     seen: dict[str, int] = {}

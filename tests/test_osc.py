@@ -20,9 +20,9 @@ from dreamwire.bridges.pattern import PatternSource
 from dreamwire.control.params import Params
 from dreamwire.control.schema import SCHEMA, SPECS
 from dreamwire.live.loop import FrameLoop
-from dreamwire.live.state import ControlState
+from dreamwire.live.state import ParamState
 from dreamwire.live.telemetry import STAT_NAMES, Stats
-from dreamwire.osc.server import OscControl, OscSettings
+from dreamwire.osc.server import OscServer, OscSettings
 from dreamwire.osc.wire import build_message, parse_packet
 from tests.conftest import wait_until
 
@@ -72,8 +72,8 @@ def listener():
     lst.close()
 
 
-def _control(telemetry=None, **kw) -> OscControl:
-    return OscControl(ControlState(), Stats().snapshot, OscSettings(port=0, telemetry=telemetry, **kw))
+def _control(telemetry=None, **kw) -> OscServer:
+    return OscServer(ParamState(), Stats().snapshot, OscSettings(port=0, telemetry=telemetry, **kw))
 
 
 def _bundle(*messages: tuple[str, list], timetag: float = IMMEDIATELY) -> bytes:
@@ -299,7 +299,7 @@ class RecordingEngine:
         return self.inner.step(images, sources)
 
 
-class SteppingState(ControlState):
+class SteppingState(ParamState):
     """Runs one engine update right after every apply: the unluckiest schedule there is, every time.
 
     If a bundle were applied message by message, the step between its messages would see half of it.
@@ -320,7 +320,7 @@ class SteppingState(ControlState):
 def test_bundle_lands_on_one_engine_step(make_engine):
     """Acceptance 3: prompt + seed in one bundle never show up half-applied on any step (deterministic)."""
     state = SteppingState(make_engine(width=64, height=64))
-    osc = OscControl(state, Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False))
+    osc = OscServer(state, Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False))
     pairs = [("alpha", 11), ("beta", 22), ("gamma", 33)]
     for prompt, seed in pairs * 2:
         osc.handle_packet(_bundle(("/dreamwire/prompt", [prompt]), ("/dreamwire/seed", [seed])), SENDER)
@@ -335,10 +335,10 @@ def test_bundle_lands_on_one_engine_step(make_engine):
 def test_bundles_sent_over_udp_to_a_running_loop_are_never_torn(make_engine):
     """The same through real sockets and the frame loop (timing-dependent, so it can only fail, never flake)."""
     engine = RecordingEngine(make_engine(width=64, height=64))
-    state = ControlState()
+    state = ParamState()
     stats = Stats()
     sink = CountingSink()
-    osc = OscControl(state, stats.snapshot, OscSettings(port=0, telemetry=None, tcp=False)).start()
+    osc = OscServer(state, stats.snapshot, OscSettings(port=0, telemetry=None, tcp=False)).start()
     loop = FrameLoop(engine, PatternSource("64x64@0"), sink, state, stats=stats, on_sent=sink.observe).start()
     pairs = [("alpha", 11), ("beta", 22)]
     try:
@@ -395,10 +395,10 @@ def test_fuzz_keeps_running_and_reports_every_bad_message(make_engine, listener)
     datagrams = _fuzz_datagrams(rng, 2400)
     bad = [d for d in datagrams if _errors_expected(d)]
     assert len(bad) >= 2000
-    state = ControlState()
+    state = ParamState()
     stats = Stats()
     sink = CountingSink()
-    osc = OscControl(state, stats.snapshot, OscSettings(port=0, telemetry=listener.address, tcp=False)).start()
+    osc = OscServer(state, stats.snapshot, OscSettings(port=0, telemetry=listener.address, tcp=False)).start()
     loop = FrameLoop(make_engine(width=64, height=64), PatternSource("64x64@60"), sink, state, stats=stats).start()
     frames_seen = []
     try:
@@ -461,9 +461,9 @@ def test_one_strength_message_is_checked_once_on_the_way_in(monkeypatch):
     for s in SCHEMA:
         monkeypatch.setattr(s.kind, "check", kinds[s.name])
     engine_check = _Counting()
-    state = ControlState(check=engine_check)
+    state = ParamState(check=engine_check)
     engine_check.calls = 0
-    osc = OscControl(state, Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False))
+    osc = OscServer(state, Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False))
     osc.handle_packet(build_message("/dreamwire/strength", [0.5]), SENDER)
     assert state.params.strength == 0.5 and osc.errors == 0
     assert engine_check.calls == 1
@@ -476,7 +476,7 @@ def test_every_address_comes_from_the_one_table():
     from dreamwire.osc.commands import address_table
     from dreamwire.osc.handler import OscHandler
 
-    handler = OscHandler(ControlState(), dict)
+    handler = OscHandler(ParamState(), dict)
     table = address_table(handler.rig)
     expected = {n for s in SCHEMA for n in (s.name, *s.aliases)} | {"status"} | {c.address for c in COMMANDS}
     assert set(table) == expected
@@ -493,14 +493,14 @@ def test_every_address_comes_from_the_one_table():
 def test_controlnet_start_not_below_end_is_refused_on_the_pair(messages):
     """Issue 18.22: start >= end would silently disable the ControlNet (diffusers refuses it): the bundle
     is refused whole and names both parameters."""
-    osc = OscControl(ControlState(), Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False))
+    osc = OscServer(ParamState(), Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False))
     before = osc.state.params
     osc.handle_packet(_bundle(*messages, ("/dreamwire/strength", [0.9])), SENDER)
     assert osc.state.params == before and osc.errors == 1
 
 
 def test_controlnet_pair_is_checked_across_separate_messages():
-    osc = OscControl(ControlState(), Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False))
+    osc = OscServer(ParamState(), Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False))
     osc.handle_packet(build_message("/dreamwire/controlnet_end", [0.5]), SENDER)
     osc.handle_packet(build_message("/dreamwire/controlnet_start", [0.7]), SENDER)
     assert osc.state.params.controlnet_start == () and osc.state.params.controlnet_end == (0.5,)
@@ -512,7 +512,7 @@ def test_controlnet_pair_is_checked_across_separate_messages():
 def test_status_budget_is_per_sender_port_and_per_tcp_connection():
     """Issue 18.25: TouchDesigner and a flooding client on one PC (one address, two ports) have their own
     budgets; so do two TCP connections, and a TCP connection and a UDP sender with the same port."""
-    osc = OscControl(ControlState(), Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False,
+    osc = OscServer(ParamState(), Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False,
                                                                   status_rate=5.0))
     status = build_message("/dreamwire/status", [])
     flooder, quiet = ("127.0.0.1", 40000), ("127.0.0.1", 40001)
@@ -585,14 +585,14 @@ def test_both_osc_servers_bind_through_prepare_bind_only(monkeypatch):
     calls = []
     monkeypatch.setattr(server_mod, "prepare_bind", lambda sock, stream: calls.append(("udp", stream)))
     monkeypatch.setattr(tcp_mod, "prepare_bind", lambda sock, stream: calls.append(("tcp", stream)))
-    osc = OscControl(ControlState(), Stats().snapshot, OscSettings(port=0, telemetry=None)).start()
+    osc = OscServer(ParamState(), Stats().snapshot, OscSettings(port=0, telemetry=None)).start()
     try:
         assert sorted(calls) == [("tcp", True), ("udp", False)]
         assert osc._tcp.socket.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == 0
         assert osc._udp.socket.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == 0
         monkeypatch.undo()
         with pytest.raises(OSError):
-            OscControl(ControlState(), Stats().snapshot, OscSettings(port=osc.port, telemetry=None)).start()
+            OscServer(ParamState(), Stats().snapshot, OscSettings(port=osc.port, telemetry=None)).start()
     finally:
         osc.close()
 
@@ -620,9 +620,9 @@ def test_a_large_packet_is_checked_and_rendered_without_the_locks_the_engine_ste
     from dreamwire.osc.rig import Rig
     from dreamwire.osc.scenes import SceneStore
 
-    state = ControlState()
+    state = ParamState()
     rig = Rig(state, scenes=SceneStore(tmp_path / "scenes.toml"))
-    osc = OscControl(state, Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False), rig)
+    osc = OscServer(state, Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False), rig)
     seen: list[tuple[str, bool, bool]] = []
     text = SPECS["prompt"].kind
     real_check, real_body = text.check, scenes_mod.scene_body
@@ -691,7 +691,7 @@ def test_pacer_keeps_packet_handling_within_its_share_of_the_time():
 
 
 def test_every_packet_is_paced(monkeypatch):
-    osc = OscControl(ControlState(), Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False))
+    osc = OscServer(ParamState(), Stats().snapshot, OscSettings(port=0, telemetry=None, tcp=False))
     calls = []
     monkeypatch.setattr(osc.pacer, "handled", lambda started: calls.append(started))
     osc.handle_packet(build_message("/dreamwire/strength", [0.5]), SENDER)

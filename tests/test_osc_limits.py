@@ -10,17 +10,17 @@ import pytest
 import torch
 
 from dreamwire.control.params import Params
-from dreamwire.live.state import ControlState
+from dreamwire.live.state import ParamState
 from dreamwire.live.telemetry import Stats
-from dreamwire.osc.server import OscControl, OscSettings
+from dreamwire.osc.server import OscServer, OscSettings
 from dreamwire.osc.wire import build_message, parse_packet
 from tests.conftest import wait_until
 
 SENDER = ("127.0.0.1", 50000)
 
 
-def _control(**kw) -> OscControl:
-    return OscControl(ControlState(), Stats().snapshot, OscSettings(port=0, telemetry=None, **kw))
+def _control(**kw) -> OscServer:
+    return OscServer(ParamState(), Stats().snapshot, OscSettings(port=0, telemetry=None, **kw))
 
 
 def _raw(address: str, tags: str, payload: bytes) -> bytes:

@@ -265,13 +265,13 @@ def test_longest_frame_gap_during_a_flood_of_large_packets_figure(make_engine) -
     16-entry blend, unchanged, so the engine has nothing to re-encode) at a running loop."""
     from dreamwire.bridges.pattern import PatternSource
     from dreamwire.live.loop import FrameLoop
-    from dreamwire.live.state import ControlState
+    from dreamwire.live.state import ParamState
     from dreamwire.live.telemetry import Stats
-    from dreamwire.osc.server import OscControl, OscSettings
+    from dreamwire.osc.server import OscServer, OscSettings
 
     engine = make_engine(width=64, height=64)
-    state, stats, sink = ControlState(), Stats(), _TimedSink()
-    osc = OscControl(state, stats.snapshot, OscSettings(port=0, telemetry=None)).start()
+    state, stats, sink = ParamState(), Stats(), _TimedSink()
+    osc = OscServer(state, stats.snapshot, OscSettings(port=0, telemetry=None)).start()
     loop = FrameLoop(engine, PatternSource("64x64@0"), sink, state, stats=stats).start()
     text = ("a lighthouse in a storm, " * 80)[:2000]
     blend = [x for i in range(16) for x in (f"{text[:100]} {i}", 1.0)]

@@ -14,7 +14,7 @@ from dreamwire.control.commands import MorphRequest
 from dreamwire.control.params import Params
 from dreamwire.engine.api import EngineConfig
 from dreamwire.live.loop import FrameLoop
-from dreamwire.live.state import ControlState
+from dreamwire.live.state import ParamState
 from dreamwire.osc.handler import OscHandler
 from dreamwire.osc.rig import Rig
 from dreamwire.osc.tempo import LinkSession, TempoClock
@@ -52,7 +52,7 @@ def test_link_grid_from_beat_and_phase():
 
 def _rig(mode="beat"):
     clock = FakeClock(0.0)
-    state = ControlState(Params({"quantize": mode}))
+    state = ParamState(Params({"quantize": mode}))
     rig = Rig(state, clock=clock, tempo=TempoClock(clock, 120.0))
     return rig, state, clock
 
@@ -113,7 +113,7 @@ def test_the_frame_loop_ticks_the_rig_once_per_engine_step_before_its_snapshot()
     clock.t = 0.2
     rig.submit({"strength": 0.9})
     seen: list = []
-    loop = FrameLoop(_Engine(clock, seen), source=None, sink=None, control=state, before_step=rig.tick)
+    loop = FrameLoop(_Engine(clock, seen), source=None, sink=None, state=state, before_step=rig.tick)
     loop.engine.update = lambda p: seen.append((clock.t, p.strength))
     frame = Frame(torch.zeros(8, 8, 3, dtype=torch.uint8).numpy(), "rgb", 0, 0.0)
     state.apply({"pause": True})  # paused: the loop takes each frame without stepping the engine
@@ -179,7 +179,7 @@ def test_quantize_off_flushes_held_changes_so_a_newer_change_wins():
     """Issue 18.30: tempo 60, beat, quantize bar, strength 0.9 (held), quantize off, strength 0.1: 0.1 from
     then on, never 0.9 after the bar."""
     clock = FakeClock(10.0)
-    state = ControlState()
+    state = ParamState()
     rig = Rig(state, clock=clock, tempo=TempoClock(clock, 120.0))
     h = OscHandler(state, lambda: {}, rig=rig)
     for address, args in [("/dreamwire/tempo", [60.0]), ("/dreamwire/beat", []), ("/dreamwire/quantize", ["bar"]),

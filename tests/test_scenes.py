@@ -12,7 +12,7 @@ from dreamwire import files as files_mod
 from dreamwire.control.commands import SceneRecall, SceneSave
 from dreamwire.control.params import Params
 from dreamwire.control.schema import SCHEMA
-from dreamwire.live.state import ControlState
+from dreamwire.live.state import ParamState
 from dreamwire.osc.rig import Rig
 from dreamwire.osc.scenes import SceneFileError, SceneStore, parse_scenes, scenes_toml
 from tests.test_morph import FakeClock
@@ -35,13 +35,13 @@ def test_the_show_values_differ_from_every_default():
 
 def test_save_restart_recall_restores_every_value(tmp_path):
     path = tmp_path / "show" / "scenes.toml"
-    state = ControlState(Params(SHOW))
+    state = ParamState(Params(SHOW))
     store = SceneStore.load(path)
     Rig(state, scenes=store).submit({}, [SceneSave(7)])
     assert store.flush()  # saves are written in the background (issue 18.26)
     assert path.exists()
     # a restart: a new store from the file, a fresh state at defaults
-    fresh = ControlState()
+    fresh = ParamState()
     rig = Rig(fresh, scenes=SceneStore.load(path))
     assert rig.scenes.numbers() == [7]
     rig.submit({}, [SceneRecall(7)])
@@ -53,14 +53,14 @@ def test_save_in_one_process_recall_in_another(tmp_path):
     code = ("import sys; from dreamwire.osc.scenes import SceneStore; from dreamwire.control.params import Params;"
             "SceneStore.load(sys.argv[1]).save(2, Params({'strength': 0.77, 'prompt': 'sub'}).as_dict())")
     subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=60)
-    state = ControlState()
+    state = ParamState()
     Rig(state, scenes=SceneStore.load(path)).submit({}, [SceneRecall(2)])
     assert state.params.strength == 0.77 and state.params.prompt == "sub"
 
 
 def test_recall_with_time_morphs_numbers_and_prompt(tmp_path):
     clock = FakeClock()
-    state = ControlState(Params({"strength": 0.2, "prompt": "x"}))
+    state = ParamState(Params({"strength": 0.2, "prompt": "x"}))
     store = SceneStore(scenes={1: Params({"strength": 0.6, "prompt": "y", "bypass": True}).as_dict()})
     rig = Rig(state, clock=clock, scenes=store)
     rig.submit({}, [SceneRecall(1, 2.0)])
@@ -152,7 +152,7 @@ def test_unwritable_scene_file_error_reaches_osc(tmp_path):
 
     blocker = tmp_path / "file"
     blocker.write_text("")
-    state = ControlState()
+    state = ParamState()
     h = OscHandler(state, lambda: {}, rig=Rig(state, scenes=SceneStore(blocker / "scenes.toml")))
     out = h.handle(build_message("/dreamwire/scene/save", [1]))
     assert len(out.errors) == 1 and "not written" in out.errors[0][1]
@@ -168,7 +168,7 @@ def test_scene_floats_are_written_as_the_shortest_float32_decimal(tmp_path):
     from dreamwire.osc.wire import build_message
 
     path = tmp_path / "scenes.toml"
-    state = ControlState()
+    state = ParamState()
     store = SceneStore.load(path)
     h = OscHandler(state, lambda: {}, rig=Rig(state, scenes=store))
     h.handle(build_message("/dreamwire/strength", [0.35]))
@@ -231,7 +231,7 @@ def test_a_bundle_with_a_save_that_cannot_be_written_changes_nothing(tmp_path):
 
     blocker = tmp_path / "file"
     blocker.write_text("")
-    state = ControlState()
+    state = ParamState()
     store = SceneStore(blocker / "scenes.toml")
     h = OscHandler(state, lambda: {}, rig=Rig(state, scenes=store))
     b = OscBundleBuilder(IMMEDIATELY)
@@ -269,7 +269,7 @@ def test_saves_never_wait_for_the_disk_and_the_newest_reaches_it(tmp_path, monke
     from dreamwire.osc.wire import build_message
 
     path = tmp_path / "scenes.toml"
-    state = ControlState()
+    state = ParamState()
     store = SceneStore.load(path)
     h = OscHandler(state, lambda: {}, rig=Rig(state, scenes=store))
     disk = _BlockedDisk()

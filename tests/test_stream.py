@@ -10,7 +10,7 @@ import torch
 
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.params import Params
-from dreamwire.live.state import ControlState
+from dreamwire.live.state import ParamState
 from tests.conftest import frames, wait_until
 from tests.fakes.backends import ShapeCounting
 
@@ -271,7 +271,7 @@ def test_the_step_grid_comes_from_the_model(tiny_parts, torch_backend, prompt_en
                           Params({"strength": 1.0, "steps": 4}))
     engine.step(torch.zeros(1, 3, 64, 64))
     assert max(engine.consts.t_index) < 25
-    state = ControlState(engine.params, check=engine.check)
+    state = ParamState(engine.params, check=engine.check)
     with pytest.raises(ControlError, match=r"0\.\.24 step grid"):
         state.apply({"t_index_list": (10, 40)})
     assert state.params.t_index_list == ()

@@ -21,9 +21,9 @@ import pytest
 from dreamwire.control.commands import MAX_SECONDS, SCENE_MAX, SCENE_MIN
 from dreamwire.control.kinds import Bool, Float, Int, Text
 from dreamwire.control.schema import SPECS
-from dreamwire.live.state import ControlState
+from dreamwire.live.state import ParamState
 from dreamwire.osc.handler import OscHandler
-from dreamwire.osc.server import OscControl, OscSettings
+from dreamwire.osc.server import OscServer, OscSettings
 from dreamwire.osc.wire import Message, build_bundle, build_message, parse_packet
 from tests.conftest import wait_until
 from tests.fakes.td import README, make_td, operator_parameters
@@ -56,7 +56,7 @@ def builder(td) -> ModuleType:
 
 
 def _handler() -> OscHandler:
-    return OscHandler(ControlState(), dict)
+    return OscHandler(ParamState(), dict)
 
 
 def _names(comp) -> dict[str, str]:
@@ -168,7 +168,7 @@ def test_scene_numbers_and_morph_times_beyond_dreamwires_range_are_never_sent(td
     comp.par.Recall.pulse()
     comp.par.Save.pulse()
     handler = _handler()
-    handler.rig.scenes.save(SCENE_MAX, ControlState().params.as_dict())
+    handler.rig.scenes.save(SCENE_MAX, ParamState().params.as_dict())
     sent = [d for d in comp.op("oscout").sent if parse_packet(d)[0].address.startswith("/dreamwire/scene/")]
     assert [parse_packet(d)[0].args for d in sent] == [[SCENE_MAX, MAX_SECONDS], [SCENE_MAX]]
     assert [handler.handle(d).errors for d in sent] == [[], []]
@@ -293,7 +293,7 @@ def test_scene_pulses_follow_the_contract(td, builder):
 
 
 def test_changes_reach_a_running_server_over_loopback_udp(td, builder):
-    osc = OscControl(ControlState(), dict, OscSettings(port=0, telemetry=None, tcp=False)).start()
+    osc = OscServer(ParamState(), dict, OscSettings(port=0, telemetry=None, tcp=False)).start()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         comp = builder.build(td.op("/project1"), port=osc.port)
@@ -318,7 +318,7 @@ def test_telemetry_fills_the_info_panel(td, builder):
     comp = builder.build(td.op("/project1"))
     stats = {"fps": 29.97, "latency_ms": 41.25, "engine_ms": 12.5, "health_state": "degraded",
              "health_reason": "engine step stalled"}
-    osc = OscControl(ControlState(), lambda: stats, OscSettings(port=0, telemetry=None))
+    osc = OscServer(ParamState(), lambda: stats, OscSettings(port=0, telemetry=None))
     telemetry = comp.op("telemetry")
     telemetry.receive(osc.telemetry_datagram())  # the runtime's own bundle: stats, then health
     telemetry.receive(osc.handler.error_message("/dreamwire/strength", "strength: 5 is outside 0 .. 1"))
@@ -332,7 +332,7 @@ def test_telemetry_fills_the_info_panel(td, builder):
 
 
 class Wire:
-    """Real UDP between the stand-in and a running OscControl: the OSC Out DAT's socket (where status replies
+    """Real UDP between the stand-in and a running OscServer: the OSC Out DAT's socket (where status replies
     come back) and the telemetry port, each datagram handed to its DAT as TouchDesigner would."""
 
     def __init__(self, comp) -> None:
@@ -372,7 +372,7 @@ def _addresses(dgrams) -> list[str]:
 
 
 def test_a_scene_recall_elsewhere_shows_on_the_page_and_nothing_echoes_back(td, builder):
-    osc = OscControl(ControlState(), lambda: {"fps": 30.0}, OscSettings(port=0, telemetry=None, tcp=False)).start()
+    osc = OscServer(ParamState(), lambda: {"fps": 30.0}, OscSettings(port=0, telemetry=None, tcp=False)).start()
     other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a cue player, another desk
     comp = builder.build(td.op("/project1"), port=osc.port)
     wire = Wire(comp)
@@ -415,9 +415,9 @@ def test_a_recall_from_the_page_asks_for_the_scenes_values(td, builder):
 
 
 def _reply(**values) -> bytes:
-    state = ControlState()
+    state = ParamState()
     state.apply(values)
-    return OscControl(state, dict, OscSettings(port=0, telemetry=None)).status_datagrams()[0]
+    return OscServer(state, dict, OscSettings(port=0, telemetry=None)).status_datagrams()[0]
 
 
 def test_a_reply_older_than_the_pages_own_change_does_not_undo_it(td, builder):

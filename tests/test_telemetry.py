@@ -12,9 +12,9 @@ import pytest
 from dreamwire.bridges.pattern import PatternSource
 from dreamwire.live.loop import FrameLoop
 from dreamwire.live.options import LoopOptions
-from dreamwire.live.state import ControlState
+from dreamwire.live.state import ParamState
 from dreamwire.live.telemetry import STAT_DOCS, STAT_NAMES, Stats
-from dreamwire.osc.server import OscControl, OscSettings
+from dreamwire.osc.server import OscServer, OscSettings
 from dreamwire.osc.wire import build_message, parse_packet
 from tests.fakes.bridges import RecordingSink
 from tests.fakes.engines import FakeEngine
@@ -37,7 +37,7 @@ def test_every_stat_is_documented_and_reported():
     assert set(STAT_NAMES) == set(STAT_DOCS)
     snap = Stats().snapshot()
     assert all(isinstance(snap[n], float) for n in set(STAT_NAMES) - {"osc_errors"})  # the OSC server adds that one
-    osc = OscControl(ControlState(), Stats().snapshot, OscSettings(port=0, telemetry=None))
+    osc = OscServer(ParamState(), Stats().snapshot, OscSettings(port=0, telemetry=None))
     osc.handle_packet(build_message("/dreamwire/nope", []), ("127.0.0.1", 1))
     got = {m.address: m.args for d in osc.handler.stats_messages() for m in parse_packet(d)}
     assert {f"/dreamwire/stats/{n}" for n in STAT_NAMES} <= set(got) and got["/dreamwire/stats/osc_errors"] == [1.0]
@@ -47,7 +47,7 @@ def test_input_drops_are_counted_and_every_input_frame_is_accounted_for():
     """A 200 fps source into a 10 ms engine: inputs get dropped, and the counts add up exactly."""
     engine = FakeEngine(cost=0.01)
     sink = RecordingSink()
-    loop = FrameLoop(engine, PatternSource("64x64@200"), sink, ControlState(), LoopOptions(max_frames=40)).start()
+    loop = FrameLoop(engine, PatternSource("64x64@200"), sink, ParamState(), LoopOptions(max_frames=40)).start()
     assert loop.wait(30)
     loop.stop()
     s = loop.stats
@@ -118,7 +118,7 @@ def test_delay_frames_reports_the_real_lag_in_input_frames():
     more input frames than engine steps, and the stat says so (the old one said 1)."""
     engine = FakeEngine(cost=0.02, delay=1)
     sink = RecordingSink()
-    loop = FrameLoop(engine, PatternSource("64x64@200"), sink, ControlState(), LoopOptions(max_frames=30)).start()
+    loop = FrameLoop(engine, PatternSource("64x64@200"), sink, ParamState(), LoopOptions(max_frames=30)).start()
     assert loop.wait(30)
     loop.stop()
     snap = loop.stats.snapshot()

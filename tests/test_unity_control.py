@@ -13,7 +13,7 @@ import subprocess
 import time
 
 from dreamwire.control.schema import SPECS
-from dreamwire.live.state import ControlState
+from dreamwire.live.state import ParamState
 from dreamwire.osc.handler import OscHandler
 from dreamwire.osc.wire import build_bundle, build_message, parse_packet
 from tests.fakes.mono import ENV, MCS, MONO, ROOT, needs_mono
@@ -79,7 +79,7 @@ def test_the_control_sends_only_changes_one_bundle_a_frame_and_shows_telemetry(t
     assert list(sent) == [f"/dreamwire/{n}" for n in names]
     assert set(names) == set(SPECS)  # every live parameter has a field
     # the inspector's defaults are the runtime's own, so enabling the component changes nothing
-    defaults = ControlState().params
+    defaults = ParamState().params
     for n in names:
         want = SPECS[n].kind.to_osc(getattr(defaults, n))  # lists: empty, sent as a message with no arguments
         assert sent[f"/dreamwire/{n}"] == [round(a, 4) if isinstance(a, float) else a for a in want], n
@@ -101,7 +101,7 @@ def test_the_control_sends_only_changes_one_bundle_a_frame_and_shows_telemetry(t
                                                               "/dreamwire/strength": [0.7], "/dreamwire/seed": [99],
                                                               "/dreamwire/quantize": ["bar"]}
     assert rest[1].startswith(b"#bundle\0")
-    handler = OscHandler(ControlState(), lambda: {})
+    handler = OscHandler(ParamState(), lambda: {})
     for p in packets:  # every packet is one the runtime accepts, in this order
         assert handler.handle(p).errors == [], _messages(p)
     shown = [line for line in out.splitlines() if line.startswith("shown ")]

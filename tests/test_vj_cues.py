@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dreamwire.live.state import ControlState
+from dreamwire.live.state import ParamState
 from dreamwire.osc.handler import OscHandler
 from dreamwire.osc.wire import build_bundle, build_message
 from tests.fakes.runtime import Client, free_port, run_log, start_run, stop_run
@@ -42,7 +42,7 @@ scene = 1
 def test_example_cue_file_is_accepted_message_for_message():
     settings, cues, problems = vj_cues.read_cues(EXAMPLES / "cues.toml")
     assert problems == [] and vj_cues.check_cues(settings, cues, vj_cues.dreamwire_schema()) == []
-    h = OscHandler(ControlState(), lambda: {})
+    h = OscHandler(ParamState(), lambda: {})
     assert len(cues) >= 4
     for cue in cues:
         out = h.handle(vj_cues.bundle("/dreamwire", cue.messages).dgram)
@@ -130,8 +130,8 @@ def test_check_accepts_exactly_what_the_runtime_accepts(tmp_path, cue):
     settings, cues, problems = vj_cues.read_cues(path)
     assert problems == []
     found = [p for p in vj_cues.check_cues(settings, cues, vj_cues.dreamwire_schema()) if p.fatal]
-    h = OscHandler(ControlState(), lambda: {})
-    h.rig.scenes.save(1, ControlState().params.as_dict())  # a scene the runtime has, so recalls can pass
+    h = OscHandler(ParamState(), lambda: {})
+    h.rig.scenes.save(1, ParamState().params.as_dict())  # a scene the runtime has, so recalls can pass
     runtime = h.handle(vj_cues.bundle("/dreamwire", cues[0].messages).dgram).errors
     assert bool(found) == bool(runtime), (found, runtime)
 

@@ -33,7 +33,7 @@ from dreamwire.live.controlnet_feed import INPUT, ControlNetFeed, controlnet_rou
 from dreamwire.live.failsafe import Failsafe
 from dreamwire.live.loop import FrameLoop
 from dreamwire.live.options import LoopOptions
-from dreamwire.live.state import ControlState
+from dreamwire.live.state import ParamState
 from dreamwire.live.telemetry import Stats, Ticker
 from dreamwire.models.controlnet import check_controlnet_source
 from dreamwire.models.demo import DEMO, DEMO_SUMMARY
@@ -42,7 +42,7 @@ from dreamwire.models.parts import ModelLoadError
 from dreamwire.osc.reports import Reports
 from dreamwire.osc.rig import Rig
 from dreamwire.osc.scenes import SceneFileError, SceneStore
-from dreamwire.osc.server import OscControl
+from dreamwire.osc.server import OscServer
 from dreamwire.osc.tempo import LinkSession, LinkUnavailable, TempoClock
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
                               taesd=cfg.taesd, lcm_lora=None if cfg.lcm_lora.lower() == "none" else cfg.lcm_lora,
                               loras=cfg.loras, controlnets=cfg.controlnet, control_images=cfg.control_image,
                               background=background)
-        state = ControlState(params, check=engine.check)
+        state = ParamState(params, check=engine.check)
     except (ModelLoadError, ValueError) as exc:
         raise _Failed(str(exc)) from None
     if stop.is_set():
@@ -237,10 +237,10 @@ def _tempo(cfg: RuntimeConfig, stack: contextlib.ExitStack) -> TempoClock:
     return TempoClock(time.perf_counter, link=link)
 
 
-def _start_osc(cfg: RuntimeConfig, state: ControlState, stats: Stats, stack: contextlib.ExitStack,
-               rig: Rig, reports: Reports) -> OscControl:
+def _start_osc(cfg: RuntimeConfig, state: ParamState, stats: Stats, stack: contextlib.ExitStack,
+               rig: Rig, reports: Reports) -> OscServer:
     try:
-        osc = OscControl(state, stats.snapshot, cfg.osc, rig, reports).start()
+        osc = OscServer(state, stats.snapshot, cfg.osc, rig, reports).start()
     except OSError as exc:
         raise _Failed(f"cannot listen for OSC on {cfg.osc.host}:{cfg.osc.port}: {exc.strerror or exc} "
                       "(use --osc-port)") from None

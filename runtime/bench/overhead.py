@@ -13,7 +13,7 @@ from dreamwire.engine.api import EngineConfig
 from dreamwire.live.loop import FrameLoop
 from dreamwire.live.options import LoopOptions
 from dreamwire.live.outputs import Output
-from dreamwire.live.state import ControlState
+from dreamwire.live.state import ParamState
 from dreamwire.live.telemetry import Stats
 
 
@@ -44,7 +44,7 @@ def measure_overhead(model: str = "tiny", *, frames: int = 200, warmup: int = 10
         elif stats.frames_out > warmup:
             latencies.append(1000.0 * (time.perf_counter() - out.frame.capture_time))
 
-    loop = FrameLoop(engine, source, sink, ControlState(), LoopOptions(max_frames=warmup + frames),
+    loop = FrameLoop(engine, source, sink, ParamState(), LoopOptions(max_frames=warmup + frames),
                      stats=stats, on_sent=on_sent)
     loop.start()
     loop.wait()

@@ -45,10 +45,10 @@ def warm_up(engine: StreamEngine, progress: Callable[[int, int], None] | None = 
         params = engine.params.replace(steps=n, t_index_list=(), similarity_filter=False, **all_on)
         probe = StreamEngine(engine.backend, engine.prompts, engine.model, cfg, params,
                              controlnets=engine.controlnets)
-        probe.step(images, control=control or None)  # priming (n-1 calls of f rows) + the first stream call
-        probe.step(images, control=control or None)  # a steady-state stream call
+        probe.step(images, controlnet_images=control or None)  # priming (n-1 calls of f rows) + the first stream call
+        probe.step(images, controlnet_images=control or None)  # a steady-state stream call
         if cfg.guidance == "onetime":
             probe.guidance.negative_changed()
-            probe.step(images, control=control or None)  # the one-off refresh on every row (2*n*f)
+            probe.step(images, controlnet_images=control or None)  # the one-off refresh on every row (2*n*f)
         if progress is not None:
             progress(n, max_steps)

@@ -39,7 +39,7 @@ from dreamwire.live.options import LoopOptions
 from dreamwire.live.outputs import Output, PendingOutputs, substitute
 from dreamwire.live.sender import Sender
 from dreamwire.live.slots import LatestSlot
-from dreamwire.live.state import ControlState
+from dreamwire.live.state import ParamState
 from dreamwire.live.telemetry import Stats, Ticker
 from dreamwire.live.timing import StepTimer
 from dreamwire.live.transfer import PinnedRing, mark_done, thread_stream
@@ -57,7 +57,7 @@ class FrameLoop:
     backend down and returns its name, or None when there is none.
     """
 
-    def __init__(self, engine: Engine, source: Source, sink: Sink, control: ControlState,
+    def __init__(self, engine: Engine, source: Source, sink: Sink, state: ParamState,
                  options: LoopOptions | None = None, stats: Stats | None = None,
                  on_sent: Callable[[Output], None] | None = None, timer: StepTimer | None = None,
                  failsafe: Failsafe | None = None, fallback: Callable[[], str | None] | None = None,
@@ -68,7 +68,7 @@ class FrameLoop:
         self.before_step = before_step
         self.source = source
         self.sink = sink
-        self.control = control
+        self.state = state
         self.options = options or LoopOptions()
         self.failsafe = failsafe or Failsafe()
         # A caller's own Stats carries its own health source (run.py passes the same failsafe's status).
@@ -188,7 +188,7 @@ class FrameLoop:
                 self.before_step()  # this step's morph values and due quantized changes, before the snapshot
             except Exception as exc:  # the rig never raises by design; if it did, frames must still flow
                 self._report.log("before-step hook failed (the output goes on): %s", exc, exc_info=exc)
-        v, params = self.control.snapshot()
+        v, params = self.state.snapshot()
         try:
             if v != self._version:
                 self._version = v  # set first: a failing update must not be retried every frame

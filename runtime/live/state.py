@@ -1,4 +1,4 @@
-"""ControlState: the one place live parameters change, swapped whole so a bundle lands at once."""
+"""ParamState: the one place live parameters change, swapped whole so a bundle lands at once."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from dreamwire.control.params import Params
 
 
-class ControlState:
+class ParamState:
     """Thread-safe holder of the current :class:`Params`.
 
     Writers (OSC, CLI) call :meth:`apply` with every change of one message or

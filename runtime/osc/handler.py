@@ -1,4 +1,4 @@
-"""OSC messages -> typed commands -> one atomic :class:`ControlState` change, and status messages back.
+"""OSC messages -> typed commands -> one atomic :class:`ParamState` change, and status messages back.
 
 No sockets here: :meth:`OscHandler.handle` takes a datagram and returns an
 :class:`Outcome`, so every rule is tested without the network. python-osc's
@@ -21,7 +21,7 @@ from pythonosc.dispatcher import Dispatcher
 
 from dreamwire.control.kinds import ControlError
 from dreamwire.control.schema import SCHEMA
-from dreamwire.live.state import ControlState
+from dreamwire.live.state import ParamState
 from dreamwire.live.telemetry import STAT_NAMES
 from dreamwire.osc.commands import Command, RigCommand, StatusRequest, address_table
 from dreamwire.osc.reports import error_message
@@ -46,7 +46,7 @@ class Outcome:
 
 
 class OscHandler:
-    def __init__(self, state: ControlState, stats: Callable[[], Mapping[str, float | str]],
+    def __init__(self, state: ParamState, stats: Callable[[], Mapping[str, float | str]],
                  prefix: str = DEFAULT_PREFIX, rig: Rig | None = None) -> None:
         self.state = state
         self.rig = rig or Rig(state)

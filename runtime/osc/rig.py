@@ -1,4 +1,4 @@
-"""The VJ rig: timed morphs, quantized changes, scenes and tempo around one :class:`ControlState`.
+"""The VJ rig: timed morphs, quantized changes, scenes and tempo around one :class:`ParamState`.
 
 Writers (the OSC handler) call :meth:`Rig.submit` with one packet's changes and
 requests; the engine thread calls :meth:`Rig.tick` once per engine step, before it
@@ -26,7 +26,7 @@ from dreamwire.control.kinds import ControlError
 from dreamwire.control.morph import BLENDS, Morph, effective_blend, morph_sort, start_morph, touched
 from dreamwire.control.params import Params, validate
 from dreamwire.control.schema import SCHEMA
-from dreamwire.live.state import ControlState
+from dreamwire.live.state import ParamState
 from dreamwire.osc.scenes import SceneFileError, SceneStore
 from dreamwire.osc.tempo import TempoClock
 
@@ -43,7 +43,7 @@ class _Held:
 
 
 class Rig:
-    def __init__(self, state: ControlState, clock: Callable[[], float] = time.perf_counter,
+    def __init__(self, state: ParamState, clock: Callable[[], float] = time.perf_counter,
                  scenes: SceneStore | None = None, tempo: TempoClock | None = None,
                  report: Callable[[str, str], None] | None = None) -> None:
         self.state = state

@@ -11,15 +11,14 @@ import collections
 import logging
 import selectors
 import socket
+import socketserver
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pythonosc.osc_server import BlockingOSCUDPServer
-
 from dreamwire.control.settings import boolean, integer, number, setting, text
-from dreamwire.live.state import ControlState
+from dreamwire.live.state import ParamState
 from dreamwire.logs import Throttle
 from dreamwire.osc.binding import prepare_bind
 from dreamwire.osc.handler import DEFAULT_PREFIX, OscHandler
@@ -89,10 +88,10 @@ class OscSettings:
                                       number(1.0, 86400.0))
 
 
-class OscControl:
+class OscServer:
     """Owns the UDP (and TCP) servers; turns packets into control changes, status replies and errors."""
 
-    def __init__(self, state: ControlState, stats: Callable[[], Mapping[str, float | str]],
+    def __init__(self, state: ParamState, stats: Callable[[], Mapping[str, float | str]],
                  settings: OscSettings | None = None, rig: Rig | None = None,
                  reports: Reports | None = None) -> None:
         """``reports``: the shared error/telemetry channel (run.py builds it first, for the rig and the
@@ -112,7 +111,7 @@ class OscControl:
         self.pacer = Pacer()
         self._replies = RateLimit(self.settings.status_rate, max(1.0, self.settings.status_rate),
                                   total=max(self.settings.status_rate_total, self.settings.status_rate))
-        self._udp: BlockingOSCUDPServer | None = None
+        self._udp: _UDPServer | None = None
         self._tcp: TCPServer | None = None
         self._threads: list[threading.Thread] = []
 
@@ -187,7 +186,7 @@ class OscControl:
 
     # --- sockets ----------------------------------------------------------------------------------
 
-    def start(self) -> OscControl:
+    def start(self) -> OscServer:
         """Bind and serve in background threads; raises OSError (e.g. port in use) before serving."""
         s = self.settings
         self._udp = _UDPServer((s.host, s.port), self)
@@ -274,8 +273,8 @@ class SenderQueues:
         return out
 
 
-class _UDPServer(BlockingOSCUDPServer):
-    """python-osc's UDP server socket with our own receive loop: a 64 KiB receive size, the allow-list
+class _UDPServer(socketserver.UDPServer):
+    """A UDP server socket with our own receive loop: a 64 KiB receive size, the allow-list
     applied before any parsing, every datagram passed to our handler (python-osc's own check would drop
     garbage silently), and senders served in turn (:class:`SenderQueues`). One thread, so each sender's
     packets are handled in order; :meth:`shutdown` stops it between two packets."""
@@ -283,9 +282,11 @@ class _UDPServer(BlockingOSCUDPServer):
     max_packet_size = MAX_DATAGRAM
     DRAIN = 4096  # datagrams read per drain before a round is handled
 
-    def __init__(self, address: tuple[str, int], control: OscControl) -> None:
-        super().__init__(address, control.handler.dispatcher)
-        self.control = control
+    def __init__(self, address: tuple[str, int], osc: OscServer) -> None:
+        # socketserver's UDPServer directly: python-osc's BlockingOSCUDPServer adds only a dispatcher
+        # (pythonosc/osc_server.py), which our loop never calls; the handler does the routing.
+        super().__init__(address, socketserver.BaseRequestHandler)
+        self.osc = osc
         self.queues = SenderQueues()
         self._stop = threading.Event()
         self._stopped = threading.Event()
@@ -332,7 +333,7 @@ class _UDPServer(BlockingOSCUDPServer):
             except OSError as exc:  # e.g. Windows' WSAECONNRESET after an ICMP port-unreachable
                 log.debug("OSC receive: %s", exc)
                 break
-            if self.control.allowed(sender):
+            if self.osc.allowed(sender):
                 self.queues.push(sender, data)
         if self.queues.dropped > dropped:
             self._log.log("OSC: %d datagrams dropped unhandled: a sender sends faster than they can be handled "
@@ -340,7 +341,7 @@ class _UDPServer(BlockingOSCUDPServer):
                           self.queues.dropped - dropped)
 
     def _handle(self, data: bytes, sender: tuple[str, int]) -> None:
-        for reply in self.control.handle_packet(data, sender):
+        for reply in self.osc.handle_packet(data, sender):
             try:
                 self.socket.sendto(reply, sender)
             except OSError as exc:

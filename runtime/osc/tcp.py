@@ -34,8 +34,8 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         server: TCPServer = self.server  # type: ignore[assignment]
-        control = server.control
-        if not control.allowed(self.client_address):
+        osc = server.osc
+        if not osc.allowed(self.client_address):
             return
         self.request.settimeout(server.idle_timeout)
         buf = b""
@@ -54,20 +54,20 @@ class _Handler(socketserver.BaseRequestHandler):
             buf += chunk
             *frames, buf = buf.split(slip.END)
             if len(buf) > MAX_PENDING:
-                control.error("", "TCP packet too long or missing SLIP END", self.client_address)
+                osc.error("", "TCP packet too long or missing SLIP END", self.client_address)
                 buf = b""
             for framed in frames:
-                if framed and not self._packet(control, framed):
+                if framed and not self._packet(osc, framed):
                     return
 
-    def _packet(self, control: Any, framed: bytes) -> bool:
+    def _packet(self, osc: Any, framed: bytes) -> bool:
         """Handle one SLIP frame; False when the connection is gone."""
         try:
             packet = slip.decode(framed)
         except slip.ProtocolError:
-            control.error("", "invalid SLIP framing", self.client_address)
+            osc.error("", "invalid SLIP framing", self.client_address)
             return True
-        for reply in control.handle_packet(packet, self.client_address, bundle_replies=False, transport="tcp"):
+        for reply in osc.handle_packet(packet, self.client_address, bundle_replies=False, transport="tcp"):
             try:
                 self.request.sendall(slip.encode(reply))
             except OSError:
@@ -80,8 +80,8 @@ class TCPServer(socketserver.ThreadingTCPServer):
     block_on_close = False
     allow_reuse_address = False  # socketserver's SO_REUSEADDR is a port hijack on Windows: see prepare_bind
 
-    def __init__(self, address: tuple[str, int], control: Any, max_connections: int, idle_timeout: float) -> None:
-        self.control = control
+    def __init__(self, address: tuple[str, int], osc: Any, max_connections: int, idle_timeout: float) -> None:
+        self.osc = osc
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self._lock = threading.Lock()

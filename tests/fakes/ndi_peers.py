@@ -415,7 +415,7 @@ def scenario_loop_reconnect(_: argparse.Namespace) -> dict:
     from dreamwire.engine.api import EngineConfig
     from dreamwire.live.loop import FrameLoop
     from dreamwire.live.options import LoopOptions
-    from dreamwire.live.state import ControlState
+    from dreamwire.live.state import ParamState
 
     torch.set_num_threads(1)  # two shared cores: leave room for the NDI decoder and the senders
     started = time.perf_counter()
@@ -425,7 +425,7 @@ def scenario_loop_reconnect(_: argparse.Namespace) -> dict:
     source = NDISource(name)  # found by name: discovery asks 127.0.0.1 first
     source.open()
     sink = LiveRecordingSink()
-    loop = FrameLoop(engine, source, sink, ControlState(), LoopOptions(hold_repeat=0.25),
+    loop = FrameLoop(engine, source, sink, ParamState(), LoopOptions(hold_repeat=0.25),
                      on_sent=sink.observe).start()
     first = second = None
     try:
