@@ -40,9 +40,12 @@ def _limits() -> str:
         f"{lo:g}, so normalising them can never give NaN. A new prompt blend is encoded off the engine thread "
         "and applies when ready; frames keep flowing meanwhile.",
         f"Bundles: nested at most {MAX_BUNDLE_DEPTH} deep; datagrams up to {MAX_DATAGRAM:,} bytes.",
-        f"Status replies: at most `status_rate` = {osc.status_rate:g} a second per sender address "
-        "(`--osc-status-rate`); more requests are refused and reported, so the port cannot be used to flood "
-        "someone else. Only senders in `--osc-allow` (when given) get replies.",
+        f"Status replies: at most `status_rate` = {osc.status_rate:g} a second per sender (UDP address and "
+        f"port; one TCP connection) (`--osc-status-rate`) and `status_rate_total` = {osc.status_rate_total:g} "
+        "a second to all senders together, shared equally among the active ones (`--osc-status-rate-total`); "
+        "more requests are refused and reported, so neither a flooding client nor the port itself can starve "
+        "or flood someone else. UDP senders are served in turn, so a quiet client never waits behind a "
+        "flooder's backlog. Only senders in `--osc-allow` (when given) get replies.",
         f"TCP: at most {osc.tcp_max_connections} connections at once (a new one closes the one silent longest) "
         f"and {osc.tcp_idle_timeout:g} s of silence before one is closed.",
     ]
@@ -105,7 +108,7 @@ and taps act at once. See [vj.md](vj.md).
 | `{prefix}/stats/<name>` | reply to `status`, and to the telemetry target about once a second | one float |
 | `{prefix}/error` | to the telemetry target | `s address` (`engine` for the engine's own failures), `s reason` |
 | `{prefix}/health` | with every stats push and status reply | `s state` (ok/degraded/failing), `s last reason` |
-| `{prefix}/state/morphs` | reply to `status` | one `s` per morph in flight (none: no arguments) |
+| `{prefix}/state/morphs` | reply to `status` | one `s` per morph in flight (none: no arguments); as of the last engine step, the same instant as every `state/<name>` value |
 | `{prefix}/state/tempo` | reply to `status` | `f bpm` |
 | `{prefix}/state/beat` | reply to `status` | `f` beats since the last downbeat origin (4 to a bar) |
 | `{prefix}/state/tempo_source` | reply to `status` | `s` osc or link |
