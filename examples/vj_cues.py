@@ -111,14 +111,15 @@ class Schema:
 
 def dreamwire_schema() -> Schema:
     """The installed dreamwire's control schema and command table; ImportError without dreamwire."""
-    from dreamwire.control.commands import READERS
+    from dreamwire.control.commands import COMMANDS as RUNTIME_COMMANDS
     from dreamwire.control.schema import SCHEMA
 
     params: dict[str, Callable[[Sequence[Any]], Any]] = {}
     for spec in SCHEMA:
         for name in (spec.name, *spec.aliases):
             params[name] = lambda args, s=spec: s.kind.read_osc(s.name, list(args))
-    return Schema(params, {a: READERS[a] for a in (*COMMANDS, "tempo")})
+    readers = {c.address: c.read for c in RUNTIME_COMMANDS}
+    return Schema(params, {a: readers[a] for a in (*COMMANDS, "tempo")})
 
 
 def _arg(value: Any) -> Any:

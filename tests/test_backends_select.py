@@ -141,7 +141,7 @@ def _sdxl_controlnet_parts(parts):
 
 
 def test_auto_with_sdxl_controlnets_on_cpu_is_torch_and_says_why_in_one_line(tiny_parts, monkeypatch, caplog):
-    from dreamwire.engine.config import EngineConfig
+    from dreamwire.engine.api import EngineConfig
 
     monkeypatch.setattr(select, "onnxruntime_installed", lambda: True)
     name, skipped = select.choose("cpu", _sdxl_controlnet_parts(tiny_parts), EngineConfig())

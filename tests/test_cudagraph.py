@@ -78,7 +78,7 @@ def test_no_capture_after_warm_up_whatever_a_live_change_reaches(monkeypatch, ti
     from dreamwire.backends.cudagraph import CudaGraphRunner
     from dreamwire.backends.torch_eager import TorchBackend
     from dreamwire.control.params import Params
-    from dreamwire.engine.config import EngineConfig
+    from dreamwire.engine.api import EngineConfig
     from dreamwire.engine.controlnet import ControlNetSetup
     from dreamwire.engine.stream import StreamEngine
     from dreamwire.engine.warmup import warm_up
