@@ -45,7 +45,8 @@ def _limits() -> str:
         "a second to all senders together, shared equally among the active ones (`--osc-status-rate-total`); "
         "more requests are refused and reported, so neither a flooding client nor the port itself can starve "
         "or flood someone else. UDP senders are served in turn, so a quiet client never waits behind a "
-        "flooder's backlog. Only senders in `--osc-allow` (when given) get replies.",
+        "flooder's backlog. Only senders in `--osc-allow` (when given) get replies. A reply's `state/<name>` "
+        "values and `state/morphs` progress are read at one instant: the last engine step.",
         f"TCP: at most {osc.tcp_max_connections} connections at once (a new one closes the one silent longest) "
         f"and {osc.tcp_idle_timeout:g} s of silence before one is closed.",
     ]
@@ -108,7 +109,7 @@ and taps act at once. See [vj.md](vj.md).
 | `{prefix}/stats/<name>` | reply to `status`, and to the telemetry target about once a second | one float |
 | `{prefix}/error` | to the telemetry target | `s address` (`engine` for the engine's own failures), `s reason` |
 | `{prefix}/health` | with every stats push and status reply | `s state` (ok/degraded/failing), `s last reason` |
-| `{prefix}/state/morphs` | reply to `status` | one `s` per morph in flight (none: no arguments); as of the last engine step, the same instant as every `state/<name>` value |
+| `{prefix}/state/morphs` | reply to `status` | one `s` per morph in flight (none: no arguments) |
 | `{prefix}/state/tempo` | reply to `status` | `f bpm` |
 | `{prefix}/state/beat` | reply to `status` | `f` beats since the last downbeat origin (4 to a bar) |
 | `{prefix}/state/tempo_source` | reply to `status` | `s` osc or link |
