@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -110,3 +111,13 @@ def assert_rel_close(out: torch.Tensor, ref: torch.Tensor, rel: float = 1e-4) ->
     scale = ref.abs().max().item()
     err = (out - ref).abs().max().item()
     assert err <= rel * scale, f"max |diff| {err:.3g} > {rel} x {scale:.3g}"
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any connect fails the test: what a user without a network (or Hugging Face access) would see."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)

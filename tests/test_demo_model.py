@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import sys
 from fnmatch import fnmatch
 from pathlib import Path
@@ -25,15 +24,6 @@ else:  # pragma: no cover - exercised on 3.10 only
 ROOT = Path(__file__).resolve().parent.parent
 MAX_BYTES = 8 * 1024 * 1024
 FRAMES = 8
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 
 from dreamwire.models.load import detect_kind, load_model
 from dreamwire.models.parts import ModelLoadError
 from dreamwire.models.tiny import _write_tiny_tokenizer, build_tiny_model, tiny_modules
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def test_tiny_model_saved_and_loaded_back_identically(tmp_path, no_network):

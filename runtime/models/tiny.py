@@ -87,13 +87,26 @@ def tiny_modules(vocab_size: int, seed: int = 0) -> dict[str, Any]:
 
 def build_tiny_model(folder: Path, seed: int = 0) -> Path:
     """Write the tiny random-weight pipeline (LCM scheduler, TAESD-style VAE) as a diffusers folder."""
-    from diffusers import LCMScheduler
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     vocab_size = _write_tiny_tokenizer(folder / "tokenizer")
     for name, module in tiny_modules(vocab_size, seed).items():
         module.save_pretrained(folder / name)
+    write_pipeline_files(folder)
+    return folder
+
+
+def ensure_tiny_model(root: Path | None = None) -> Path:
+    """The tiny model's folder in the cache, built (under a temporary name, then renamed) on first use."""
+    key = {"model": TINY, "version": TINY_VERSION, "seed": 0}
+    return ensure_entry(f"{TINY}-{TINY_VERSION}", key, build_tiny_model, (root or cache_root()) / "models")
+
+
+def write_pipeline_files(folder: Path) -> None:
+    """The SD pipeline's scheduler and ``model_index.json`` (TAESD as the VAE), so ``from_pretrained`` reads
+    the folder as any hub model; the built-in models (tiny, demo) write their networks beside them."""
+    from diffusers import LCMScheduler
+
     LCMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear").save_pretrained(
         folder / "scheduler")
     (folder / "model_index.json").write_text(json.dumps({
@@ -108,10 +121,3 @@ def build_tiny_model(folder: Path, seed: int = 0) -> Path:
         "feature_extractor": [None, None],
         "requires_safety_checker": False,
     }, indent=2), encoding="utf-8")
-    return folder
-
-
-def ensure_tiny_model(root: Path | None = None) -> Path:
-    """The tiny model's folder in the cache, built (under a temporary name, then renamed) on first use."""
-    key = {"model": TINY, "version": TINY_VERSION, "seed": 0}
-    return ensure_entry(f"{TINY}-{TINY_VERSION}", key, build_tiny_model, (root or cache_root()) / "models")

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from dreamwire.models.demo import COLOURS
-from dreamwire.models.tiny import _byte_unicode
+from dreamwire.models.tiny import _byte_unicode, write_pipeline_files
 
 SHAPES = ("circle", "circles", "square", "squares", "triangle", "triangles", "stripes", "gradient", "pattern")
 FILLER = ("a", "an", "the", "of", "and", "with", "on", "in", "at", "painting", "photo", "city", "night",
@@ -375,26 +375,11 @@ def train_unet(mods: dict[str, Any], tokenizer: Any, bank: torch.Tensor, alphas_
 
 def save(folder: Path, mods: dict[str, Any], scale: float) -> None:
     """A diffusers pipeline folder in fp16 safetensors, read back by ``dreamwire.models.load``."""
-    from diffusers import LCMScheduler
-
     vae = mods["vae"]
     vae.register_to_config(scaling_factor=scale)  # what the engine multiplies encoder latents by
     for name, module in (("unet", mods["unet"]), ("text_encoder", mods["text_encoder"]), ("vae", vae)):
         module.to(torch.float16).save_pretrained(folder / name, safe_serialization=True)
-    LCMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear").save_pretrained(
-        folder / "scheduler")
-    (folder / "model_index.json").write_text(json.dumps({
-        "_class_name": "StableDiffusionPipeline",
-        "_diffusers_version": "0.27.0",
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderTiny"],
-        "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"],
-        "scheduler": ["diffusers", "LCMScheduler"],
-        "safety_checker": [None, None],
-        "feature_extractor": [None, None],
-        "requires_safety_checker": False,
-    }, indent=2), encoding="utf-8")
+    write_pipeline_files(folder)
 
 
 def train(out: Path, *, seed: int = 0, vae_steps: int = 800, unet_steps: int = 800, vae_batch: int = 16,
