@@ -91,7 +91,8 @@ def _fail(model: str, exc: BaseException) -> ModelLoadError:
     return ModelLoadError(
         f"could not load model {model!r} ({reason[:200]}). Provide weights: a local diffusers folder "
         f"(--model PATH), or a hub id already in the Hugging Face cache or reachable after "
-        f"`huggingface-cli login`; `--model tiny` runs offline with a built-in random-weight model."
+        f"`hf auth login` (older huggingface_hub: `huggingface-cli login`); `--model demo` (the default) and "
+        f"`--model tiny` run offline, built in."
     )
 
 
