@@ -44,7 +44,7 @@ def test_coercion(name, value, expected):
     ("prompt_blend", ["a", 0.0], "zero"),
     ("t_index_list", [20, 10], "ascending"),
     ("t_index_list", [60], "outside"),
-    ("seed", True, "number"),
+    ("seed", True, "expected an integer"),
 ])
 def test_rejections(name, value, fragment):
     with pytest.raises(ControlError, match=fragment):

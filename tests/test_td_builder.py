@@ -376,7 +376,7 @@ def test_a_scene_recall_elsewhere_shows_on_the_page_and_nothing_echoes_back(td, 
     other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a cue player, another desk
     comp = builder.build(td.op("/project1"), port=osc.port)
     wire = Wire(comp)
-    osc.settings.telemetry = wire.telemetry_target
+    osc.reports.target = wire.telemetry_target  # known only once the page is built
     try:
         other.sendto(build_bundle([build_message("/dreamwire/strength", [0.33]),
                                    build_message("/dreamwire/prompt", ["a harbour at dusk"]),

@@ -162,7 +162,7 @@ class OscServer:
         return build_bundle(self.handler.stats_messages())
 
     def send_telemetry(self) -> None:
-        if self.settings.telemetry is not None:
+        if self.reports.target is not None:  # the one place the target lives (telemetry off: None)
             self.reports.send(self.telemetry_datagram())
 
     def error(self, address: str, reason: str, sender: tuple[str, int]) -> None:

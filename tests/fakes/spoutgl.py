@@ -118,12 +118,12 @@ def _view(buffer: object) -> memoryview:
 
 
 class FakeClock:
-    """``monotonic()`` and ``sleep()`` on a clock that moves only when slept on."""
+    """``perf_counter()`` and ``sleep()`` on a clock that moves only when slept on."""
 
     def __init__(self, start: float = 1000.0) -> None:
         self.now = start
 
-    def monotonic(self) -> float:
+    def perf_counter(self) -> float:
         return self.now
 
     def sleep(self, seconds: float) -> None:
@@ -458,7 +458,7 @@ class SpoutReceiver(_Common):
 
 def make_spoutgl(clock: FakeClock | None = None, **world: object) -> types.ModuleType:
     """A fresh fake ``SpoutGL`` module with its own :class:`World` (``module.world``)."""
-    timing = {"clock": clock.monotonic, "sleep": clock.sleep} if clock is not None else {}
+    timing = {"clock": clock.perf_counter, "sleep": clock.sleep} if clock is not None else {}
     state = World(**timing, **world)  # type: ignore[arg-type]
     module = types.ModuleType("SpoutGL")
     module.__version__ = "0.1.1-fake"  # type: ignore[attr-defined]
