@@ -121,3 +121,34 @@ def no_network(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+XL_SIZE = 128  # the tiny SDXL model's test resolution (test_sdxl.py, test_sdxl_onnx.py)
+
+
+@pytest.fixture(scope="session")
+def xl_dir():
+    from dreamwire.models.tiny_sdxl import ensure_tiny_sdxl_model
+
+    return ensure_tiny_sdxl_model()
+
+
+@pytest.fixture(scope="session")
+def xl_parts(xl_dir):
+    from dreamwire.models.load import load_model
+
+    return load_model(str(xl_dir), device="cpu", dtype=torch.float32)
+
+
+@pytest.fixture(scope="session")
+def xl_backend(xl_parts):
+    from dreamwire.backends.torch_eager import TorchBackend
+
+    return TorchBackend(xl_parts)
+
+
+@pytest.fixture(scope="session")
+def xl_prompts(xl_parts):
+    from dreamwire.backends.assemble import prompt_encoder
+
+    return prompt_encoder(xl_parts, "cpu", torch.float32, (XL_SIZE, XL_SIZE))

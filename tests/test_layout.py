@@ -219,3 +219,11 @@ def test_intervals_are_timed_with_perf_counter_not_monotonic():
              if "runtime/bridges" not in str(p) and re.search(r"\bmonotonic\(|time\.monotonic\b",
                                                                 p.read_text(encoding="utf-8"))]
     assert users == [], users
+
+
+def test_no_test_module_imports_another():
+    """Shared doubles live in tests/fakes and shared fixtures in conftest.py, so a test file can move alone."""
+    importers = [p.name for p in (ROOT / "tests").glob("test_*.py")
+                 if re.search(r"^\s*(from tests\.test_\w+ import|import tests\.test_)", p.read_text(encoding="utf-8"),
+                              flags=re.M)]
+    assert importers == []

@@ -13,14 +13,7 @@ from dreamwire.live.state import ParamState
 from dreamwire.osc.handler import OscHandler
 from dreamwire.osc.rig import Rig
 from dreamwire.osc.wire import build_message, parse_packet
-
-
-class FakeClock:
-    def __init__(self, t: float = 100.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from tests.fakes.clock import FakeClock
 
 
 def _rig(**params):

@@ -19,7 +19,7 @@ from dreamwire.osc.handler import OscHandler
 from dreamwire.osc.rig import Rig
 from dreamwire.osc.tempo import LinkSession, TempoClock
 from dreamwire.osc.wire import build_message
-from tests.test_morph import FakeClock
+from tests.fakes.clock import FakeClock
 
 
 def test_next_boundary_beat_and_bar():

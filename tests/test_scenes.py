@@ -15,7 +15,7 @@ from dreamwire.control.schema import SCHEMA
 from dreamwire.live.state import ParamState
 from dreamwire.osc.rig import Rig
 from dreamwire.osc.scenes import SceneFileError, SceneStore, parse_scenes, scenes_toml
-from tests.test_morph import FakeClock
+from tests.fakes.clock import FakeClock
 
 SHOW = {
     "prompt": 'a "quoted" city\nwith a tab\t and ünïcode ✨ and \x7f', "prompt_blend": (("a", 0.25), ("b", 0.75)),

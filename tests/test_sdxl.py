@@ -15,38 +15,10 @@ import torch
 
 from dreamwire.control.params import Params
 from dreamwire.engine.schedule import add_noise, lcm_denoise
+from tests.conftest import XL_SIZE as SIZE
 from tests.conftest import frames
 
 T_INDEX = {1: (35,), 2: (32, 45), 4: (18, 26, 35, 45)}
-SIZE = 128
-
-
-@pytest.fixture(scope="session")
-def xl_dir():
-    from dreamwire.models.tiny_sdxl import ensure_tiny_sdxl_model
-
-    return ensure_tiny_sdxl_model()
-
-
-@pytest.fixture(scope="session")
-def xl_parts(xl_dir):
-    from dreamwire.models.load import load_model
-
-    return load_model(str(xl_dir), device="cpu", dtype=torch.float32)
-
-
-@pytest.fixture(scope="session")
-def xl_backend(xl_parts):
-    from dreamwire.backends.torch_eager import TorchBackend
-
-    return TorchBackend(xl_parts)
-
-
-@pytest.fixture(scope="session")
-def xl_prompts(xl_parts):
-    from dreamwire.backends.assemble import prompt_encoder
-
-    return prompt_encoder(xl_parts, "cpu", torch.float32, (SIZE, SIZE))
 
 
 @pytest.fixture

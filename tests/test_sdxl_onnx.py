@@ -12,18 +12,18 @@ from dreamwire.backends.profiles import BatchProfile, ResolutionProfile
 from dreamwire.backends.trt_plan import binding_plan, profile_shapes
 from dreamwire.control.params import Params
 from dreamwire.engine.api import EngineConfig
+from tests.conftest import XL_SIZE as SIZE
 from tests.conftest import assert_rel_close, frames
-from tests.test_sdxl import SIZE, xl_backend, xl_dir, xl_parts, xl_prompts  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")
-def xl_ort(xl_parts):  # noqa: F811
+def xl_ort(xl_parts):
     from dreamwire.backends.onnxrt import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(xl_parts, width=SIZE, height=SIZE)
 
 
-def test_exported_unet_takes_the_added_conditioning(xl_ort, xl_parts):  # noqa: F811
+def test_exported_unet_takes_the_added_conditioning(xl_ort, xl_parts):
     import onnx
 
     graph = onnx.load(str(xl_ort.paths["unet"])).graph
@@ -34,7 +34,7 @@ def test_exported_unet_takes_the_added_conditioning(xl_ort, xl_parts):  # noqa: 
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("size", [(SIZE, SIZE), (160, 192)])  # the export was traced at SIZE x SIZE
 @torch.inference_mode()
-def test_onnxruntime_unet_matches_torch(xl_ort, xl_backend, xl_prompts, batch, size):  # noqa: F811
+def test_onnxruntime_unet_matches_torch(xl_ort, xl_backend, xl_prompts, batch, size):
     from dreamwire.engine.conditioning import Conditioning
 
     h, w = size
@@ -51,7 +51,7 @@ def test_onnxruntime_unet_matches_torch(xl_ort, xl_backend, xl_prompts, batch, s
 
 
 @torch.inference_mode()
-def test_onnxruntime_engine_equals_torch_engine(xl_parts, xl_ort, xl_backend, xl_prompts):  # noqa: F811
+def test_onnxruntime_engine_equals_torch_engine(xl_parts, xl_ort, xl_backend, xl_prompts):
     from dreamwire.engine.stream import StreamEngine
 
     params = Params({"t_index_list": (20, 35), "prompt": "a neon city", "guidance_scale": 2.0})
@@ -61,7 +61,7 @@ def test_onnxruntime_engine_equals_torch_engine(xl_parts, xl_ort, xl_backend, xl
         assert_rel_close(make[0].step(im).images, make[1].step(im).images, rel=1e-3)
 
 
-def test_tensorrt_plan_covers_the_added_inputs(xl_parts):  # noqa: F811
+def test_tensorrt_plan_covers_the_added_inputs(xl_parts):
     spec = xl_parts.spec
     res = ResolutionProfile(minimum=256, maximum=1024, opt=512)
     shapes = profile_shapes("unet", res, BatchProfile(frames=1, guidance="self", steps=2), spec).shapes
