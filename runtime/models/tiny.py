@@ -40,14 +40,22 @@ _TINY_MERGES = [("t", "h"), ("th", "e</w>"), ("a", "n"), ("i", "n"), ("o", "n</w
 
 def _write_tiny_tokenizer(folder: Path) -> int:
     """A byte-level CLIP BPE vocabulary built in code; returns its size."""
+    return write_bpe_tokenizer(folder, _TINY_MERGES)
+
+
+def write_bpe_tokenizer(folder: Path, merges: list[tuple[str, str]]) -> int:
+    """A CLIP BPE tokenizer folder built in code (no download): the 256 byte symbols, their word-final
+    forms, what ``merges`` make, and the two specials; returns the vocabulary size."""
     base = list(_byte_unicode().values())
-    tokens = base + [c + "</w>" for c in base] + ["".join(m) for m in _TINY_MERGES]
+    tokens = base + [c + "</w>" for c in base]
+    known = set(tokens)
+    tokens += [t for t in dict.fromkeys(a + b for a, b in merges) if t not in known]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {t: i for i, t in enumerate(tokens)}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     (folder / "merges.txt").write_text(
-        "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in _TINY_MERGES), encoding="utf-8")
+        "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
     (folder / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "CLIPTokenizer", "model_max_length": 77,
         "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -36,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from dreamwire.models.demo import COLOURS
-from dreamwire.models.tiny import _byte_unicode, write_pipeline_files
+from dreamwire.models.tiny import write_bpe_tokenizer, write_pipeline_files
 
 SHAPES = ("circle", "circles", "square", "squares", "triangle", "triangles", "stripes", "gradient", "pattern")
 FILLER = ("a", "an", "the", "of", "and", "with", "on", "in", "at", "painting", "photo", "city", "night",
@@ -86,23 +85,7 @@ def _word_merges(words: Sequence[str]) -> list[tuple[str, str]]:
 
 def write_tokenizer(folder: Path) -> int:
     """A CLIP BPE tokenizer built in code (no download) whose merges spell the demo words; returns its size."""
-    base = list(_byte_unicode().values())
-    merges = _word_merges(vocabulary())
-    tokens = base + [c + "</w>" for c in base]
-    known = set(tokens)
-    tokens += [t for t in dict.fromkeys(a + b for a, b in merges) if t not in known]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    vocab = {t: i for i, t in enumerate(tokens)}
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (folder / "merges.txt").write_text(
-        "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "CLIPTokenizer", "model_max_length": 77,
-        "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
-        "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
-    }), encoding="utf-8")
-    return len(vocab)
+    return write_bpe_tokenizer(folder, _word_merges(vocabulary()))
 
 
 def random_prompt(g: torch.Generator) -> tuple[str, str | None]:
