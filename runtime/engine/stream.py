@@ -44,8 +44,14 @@ from dreamwire.engine.controlnet_slots import ControlNetSlots, controlled_unet
 from dreamwire.engine.guidance import Embeddings, GuidanceInputs, make_guidance
 from dreamwire.engine.noise import NoiseBank
 from dreamwire.engine.prompts import PromptEncoder
-from dreamwire.engine.schedule import (StepConstants, add_noise, feedback_latent, lcm_denoise, step_constants,
-                                       t_index_for)
+from dreamwire.engine.schedule import (
+    StepConstants,
+    add_noise,
+    feedback_latent,
+    lcm_denoise,
+    step_constants,
+    t_index_for,
+)
 from dreamwire.engine.similarity import SimilarityFilter
 from dreamwire.engine.spec import ModelSpec
 
