@@ -94,6 +94,7 @@ CONTROLS: tuple[Control, ...] = (
     Control("Similarityfilter", "Similarity filter", "Toggle", "similarity_filter", "b", False),
     Control("Pause", "Pause", "Toggle", "pause", "b", False),
     Control("Bypass", "Bypass", "Toggle", "bypass", "b", False),
+    Control("Latentfeedback", "Latent feedback", "Float", "latent_feedback", "f", 0.0, 0.0, 1.0, (0.0, 0.4)),
     Control("Scene", "Scene number", "Int", None, "i", 1, SCENE_MIN, SCENE_MAX, (0, 16)),
     Control("Recall", "Recall scene", "Pulse", None, ""),
     Control("Save", "Save scene", "Pulse", None, ""),

@@ -123,7 +123,7 @@ def test_every_schema_parameter_has_a_flag():
         "--strength", "0.6", "--steps", "3", "--t-index-list", "10,20,30", "--similarity-filter", "on",
         "--similarity-threshold", "0.9", "--similarity-max-skip", "4", "--pause", "0", "--bypass", "false",
         "--quantize", "beat", "--controlnet-scale", "0.5,1.5", "--controlnet-enabled", "1", "off",
-        "--controlnet-start", "0.1", "0.2", "--controlnet-end", "0.9,1",
+        "--controlnet-start", "0.1", "0.2", "--controlnet-end", "0.9,1", "--latent-feedback", "0.15",
     ])
     cfg = cli.config_from_args(ns)
     assert set(cfg.control) == {s.name for s in SCHEMA}
@@ -133,6 +133,7 @@ def test_every_schema_parameter_has_a_flag():
     assert cfg.control["similarity_filter"] is True and cfg.control["bypass"] is False
     assert cfg.control["controlnet_scale"] == (0.5, 1.5) and cfg.control["controlnet_enabled"] == (True, False)
     assert cfg.control["controlnet_start"] == (0.1, 0.2) and cfg.control["controlnet_end"] == (0.9, 1.0)
+    assert cfg.control["latent_feedback"] == 0.15
 
 
 def test_flags_override_the_config_file(tmp_path):

@@ -101,6 +101,7 @@ GOOD = [
     ("similarity_filter", [1.0], True),
     ("similarity_threshold", [0.9], 0.9),
     ("similarity_max_skip", [5], 5),
+    ("latent_feedback", [0.15], 0.15),
     ("pause", [1], True),
     ("bypass", [0], False),
     ("quantize", ["bar"], "bar"),

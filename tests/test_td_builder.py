@@ -33,7 +33,7 @@ BUILDER = Path(__file__).resolve().parents[1] / "td_project" / "dreamwire_builde
 STYLE_OF_KIND = {Text: ("Str", "s"), Float: ("Float", "f"), Int: ("Int", "i"), Bool: ("Toggle", "b")}
 WIRE_TAG = {"s": "s", "f": "f", "i": "i", "b": "i"}  # toggles go out as int 0/1
 REQUIRED = ("prompt", "negative_prompt", "strength", "steps", "guidance_scale", "delta", "seed",
-            "similarity_filter", "pause", "bypass")
+            "similarity_filter", "pause", "bypass", "latent_feedback")
 
 # The issue-11 contract for the scene addresses (the runtime implements them in parallel):
 # /dreamwire/scene/save <n:i>; /dreamwire/scene/recall <n:i> [seconds:f] [unit:s]
@@ -435,7 +435,8 @@ def test_a_reply_older_than_the_pages_own_change_does_not_undo_it(td, builder):
 def test_every_replied_value_sets_its_control_without_a_message(td, builder):
     comp = builder.build(td.op("/project1"))
     values = {"prompt": "neon koi", "negative_prompt": "text", "strength": 0.25, "steps": 4, "guidance_scale": 3.5,
-              "delta": 0.5, "seed": 2**31 - 1, "similarity_filter": True, "pause": True, "bypass": True}
+              "delta": 0.5, "seed": 2**31 - 1, "similarity_filter": True, "pause": True, "bypass": True,
+              "latent_feedback": 0.15}
     assert set(values) == set(builder.FEEDBACK)
     comp.op("oscout").receive(_reply(**values))
     for name, (par, _) in builder.FEEDBACK.items():

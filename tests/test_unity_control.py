@@ -74,8 +74,9 @@ def test_the_control_sends_only_changes_one_bundle_a_frame_and_shows_telemetry(t
     assert first.startswith(b"#bundle\0")
     sent = dict(_messages(first))
     names = ["prompt", "negative_prompt", "strength", "steps", "guidance_scale", "delta", "seed", "similarity_filter",
-             "similarity_threshold", "similarity_max_skip", "pause", "bypass", "quantize", "prompt_blend", "seed_blend",
-             "t_index_list", "controlnet_scale", "controlnet_enabled", "controlnet_start", "controlnet_end"]
+             "similarity_threshold", "similarity_max_skip", "latent_feedback", "pause", "bypass", "quantize",
+             "prompt_blend", "seed_blend", "t_index_list", "controlnet_scale", "controlnet_enabled", "controlnet_start",
+             "controlnet_end"]
     assert list(sent) == [f"/dreamwire/{n}" for n in names]
     assert set(names) == set(SPECS)  # every live parameter has a field
     # the inspector's defaults are the runtime's own, so enabling the component changes nothing

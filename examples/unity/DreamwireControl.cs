@@ -66,6 +66,10 @@ public class DreamwireControl : MonoBehaviour
     [Tooltip("Most consecutive skips before a frame is forced through.")]
     [Range(0, 1000)] public int similarityMaxSkip = 10;
 
+    [Header("Temporal consistency")]
+    [Tooltip("Pull of each new frame toward the last output: steadies flicker (0.15 is a start; high smears motion).")]
+    [Range(0f, 1f)] public float latentFeedback = 0f;
+
     [Header("Show")]
     public bool pause = false;
     public bool bypass = false;
@@ -117,7 +121,7 @@ public class DreamwireControl : MonoBehaviour
             DreamwireAddress.Prompt, DreamwireAddress.NegativePrompt, DreamwireAddress.Strength,
             DreamwireAddress.Steps, DreamwireAddress.GuidanceScale, DreamwireAddress.Delta, DreamwireAddress.Seed,
             DreamwireAddress.SimilarityFilter, DreamwireAddress.SimilarityThreshold,
-            DreamwireAddress.SimilarityMaxSkip, DreamwireAddress.Pause,
+            DreamwireAddress.SimilarityMaxSkip, DreamwireAddress.LatentFeedback, DreamwireAddress.Pause,
             DreamwireAddress.Bypass, DreamwireAddress.Quantize,
             DreamwireAddress.PromptBlend, DreamwireAddress.SeedBlend, DreamwireAddress.TIndexList,
             DreamwireAddress.ControlnetScale, DreamwireAddress.ControlnetEnabled, DreamwireAddress.ControlnetStart,
@@ -125,8 +129,8 @@ public class DreamwireControl : MonoBehaviour
         };
         fields = new Func<object>[] {
             () => prompt, () => negativePrompt, () => strength, () => steps, () => guidanceScale, () => delta,
-            () => seed, () => similarityFilter, () => similarityThreshold, () => similarityMaxSkip, () => pause,
-            () => bypass,
+            () => seed, () => similarityFilter, () => similarityThreshold, () => similarityMaxSkip, () => latentFeedback,
+            () => pause, () => bypass,
             () => quantize.ToString().ToLowerInvariant(),
             () => Flat(promptBlend), () => Flat(seedBlend), () => Flat(tIndexList), () => Flat(controlnetScale),
             () => Flat(controlnetEnabled), () => Flat(controlnetStart), () => Flat(controlnetEnd),

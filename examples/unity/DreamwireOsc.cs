@@ -33,6 +33,7 @@ namespace Dreamwire
         public const string SimilarityFilter = "/dreamwire/similarity_filter";
         public const string SimilarityThreshold = "/dreamwire/similarity_threshold";
         public const string SimilarityMaxSkip = "/dreamwire/similarity_max_skip";
+        public const string LatentFeedback = "/dreamwire/latent_feedback";
         public const string Pause = "/dreamwire/pause";
         public const string Bypass = "/dreamwire/bypass";
         public const string Quantize = "/dreamwire/quantize";

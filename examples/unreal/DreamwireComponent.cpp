@@ -160,6 +160,12 @@ void UDreamwireComponent::SetSimilarityMaxSkip(int32 MaxSkip)
 	Send(UOSCManager::AddInt32(M, MaxSkip));
 }
 
+void UDreamwireComponent::SetLatentFeedback(float Feedback)
+{
+	FOSCMessage M = NewMessage(TEXT("/dreamwire/latent_feedback"));
+	Send(UOSCManager::AddFloat(M, Feedback));
+}
+
 void UDreamwireComponent::SetPause(bool bPause)
 {
 	FOSCMessage M = NewMessage(TEXT("/dreamwire/pause"));

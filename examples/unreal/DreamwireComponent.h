@@ -129,6 +129,10 @@ public:
 	UFUNCTION(BlueprintCallable, Category = "Dreamwire")
 	void SetSimilarityMaxSkip(int32 MaxSkip);
 
+	/** 0 .. 1 pull of each new frame toward the last output: steadies flicker (0.15 is a start; high smears motion). */
+	UFUNCTION(BlueprintCallable, Category = "Dreamwire")
+	void SetLatentFeedback(float Feedback);
+
 	UFUNCTION(BlueprintCallable, Category = "Dreamwire")
 	void SetPause(bool bPause);
 

@@ -71,6 +71,11 @@ SCHEMA: tuple[ParamSpec, ...] = (
     ParamSpec("similarity_filter", Bool(), False, "Stochastic similarity filter on/off (img2img only)."),
     ParamSpec("similarity_threshold", Float(0.0, 1.0), 0.98, "Cosine similarity above which frames may be skipped."),
     ParamSpec("similarity_max_skip", Int(0, 1000), 10, "Most consecutive skips before a frame is forced through."),
+    ParamSpec("latent_feedback", Float(0.0, 1.0), 0.0,
+              "Latent feedback: each new frame's latent becomes (1-a)*encode(frame) + a*(last output's clean "
+              "latent), which steadies flicker by pulling each frame toward what was just shown. 0 = off "
+              "(today's output, bit for bit); Daydream's StreamDiffusion defaults to 0.15; high values smear "
+              "motion into trails. img2img only (txt2img has no input latent: no effect)."),
     ParamSpec("pause", Bool(), False, "Hold the last output; the engine does no work."),
     ParamSpec("bypass", Bool(), False, "Pass input frames straight through to the output."),
     ParamSpec("quantize", Choice(QUANTIZE), "off",

@@ -46,6 +46,16 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, a: torch.Tensor, b: torch.T
     return a * x0 + b * noise
 
 
+def feedback_latent(z: torch.Tensor, previous: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Latent feedback: the new frame's latent pulled toward the last output's clean latent by ``alpha``.
+
+    ``(1 - alpha) * z + alpha * previous``, row for row (``previous`` holds one clean latent per frame
+    slot, as ``z`` does). Pulling each input toward what was just shown damps frame-to-frame flicker;
+    callers skip it at ``alpha = 0`` so feedback off is bit-identical to no feedback at all.
+    """
+    return (1.0 - alpha) * z + alpha * previous
+
+
 def predict_x0(
     x: torch.Tensor, model_output: torch.Tensor, a: torch.Tensor, b: torch.Tensor, prediction_type: str
 ) -> torch.Tensor:

@@ -16,6 +16,8 @@ buffer update and makes every live change a pure recomputation:
   repeated if n grows); if there were no in-flight frames (n was 1) the last output's clean
   latent fills the new slots. No change ever costs an extra UNet call.
 * similarity_*: applies from the next frame; the reference frame is kept.
+* latent_feedback: read at each call; the next frame's latent is blended with the last output's
+  clean latent (no feedback before a first output, after :meth:`reset` or in txt2img).
 * controlnet_*: per-row residual scales, read at each call (no rebuild, no extra UNet call); the
   control images travel with their frames' slots (see :mod:`controlnet_slots`).
 
@@ -42,7 +44,14 @@ from dreamwire.engine.controlnet_slots import ControlNetSlots, controlled_unet
 from dreamwire.engine.guidance import Embeddings, GuidanceInputs, make_guidance
 from dreamwire.engine.noise import NoiseBank
 from dreamwire.engine.prompts import PromptEncoder
-from dreamwire.engine.schedule import StepConstants, add_noise, lcm_denoise, step_constants, t_index_for
+from dreamwire.engine.schedule import (
+    StepConstants,
+    add_noise,
+    feedback_latent,
+    lcm_denoise,
+    step_constants,
+    t_index_for,
+)
 from dreamwire.engine.similarity import SimilarityFilter
 from dreamwire.engine.spec import ModelSpec
 
@@ -78,7 +87,7 @@ class StreamEngine:
         self._tags: list[Sources] = []  # the input tags of each in-flight step slot, newest first
         self._last: torch.Tensor | None = None
         self._last_tags: Sources = ()
-        self._last_latent: torch.Tensor | None = None  # clean latent of the last output (stream mode)
+        self._last_latent: torch.Tensor | None = None  # clean latent of the last output, one row per frame slot
         self._last_ref: torch.Tensor | None = None
         self.update(params or Params())
 
@@ -218,11 +227,12 @@ class StreamEngine:
             if self.params.similarity_filter and self.filter.should_skip(images):
                 return StepResult(self._last, skipped=True, delay=self.delay, sources=self._last_tags)
         ctrl = self._ctrl.new(images, controlnet_images)
-        z = self.backend.encode(images.to(self.dtype)) if img2img else None
+        z = self._feedback(self.backend.encode(images.to(self.dtype))) if img2img else None
         c = self.consts
         x_new = add_noise(z, self.noise[:f], c.a[:f], c.b[:f]) if img2img else self.noise[:f]
         if self.config.batching == "sequential":
             latent = self._sequential(x_new, z, c.steps, ctrl)[0]
+            self._last_latent = latent
             out_tags = tags
         else:
             if self._x0 is None:
@@ -235,6 +245,15 @@ class StreamEngine:
         self._last = self.backend.decode(latent)
         self._last_tags = out_tags
         return StepResult(self._last, skipped=False, delay=self.delay, sources=out_tags)
+
+    def _feedback(self, z: torch.Tensor) -> torch.Tensor:
+        """The frame's latent as the engine uses it (noised, and RCFG self's reference): with latent_feedback
+        above 0 and a last output to pull toward, blended with that output's clean latent; else ``z`` itself,
+        untouched, so feedback off costs nothing and changes no bit."""
+        alpha = self.params.latent_feedback
+        if alpha == 0.0 or self._last_latent is None:
+            return z
+        return feedback_latent(z, self._last_latent, alpha)
 
     def _guided_denoise(self, x: torch.Tensor, rows: slice, new_rows: int, z: torch.Tensor | None,
                         ref_inflight: torch.Tensor | None, ctrl: Sequence[torch.Tensor] = ()
