@@ -24,7 +24,7 @@ SHOW = {
     "strength": 0.65, "steps": 3, "t_index_list": (10, 20, 30), "similarity_filter": True,
     "similarity_threshold": 0.9, "similarity_max_skip": 4, "pause": False, "bypass": True, "quantize": "bar",
     "controlnet_scale": (0.5, 1.5), "controlnet_enabled": (True, False), "controlnet_start": (0.1, 0.0),
-    "controlnet_end": (0.9, 1.0),
+    "controlnet_end": (0.9, 1.0), "latent_feedback": 0.15,
 }
 
 
