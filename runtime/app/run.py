@@ -189,9 +189,9 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
         background = Background()  # live prompt changes are encoded off the engine thread
         stack.callback(background.close)
         engine, parts = assemble(cfg.model, backend=cfg.backend, config=engine_config, params=params, device=device,
-                              taesd=cfg.taesd, lcm_lora=None if cfg.lcm_lora.lower() == "none" else cfg.lcm_lora,
-                              loras=cfg.loras, controlnets=cfg.controlnet, control_images=cfg.control_image,
-                              background=background)
+                                 taesd=cfg.taesd, lcm_lora=None if cfg.lcm_lora.lower() == "none" else cfg.lcm_lora,
+                                 loras=cfg.loras, controlnets=cfg.controlnet, control_images=cfg.control_image,
+                                 background=background)
         state = ParamState(params, check=engine.check)
     except (ModelLoadError, ValueError) as exc:
         raise _Failed(str(exc)) from None
@@ -209,7 +209,7 @@ def _run(cfg: RuntimeConfig, stop: threading.Event, stack: contextlib.ExitStack)
     stats.ready = True
     print("dreamwire: ready", file=sys.stderr)
     feed = ControlNetFeed(controlnet_routes(cfg.control_source, len(cfg.controlnet)), control_sources,
-                       engine.controlnets).start()
+                          engine.controlnets).start()
     stack.callback(feed.close)
     loop = FrameLoop(engine, source, sink, state, LoopOptions(max_frames=cfg.frames, output_size=cfg.output_size),
                      stats, failsafe=failsafe, fallback=fallback_for(engine, parts), before_step=rig.tick,

@@ -170,10 +170,6 @@ class OscServer:
         with self._count_lock:
             self.errors += 1
         self._log.log("OSC from %s:%s rejected: %s: %s", sender[0], sender[1], address or "(packet)", reason)
-        self.report(address, reason)
-
-    def report(self, address: str, reason: str) -> None:
-        """Send ``<prefix>/error address reason`` to the telemetry target (also for the loop's own errors)."""
         self.reports.error(address, reason)
 
     def allowed(self, sender: tuple[str, int]) -> bool:
